@@ -1,0 +1,773 @@
+//! The one typed configuration and its layering:
+//! built-in defaults < TOML file < environment < command-line flags.
+//!
+//! Environment names: the seed's (`ENV`, `LOG_LEVEL`, `WORKERS`, `CORS_ORIGINS`,
+//! `DEFAULT_PAGE_SIZE`, `MAX_PAGE_SIZE`, `SECRET_KEY` / `JWT_SECRET_KEY`,
+//! `DATABASE_URL`, `REDIS_URL`) and `QUANTBOX_`-prefixed ones, where `__`
+//! separates nesting levels (`QUANTBOX_QUEUES__BACKTEST=3`). `QUANTBOX_` names
+//! win over seed names. Every secret also has a `*_FILE` variant (env or TOML
+//! `*_file` key) whose file content, trimmed, becomes the value.
+//!
+//! Loading takes the environment as a map so tests never touch the process
+//! environment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where the packaged config lives; read when present and no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/quantbox/quantbox.toml";
+
+/// Secrets that ship in examples and must never reach production.
+const WELL_KNOWN_SECRETS: &[&str] = &[
+    "changeme",
+    "change-me",
+    "changeit",
+    "secret",
+    "secret-key",
+    "your-secret-key",
+    "your_secret_key",
+    "supersecret",
+    "development",
+    "quantbox",
+    "password",
+    "<base64-encoded-secret-key>",
+    "<base64-encoded-jwt-secret>",
+];
+
+/// Minimum length of the signing secret in production.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Deployment environment (`ENV`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    #[serde(alias = "dev", alias = "DEVELOPMENT", alias = "Development")]
+    Development,
+    #[serde(alias = "prod", alias = "PRODUCTION", alias = "Production")]
+    Production,
+    #[serde(alias = "testing", alias = "TEST")]
+    Test,
+}
+
+/// A secret string: never printed, serialized as `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself. Call sites are the few places that use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// Worker threads per job queue (the seed's Celery `--concurrency`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueuesConfig {
+    pub backtest: usize,
+    pub data: usize,
+    /// How often a job is retried after the process died while running it.
+    pub max_attempts: u32,
+}
+
+impl Default for QueuesConfig {
+    fn default() -> Self {
+        Self {
+            backtest: 2,
+            data: 4,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Token lifetimes and brute-force protection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    /// Failed logins in a row before the account is locked.
+    pub lockout_threshold: u32,
+    /// First lockout; doubles with each further failure.
+    pub lockout_base_secs: u64,
+    pub lockout_max_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 7 * 24 * 3600,
+            lockout_threshold: 5,
+            lockout_base_secs: 30,
+            lockout_max_secs: 15 * 60,
+        }
+    }
+}
+
+/// Per-client request rate limits (the seed's nginx `limit_req` zones).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub api_per_sec: u32,
+    pub api_burst: u32,
+    pub trading_per_sec: u32,
+    pub trading_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            api_per_sec: 10,
+            api_burst: 20,
+            trading_per_sec: 5,
+            trading_burst: 10,
+        }
+    }
+}
+
+/// Request body limits in bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BodyLimits {
+    pub json_bytes: usize,
+    pub upload_bytes: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        Self {
+            json_bytes: 1024 * 1024,
+            upload_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// How long finished records are kept by the retention job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub audit_days: u32,
+    pub jobs_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            audit_days: 365,
+            jobs_days: 30,
+        }
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub env: Environment,
+    pub log_level: String,
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Threads of the async runtime serving HTTP (the seed's uvicorn `WORKERS`).
+    pub workers: usize,
+    #[serde(deserialize_with = "string_or_list")]
+    pub cors_origins: Vec<String>,
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+    /// Signs access tokens (`SECRET_KEY` or `JWT_SECRET_KEY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Password for the `admin` user created on first start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_password_file: Option<PathBuf>,
+    /// Cluster mode: PostgreSQL / TimescaleDB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url_file: Option<PathBuf>,
+    /// Cluster mode: Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url_file: Option<PathBuf>,
+    /// Send HSTS: set when clients reach quantbox over TLS (directly or via a proxy).
+    pub behind_tls: bool,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// Bound on draining requests and job steps at shutdown (keep below systemd's
+    /// `TimeoutStopSec` and k8s' `terminationGracePeriodSeconds`).
+    pub shutdown_timeout_secs: u64,
+    pub queues: QueuesConfig,
+    pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
+    pub limits: BodyLimits,
+    pub retention: RetentionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            env: Environment::Development,
+            log_level: "info".into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            data_dir: PathBuf::from("./data"),
+            workers: 4,
+            cors_origins: Vec::new(),
+            default_page_size: 20,
+            max_page_size: 100,
+            secret_key: None,
+            secret_key_file: None,
+            admin_password: None,
+            admin_password_file: None,
+            database_url: None,
+            database_url_file: None,
+            redis_url: None,
+            redis_url_file: None,
+            behind_tls: false,
+            trust_forwarded_for: false,
+            shutdown_timeout_secs: 20,
+            queues: QueuesConfig::default(),
+            auth: AuthConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            limits: BodyLimits::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        Either::Many(v) => v,
+    })
+}
+
+/// One invalid setting: which key and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Everything wrong with a configuration, reported at once.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigIssue>);
+
+impl ConfigError {
+    fn one(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self(vec![ConfigIssue {
+            key: key.into(),
+            reason: reason.into(),
+        }])
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for issue in &self.0 {
+            write!(f, "\n  - {}: {}", issue.key, issue.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// What to load a configuration from.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSource {
+    /// Explicit config file (`--config`): must exist.
+    pub file: Option<PathBuf>,
+    /// Read [`DEFAULT_CONFIG_PATH`] when it exists and no `file` is given.
+    pub use_default_file: bool,
+    /// The environment, as a map.
+    pub env: HashMap<String, String>,
+    /// Highest layer: command-line flags, keyed like the TOML file.
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl ConfigSource {
+    /// The process environment and the default file lookup.
+    pub fn from_process() -> Self {
+        Self {
+            file: None,
+            use_default_file: true,
+            env: std::env::vars().collect(),
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    /// The config file this source reads, if any.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        if let Some(f) = &self.file {
+            return Some(f.clone());
+        }
+        if let Some(f) = self.env.get("QUANTBOX_CONFIG").filter(|s| !s.is_empty()) {
+            return Some(PathBuf::from(f));
+        }
+        let default = Path::new(DEFAULT_CONFIG_PATH);
+        (self.use_default_file && default.exists()).then(|| default.to_path_buf())
+    }
+}
+
+/// Seed environment names and the key each one sets.
+const SEED_ENV: &[(&str, &str)] = &[
+    ("ENV", "env"),
+    ("LOG_LEVEL", "log_level"),
+    ("WORKERS", "workers"),
+    ("CORS_ORIGINS", "cors_origins"),
+    ("DEFAULT_PAGE_SIZE", "default_page_size"),
+    ("MAX_PAGE_SIZE", "max_page_size"),
+    ("SECRET_KEY", "secret_key"),
+    // JWT_SECRET_KEY is the more specific name: it wins over SECRET_KEY.
+    ("JWT_SECRET_KEY", "secret_key"),
+    ("DATABASE_URL", "database_url"),
+    ("REDIS_URL", "redis_url"),
+    ("SECRET_KEY_FILE", "secret_key_file"),
+    ("JWT_SECRET_KEY_FILE", "secret_key_file"),
+    ("DATABASE_URL_FILE", "database_url_file"),
+    ("REDIS_URL_FILE", "redis_url_file"),
+];
+
+/// Keys whose values stay strings even when they look like numbers.
+const STRING_KEYS: &[&str] = &[
+    "env",
+    "log_level",
+    "bind",
+    "data_dir",
+    "cors_origins",
+    "secret_key",
+    "admin_password",
+    "database_url",
+    "redis_url",
+    "secret_key_file",
+    "admin_password_file",
+    "database_url_file",
+    "redis_url_file",
+];
+
+fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Map::<String, Value>::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            } else {
+                let mut inner = Dict::new();
+                insert_path(&mut inner, rest, value);
+                *entry = Value::from(inner);
+            }
+        }
+    }
+}
+
+fn typed_value(key: &str, raw: &str) -> Value {
+    if STRING_KEYS.contains(&key) {
+        Value::from(raw.to_string())
+    } else {
+        raw.parse::<Value>().unwrap_or_else(|_| Value::from(raw.to_string()))
+    }
+}
+
+fn env_layer(env: &HashMap<String, String>) -> Dict {
+    let mut dict = Dict::new();
+    for (name, key) in SEED_ENV {
+        if let Some(raw) = env.get(*name) {
+            insert_path(&mut dict, &[key.to_string()], typed_value(key, raw));
+        }
+    }
+    let mut prefixed: Vec<_> = env
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("QUANTBOX_").map(|rest| (rest, v)))
+        .filter(|(rest, _)| *rest != "CONFIG")
+        .collect();
+    prefixed.sort();
+    for (rest, raw) in prefixed {
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let leaf = path.last().cloned().unwrap_or_default();
+        insert_path(&mut dict, &path, typed_value(&leaf, raw));
+    }
+    dict
+}
+
+fn read_secret_file(key: &str, path: &Path) -> Result<Secret, ConfigIssue> {
+    std::fs::read_to_string(path)
+        .map(|s| Secret::new(s.trim().to_string()))
+        .map_err(|e| ConfigIssue {
+            key: format!("{key}_file"),
+            reason: format!("cannot read {}: {e}", path.display()),
+        })
+}
+
+impl Config {
+    /// Loads and validates a configuration.
+    pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = source.config_file() {
+            if !path.exists() {
+                return Err(ConfigError::one(
+                    "config",
+                    format!("config file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(&path));
+        }
+        figment = figment.merge(Serialized::defaults(env_layer(&source.env)));
+        let mut flags = Dict::new();
+        for (k, v) in &source.overrides {
+            insert_path(&mut flags, &[k.clone()], typed_value(k, v));
+        }
+        figment = figment.merge(Serialized::defaults(flags));
+
+        let mut config: Config = figment.extract().map_err(|e| {
+            ConfigError(
+                e.into_iter()
+                    .map(|e| ConfigIssue {
+                        key: if e.path.is_empty() {
+                            "config".into()
+                        } else {
+                            e.path.join(".")
+                        },
+                        reason: e.kind.to_string(),
+                    })
+                    .collect(),
+            )
+        })?;
+        config.resolve_secret_files()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        let mut issues = Vec::new();
+        let slots: [(&str, &Option<PathBuf>, &mut Option<Secret>); 4] = [
+            ("secret_key", &self.secret_key_file, &mut self.secret_key),
+            (
+                "admin_password",
+                &self.admin_password_file,
+                &mut self.admin_password,
+            ),
+            ("database_url", &self.database_url_file, &mut self.database_url),
+            ("redis_url", &self.redis_url_file, &mut self.redis_url),
+        ];
+        for (key, file, slot) in slots {
+            if let Some(path) = file {
+                match read_secret_file(key, path) {
+                    Ok(secret) => *slot = Some(secret),
+                    Err(issue) => issues.push(issue),
+                }
+            }
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(issues))
+        }
+    }
+
+    /// Checks values that types alone cannot; reports every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut issues = Vec::new();
+        let mut bad = |key: &str, reason: String| {
+            issues.push(ConfigIssue {
+                key: key.into(),
+                reason,
+            })
+        };
+        if self.default_page_size == 0 {
+            bad("default_page_size", "must be at least 1".into());
+        }
+        if self.max_page_size == 0 || self.max_page_size > 10_000 {
+            bad("max_page_size", "must be between 1 and 10000".into());
+        }
+        if self.default_page_size > self.max_page_size {
+            bad(
+                "default_page_size",
+                format!(
+                    "{} is larger than max_page_size ({})",
+                    self.default_page_size, self.max_page_size
+                ),
+            );
+        }
+        if !(1..=512).contains(&self.workers) {
+            bad("workers", format!("{} is not between 1 and 512", self.workers));
+        }
+        for (key, n) in [
+            ("queues.backtest", self.queues.backtest),
+            ("queues.data", self.queues.data),
+        ] {
+            if !(1..=256).contains(&n) {
+                bad(key, format!("{n} is not between 1 and 256"));
+            }
+        }
+        if self.queues.max_attempts == 0 {
+            bad("queues.max_attempts", "must be at least 1".into());
+        }
+        if self.log_level.trim().is_empty() {
+            bad("log_level", "must not be empty".into());
+        }
+        for origin in &self.cors_origins {
+            if origin == "*" {
+                if self.cors_origins.len() > 1 {
+                    bad(
+                        "cors_origins",
+                        "\"*\" cannot be combined with explicit origins".into(),
+                    );
+                }
+                continue;
+            }
+            if let Err(reason) = check_origin(origin) {
+                bad("cors_origins", format!("{origin:?}: {reason}"));
+            }
+        }
+        let rl = &self.rate_limit;
+        for (key, n) in [
+            ("rate_limit.api_per_sec", rl.api_per_sec),
+            ("rate_limit.api_burst", rl.api_burst),
+            ("rate_limit.trading_per_sec", rl.trading_per_sec),
+            ("rate_limit.trading_burst", rl.trading_burst),
+        ] {
+            if n == 0 {
+                bad(key, "must be at least 1".into());
+            }
+        }
+        if self.auth.access_ttl_secs == 0 || self.auth.refresh_ttl_secs == 0 {
+            bad("auth", "token lifetimes must be at least 1 second".into());
+        }
+        if self.limits.json_bytes == 0 || self.limits.upload_bytes == 0 {
+            bad("limits", "body limits must be at least 1 byte".into());
+        }
+        if self.env == Environment::Production {
+            match &self.secret_key {
+                None => bad(
+                    "secret_key",
+                    "required in production (set SECRET_KEY, JWT_SECRET_KEY or *_FILE)".into(),
+                ),
+                Some(s) => {
+                    if let Err(reason) = check_secret_strength(s.expose()) {
+                        bad("secret_key", reason);
+                    }
+                }
+            }
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(issues))
+        }
+    }
+
+    /// The configuration as TOML with every secret redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Rejects empty, short and well-known signing secrets.
+pub fn check_secret_strength(secret: &str) -> Result<(), String> {
+    let trimmed = secret.trim();
+    if trimmed.is_empty() {
+        return Err("is empty".into());
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    if WELL_KNOWN_SECRETS.contains(&lower.as_str()) {
+        return Err("is a well-known placeholder value".into());
+    }
+    if trimmed.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "is {} characters long; at least {MIN_SECRET_LEN} are required",
+            trimmed.len()
+        ));
+    }
+    if trimmed.chars().all(|c| c == trimmed.chars().next().unwrap_or(' ')) {
+        return Err("repeats a single character".into());
+    }
+    Ok(())
+}
+
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() {
+        return Err("has no host");
+    }
+    if rest.contains('/') {
+        return Err("must not contain a path");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)], toml: Option<&str>) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = toml.map(|t| {
+            let p = dir.path().join("q.toml");
+            std::fs::write(&p, t).unwrap();
+            p
+        });
+        Config::load(&ConfigSource {
+            file,
+            use_default_file: false,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            overrides: BTreeMap::new(),
+        })
+    }
+
+    fn keys(e: ConfigError) -> Vec<String> {
+        e.0.into_iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let c = load(&[], None).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!((c.default_page_size, c.max_page_size), (20, 100));
+        assert_eq!((c.queues.backtest, c.queues.data), (2, 4));
+        assert_eq!((c.rate_limit.api_per_sec, c.rate_limit.api_burst), (10, 20));
+        assert_eq!(c.limits.upload_bytes, 50 * 1024 * 1024);
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let toml = "workers = 2\nmax_page_size = 50\n[queues]\ndata = 7\n";
+        let c = load(&[], Some(toml)).unwrap();
+        assert_eq!((c.workers, c.max_page_size, c.queues.data), (2, 50, 7));
+        let c = load(
+            &[("WORKERS", "3"), ("QUANTBOX_QUEUES__DATA", "9")],
+            Some(toml),
+        )
+        .unwrap();
+        assert_eq!((c.workers, c.queues.data), (3, 9));
+        // QUANTBOX_ names win over seed names.
+        let c = load(&[("WORKERS", "3"), ("QUANTBOX_WORKERS", "5")], None).unwrap();
+        assert_eq!(c.workers, 5);
+    }
+
+    #[test]
+    fn cors_origins_accept_comma_lists() {
+        let c = load(
+            &[("CORS_ORIGINS", "https://a.example, https://b.example:8443")],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://a.example", "https://b.example:8443"]
+        );
+        let e = load(&[("CORS_ORIGINS", "https://a.example/path")], None).unwrap_err();
+        assert_eq!(keys(e), vec!["cors_origins"]);
+        let e = load(&[("CORS_ORIGINS", "*,https://a.example")], None).unwrap_err();
+        assert_eq!(keys(e), vec!["cors_origins"]);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let e = load(&[("MAX_PAGE_SIZE", "lots")], None).unwrap_err();
+        assert_eq!(keys(e.clone()), vec!["max_page_size"]);
+        assert!(e.to_string().contains("max_page_size"), "{e}");
+        let e = load(&[("DEFAULT_PAGE_SIZE", "200")], None).unwrap_err();
+        assert_eq!(keys(e), vec!["default_page_size"]);
+        let e = load(&[], Some("no_such_key = 1\n")).unwrap_err();
+        assert!(e.to_string().contains("no_such_key"), "{e}");
+        let e = load(&[("QUANTBOX_BIND", "not-an-address")], None).unwrap_err();
+        assert_eq!(keys(e), vec!["bind"]);
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt");
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef-from-file\n").unwrap();
+        let c = load(
+            &[
+                ("SECRET_KEY", "plain-but-overridden-0123456789abcdef"),
+                ("JWT_SECRET_KEY_FILE", path.to_str().unwrap()),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.secret_key.as_ref().unwrap().expose(),
+            "0123456789abcdef0123456789abcdef-from-file"
+        );
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("from-file"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        let e = load(&[("REDIS_URL_FILE", "/nonexistent/redis")], None).unwrap_err();
+        assert_eq!(keys(e), vec!["redis_url_file"]);
+    }
+
+    #[test]
+    fn production_refuses_weak_secrets() {
+        let e = load(&[("ENV", "production")], None).unwrap_err();
+        assert_eq!(keys(e), vec!["secret_key"]);
+        for weak in ["changeme", "short", "", "<base64-encoded-jwt-secret>"] {
+            let e = load(&[("ENV", "production"), ("SECRET_KEY", weak)], None).unwrap_err();
+            assert_eq!(keys(e), vec!["secret_key"], "{weak:?}");
+        }
+        let c = load(
+            &[
+                ("ENV", "production"),
+                ("SECRET_KEY", "k3y-that-is-long-enough-for-production-use"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.env, Environment::Production);
+    }
+}

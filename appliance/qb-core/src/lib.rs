@@ -1,0 +1,18 @@
+//! quantbox core: the vocabulary every other crate shares.
+//!
+//! - [`config`]: the one typed configuration, layered defaults < TOML < environment.
+//! - [`model`]: users, roles, jobs, schedules, audit entries, pages.
+//! - [`seams`]: one trait per store (metadata, job queue, key-value, pub/sub).
+//!   Single-box adapters live in `qb-store`; cluster adapters slot in behind
+//!   the same traits without touching callers.
+//! - [`metrics`]: the Prometheus registry and the metric families quantbox exports.
+//!
+//! This crate knows nothing about HTTP, SQLite, redb or wasmtime.
+
+pub mod config;
+pub mod metrics;
+pub mod model;
+pub mod seams;
+pub mod time;
+
+pub use seams::{JobQueue, KvStore, MetaStore, PubSub, StoreError, StoreResult};

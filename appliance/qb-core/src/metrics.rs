@@ -1,0 +1,132 @@
+//! The Prometheus registry and every metric family quantbox exports.
+//!
+//! Names follow the alerts the seed defines (request latency p95, 5xx rate,
+//! queue backlog) so the shipped alert rules can use them unchanged.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds, dense around the 1 s p95 alert threshold.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
+];
+
+/// All metric families; cheap to clone (handles are reference counted).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `http_requests_total{method,route,status}`; `route` is the route template.
+    pub http_requests: IntCounterVec,
+    /// `http_request_duration_seconds{route}`
+    pub http_duration: HistogramVec,
+    /// `quantbox_queue_length{queue}`: jobs waiting.
+    pub queue_length: IntGaugeVec,
+    /// `quantbox_jobs_running{queue}`
+    pub jobs_running: IntGaugeVec,
+    /// `quantbox_jobs_total{queue,outcome}`: finished jobs.
+    pub jobs_total: IntCounterVec,
+    /// `quantbox_logins_total{result}`
+    pub logins: IntCounterVec,
+    /// `quantbox_rate_limited_total{zone}`
+    pub rate_limited: IntCounterVec,
+    /// `quantbox_workers{queue}`: live worker threads.
+    pub workers: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new(version: &str) -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests served"),
+            &["method", "route", "status"],
+        )
+        .unwrap();
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency from first byte in to response headers out",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .unwrap();
+        let queue_length = IntGaugeVec::new(
+            Opts::new("quantbox_queue_length", "Jobs waiting in a queue"),
+            &["queue"],
+        )
+        .unwrap();
+        let jobs_running = IntGaugeVec::new(
+            Opts::new("quantbox_jobs_running", "Jobs running on a queue"),
+            &["queue"],
+        )
+        .unwrap();
+        let jobs_total = IntCounterVec::new(
+            Opts::new("quantbox_jobs_total", "Jobs finished, by outcome"),
+            &["queue", "outcome"],
+        )
+        .unwrap();
+        let logins = IntCounterVec::new(
+            Opts::new("quantbox_logins_total", "Login attempts, by result"),
+            &["result"],
+        )
+        .unwrap();
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "quantbox_rate_limited_total",
+                "Requests refused by a rate limit",
+            ),
+            &["zone"],
+        )
+        .unwrap();
+        let workers = IntGaugeVec::new(
+            Opts::new("quantbox_workers", "Live worker threads per queue"),
+            &["queue"],
+        )
+        .unwrap();
+        let build_info = IntGaugeVec::new(
+            Opts::new("quantbox_build_info", "Build information; always 1"),
+            &["version"],
+        )
+        .unwrap();
+        build_info.with_label_values(&[version]).set(1);
+
+        for c in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(queue_length.clone()),
+            Box::new(jobs_running.clone()),
+            Box::new(jobs_total.clone()),
+            Box::new(logins.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(workers.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(c).unwrap();
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .unwrap();
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            queue_length,
+            jobs_running,
+            jobs_total,
+            logins,
+            rate_limited,
+            workers,
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,202 @@
+//! The seams between quantbox and its storage: one trait per store.
+//!
+//! | trait        | single box (`qb-store`)         | cluster mode                     |
+//! |--------------|---------------------------------|----------------------------------|
+//! | [`MetaStore`]| SQLite (users, keys, audit)     | PostgreSQL                       |
+//! | [`JobQueue`] | SQLite (jobs, schedules)        | PostgreSQL records + Redis wakeups|
+//! | [`KvStore`]  | redb (hot state)                | Redis                            |
+//! | [`PubSub`]   | tokio broadcast                 | Redis pub/sub                    |
+//!
+//! Callers hold `Arc<dyn Trait>` and never name an adapter. Every adapter runs
+//! the same conformance suite (`qb-store/tests`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use crate::model::*;
+
+/// Why a store call failed; the kind is what callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Users, API keys, refresh tokens and the audit log.
+#[async_trait]
+pub trait MetaStore: Send + Sync {
+    /// Cheap liveness probe of the backend.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Applied schema version and the version this build expects.
+    async fn schema_version(&self) -> StoreResult<(u32, u32)>;
+
+    async fn create_user(&self, username: &str, password_hash: &str, role: Role)
+    -> StoreResult<User>;
+    async fn user_credentials(&self, username: &str) -> StoreResult<Option<UserCredentials>>;
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
+    async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>>;
+    async fn update_user(&self, username: &str, update: UserUpdate) -> StoreResult<User>;
+    async fn delete_user(&self, username: &str) -> StoreResult<()>;
+    async fn count_admins(&self) -> StoreResult<u64>;
+    /// Counts a failed login; locks the account until `lock_until(failures)`.
+    async fn login_failed(
+        &self,
+        user_id: i64,
+        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Sync),
+    ) -> StoreResult<u32>;
+    async fn login_succeeded(&self, user_id: i64) -> StoreResult<()>;
+
+    async fn create_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        key_hash: &str,
+        role: Role,
+        user_id: i64,
+    ) -> StoreResult<ApiKey>;
+    /// The active key with this hash and its owner; records the use.
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<(ApiKey, User)>>;
+    /// Keys of one owner, or all keys when `owner` is `None`.
+    async fn list_api_keys(&self, owner: Option<i64>, page: PageRequest)
+    -> StoreResult<Page<ApiKey>>;
+    /// Revokes a key (of `owner` when given).
+    async fn revoke_api_key(&self, id: &str, owner: Option<i64>) -> StoreResult<ApiKey>;
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Marks one token used; false when it was already revoked.
+    async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool>;
+    async fn revoke_refresh_family(&self, family: &str) -> StoreResult<u64>;
+    async fn revoke_user_refresh_tokens(&self, user_id: i64) -> StoreResult<u64>;
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<()>;
+    async fn list_audit(&self, filter: &AuditFilter, page: PageRequest)
+    -> StoreResult<Page<AuditEntry>>;
+
+    /// Deletes audit entries and refresh tokens older than the cut-offs.
+    async fn purge(
+        &self,
+        audit_before: DateTime<Utc>,
+        tokens_before: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)>;
+    /// Flushes the write-ahead log into the main file (or the backend's analogue).
+    async fn checkpoint(&self) -> StoreResult<String>;
+}
+
+/// Persistent named job queues and the cron schedules that feed them.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    async fn enqueue(&self, job: NewJob) -> StoreResult<Job>;
+    /// Takes the oldest queued job of `queue` and marks it running; waits up
+    /// to `wait` for one to arrive.
+    async fn claim(&self, queue: &str, wait: Duration) -> StoreResult<Option<Job>>;
+    /// Records progress; returns whether cancellation was requested.
+    async fn progress(&self, id: &str, fraction: f64, message: Option<&str>) -> StoreResult<bool>;
+    async fn finish(&self, id: &str, outcome: &JobOutcome) -> StoreResult<Job>;
+    /// Puts a running job back in its queue (shutdown interrupted it).
+    async fn release(&self, id: &str, reason: &str) -> StoreResult<()>;
+    /// Cancels a queued job at once; asks a running one to stop.
+    async fn request_cancel(&self, id: &str) -> StoreResult<Job>;
+    async fn get(&self, id: &str) -> StoreResult<Option<Job>>;
+    async fn list(&self, filter: &JobFilter, page: PageRequest) -> StoreResult<Page<Job>>;
+    async fn stats(&self, queues: &[&str]) -> StoreResult<Vec<QueueStats>>;
+    /// At start-up: jobs left `running` by a dead process are re-queued, or
+    /// failed with a reason once they used up their attempts.
+    async fn recover(&self) -> StoreResult<Recovery>;
+    async fn purge_finished(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    async fn create_schedule(&self, schedule: NewSchedule) -> StoreResult<Schedule>;
+    async fn list_schedules(&self, page: PageRequest) -> StoreResult<Page<Schedule>>;
+    async fn all_schedules(&self) -> StoreResult<Vec<Schedule>>;
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<Schedule>>;
+    async fn update_schedule(&self, id: &str, update: ScheduleUpdate) -> StoreResult<Schedule>;
+    async fn delete_schedule(&self, id: &str) -> StoreResult<()>;
+    /// Enqueues the run of `schedule_id` due at `due_at` exactly once: a
+    /// second call for the same instant returns `None`.
+    async fn fire_schedule(
+        &self,
+        schedule_id: &str,
+        due_at: DateTime<Utc>,
+        job: NewJob,
+    ) -> StoreResult<Option<Job>>;
+}
+
+/// Hot state: small values read and written often, optionally expiring.
+#[async_trait]
+pub trait KvStore: Send + Sync {
+    async fn ping(&self) -> StoreResult<()>;
+    async fn get(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn put(&self, ns: &str, key: &str, value: &[u8], ttl: Option<Duration>)
+    -> StoreResult<()>;
+    async fn delete(&self, ns: &str, key: &str) -> StoreResult<bool>;
+    /// Live entries of `ns` whose key starts with `prefix`, in key order.
+    async fn scan(&self, ns: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// Drops expired entries; returns how many.
+    async fn purge_expired(&self) -> StoreResult<u64>;
+}
+
+/// One published message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub topic: String,
+    pub data: serde_json::Value,
+}
+
+/// Fire-and-forget fan-out. Publishing never blocks on slow subscribers: a
+/// subscriber that falls behind loses the oldest messages and is told so by
+/// `RecvError::Lagged`.
+pub trait PubSub: Send + Sync {
+    fn publish(&self, topic: &str, data: serde_json::Value);
+    fn subscribe(&self, topic: &str) -> broadcast::Receiver<Arc<Event>>;
+}
+
+/// The lock-out instant after `failures` failed logins in a row: none below
+/// `threshold`, then `base` doubling per further failure, capped at `max`.
+pub fn lockout_until(
+    failures: u32,
+    threshold: u32,
+    base: Duration,
+    max: Duration,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if failures < threshold {
+        return None;
+    }
+    let doublings = (failures - threshold).min(20);
+    let secs = base
+        .as_secs()
+        .saturating_mul(1u64 << doublings)
+        .min(max.as_secs());
+    Some(now + chrono::Duration::seconds(secs as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lockout_doubles_and_caps() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let b = Duration::from_secs(30);
+        let m = Duration::from_secs(900);
+        let secs = |f| lockout_until(f, 5, b, m, now).map(|t| (t - now).num_seconds());
+        assert_eq!(secs(4), None);
+        assert_eq!(secs(5), Some(30));
+        assert_eq!(secs(6), Some(60));
+        assert_eq!(secs(9), Some(480));
+        assert_eq!(secs(10), Some(900));
+        assert_eq!(secs(60), Some(900));
+    }
+}

@@ -1,0 +1,18 @@
+//! Single-box storage adapters behind the `qb-core` seams:
+//!
+//! - [`sqlite::Sqlite`]: [`qb_core::MetaStore`] and [`qb_core::JobQueue`] in
+//!   one SQLite file (`quantbox.sqlite`), WAL mode, `synchronous=FULL`.
+//! - [`redb_kv::RedbKv`]: [`qb_core::KvStore`] in one redb file (`state.redb`).
+//! - [`local_pubsub::LocalPubSub`]: [`qb_core::PubSub`] over tokio broadcast.
+//!
+//! Blocking database calls run on tokio's blocking pool, never on the async
+//! worker threads.
+
+pub mod local_pubsub;
+pub mod migrations;
+pub mod redb_kv;
+pub mod sqlite;
+
+pub use local_pubsub::LocalPubSub;
+pub use redb_kv::RedbKv;
+pub use sqlite::Sqlite;

@@ -1,0 +1,112 @@
+//! Versioned, idempotent schema migrations for the SQLite metadata store.
+//! The applied version is `PRAGMA user_version`; each step runs in its own
+//! transaction, so a crash mid-way leaves the previous version intact.
+
+use rusqlite::Connection;
+
+/// Steps in order; step `i` upgrades version `i` to `i + 1`. Never edit a
+/// released step: append a new one.
+pub const STEPS: &[&str] = &[
+    // 1: users, API keys, refresh tokens, audit log, jobs, schedules.
+    r#"
+    CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('admin', 'trader', 'viewer')),
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until  INTEGER,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        prefix       TEXT NOT NULL,
+        key_hash     TEXT NOT NULL UNIQUE,
+        role         TEXT NOT NULL,
+        user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at   INTEGER
+    );
+    CREATE TABLE refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        family     TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked    INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
+    CREATE TABLE audit_log (
+        id        INTEGER PRIMARY KEY,
+        ts        INTEGER NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        target    TEXT,
+        result    TEXT NOT NULL,
+        status    INTEGER,
+        client_ip TEXT,
+        detail    TEXT
+    );
+    CREATE INDEX audit_log_ts ON audit_log(ts);
+    CREATE TABLE jobs (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT NOT NULL UNIQUE,
+        queue            TEXT NOT NULL,
+        kind             TEXT NOT NULL,
+        params           TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        progress         REAL NOT NULL DEFAULT 0,
+        message          TEXT,
+        result           TEXT,
+        error            TEXT,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        max_attempts     INTEGER NOT NULL,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        created_by       TEXT,
+        schedule_id      TEXT,
+        created_at       INTEGER NOT NULL,
+        started_at       INTEGER,
+        finished_at      INTEGER
+    );
+    CREATE INDEX jobs_queue_state ON jobs(queue, state, seq);
+    CREATE INDEX jobs_state ON jobs(state);
+    CREATE TABLE schedules (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        cron        TEXT NOT NULL,
+        job         TEXT NOT NULL,
+        enabled     INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        last_run_at INTEGER,
+        last_job_id TEXT
+    );
+    CREATE TABLE schedule_runs (
+        schedule_id TEXT NOT NULL,
+        due_at      INTEGER NOT NULL,
+        job_id      TEXT NOT NULL,
+        PRIMARY KEY (schedule_id, due_at)
+    );
+    "#,
+];
+
+/// The schema version this build expects.
+pub fn latest() -> u32 {
+    STEPS.len() as u32
+}
+
+/// Applies the missing steps; returns (version before, version after).
+pub fn run(conn: &mut Connection) -> rusqlite::Result<(u32, u32)> {
+    let before: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in STEPS.iter().enumerate().skip(before as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.commit()?;
+    }
+    let after: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok((before, after))
+}

@@ -1,0 +1,1280 @@
+//! SQLite adapter for [`MetaStore`] and [`JobQueue`].
+//!
+//! One writer connection and a few reader connections (WAL lets readers run
+//! beside the writer). Every call runs on tokio's blocking pool. A write
+//! returns only after its transaction committed with `synchronous=FULL`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use qb_core::model::*;
+use qb_core::time::{Millis, now_ms, to_utc};
+use qb_core::{JobQueue, MetaStore, StoreError, StoreResult};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use tokio::sync::Notify;
+
+use crate::migrations;
+
+const READERS: usize = 4;
+
+/// The SQLite metadata store and job queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Sqlite {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    wakeups: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn map_sql(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, msg) = &e
+        && code.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        return StoreError::Conflict(msg.clone().unwrap_or_else(|| "constraint violated".into()));
+    }
+    backend(e)
+}
+
+fn open_conn(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the database and applies migrations.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut writer = open_conn(&path, OpenFlags::default()).map_err(backend)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        migrations::run(&mut writer).map_err(backend)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                open_conn(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map(Mutex::new)
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+                wakeups: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Applies migrations without opening the full store (`quantbox migrate`).
+    pub fn migrate(path: impl AsRef<Path>) -> StoreResult<(u32, u32)> {
+        let mut conn = open_conn(path.as_ref(), OpenFlags::default()).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        migrations::run(&mut conn).map_err(backend)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut inner.writer.lock()))
+            .await
+            .map_err(backend)?
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            f(&inner.readers[i].lock())
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    fn wakeup(&self, queue: &str) -> Arc<Notify> {
+        self.inner
+            .wakeups
+            .lock()
+            .entry(queue.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+fn opt_time(ms: Option<Millis>) -> Option<DateTime<Utc>> {
+    ms.map(to_utc)
+}
+
+fn parse_col<T: std::str::FromStr<Err = String>>(idx: usize, s: String) -> rusqlite::Result<T> {
+    s.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn json_col(idx: usize, s: String) -> rusqlite::Result<serde_json::Value> {
+    serde_json::from_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+const USER_COLS: &str = "id, username, role, disabled, created_at";
+
+fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        role: parse_col(2, r.get(2)?)?,
+        disabled: r.get(3)?,
+        created_at: to_utc(r.get(4)?),
+    })
+}
+
+const KEY_COLS: &str = "k.id, k.name, k.prefix, k.role, u.username, k.created_at, k.last_used_at, k.revoked_at";
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        prefix: r.get(2)?,
+        role: parse_col(3, r.get(3)?)?,
+        owner: r.get(4)?,
+        created_at: to_utc(r.get(5)?),
+        last_used_at: opt_time(r.get(6)?),
+        revoked_at: opt_time(r.get(7)?),
+    })
+}
+
+const JOB_COLS: &str = "id, queue, kind, params, state, progress, message, result, error, attempts, \
+     max_attempts, cancel_requested, created_by, schedule_id, created_at, started_at, finished_at";
+
+fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        queue: r.get(1)?,
+        kind: r.get(2)?,
+        params: json_col(3, r.get(3)?)?,
+        state: parse_col(4, r.get(4)?)?,
+        progress: r.get(5)?,
+        message: r.get(6)?,
+        result: r
+            .get::<_, Option<String>>(7)?
+            .map(|s| json_col(7, s))
+            .transpose()?,
+        error: r.get(8)?,
+        attempts: r.get(9)?,
+        max_attempts: r.get(10)?,
+        cancel_requested: r.get(11)?,
+        created_by: r.get(12)?,
+        schedule_id: r.get(13)?,
+        created_at: to_utc(r.get(14)?),
+        started_at: opt_time(r.get(15)?),
+        finished_at: opt_time(r.get(16)?),
+    })
+}
+
+const SCHEDULE_COLS: &str = "id, name, cron, job, enabled, created_at, last_run_at, last_job_id";
+
+fn schedule_row(r: &Row<'_>) -> rusqlite::Result<Schedule> {
+    let job: String = r.get(3)?;
+    Ok(Schedule {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        cron: r.get(2)?,
+        job: serde_json::from_str(&job).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
+        })?,
+        enabled: r.get(4)?,
+        created_at: to_utc(r.get(5)?),
+        last_run_at: opt_time(r.get(6)?),
+        last_job_id: r.get(7)?,
+        next_run_at: None,
+    })
+}
+
+fn get_job(conn: &Connection, id: &str) -> StoreResult<Option<Job>> {
+    conn.query_row(
+        &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
+        [id],
+        job_row,
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn insert_job(conn: &Connection, job: &NewJob) -> StoreResult<Job> {
+    let id = uuid::Uuid::now_v7().to_string();
+    conn.execute(
+        "INSERT INTO jobs (id, queue, kind, params, state, max_attempts, created_by, schedule_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            job.queue,
+            job.kind,
+            job.params.to_string(),
+            job.max_attempts,
+            job.created_by,
+            job.schedule_id,
+            now_ms()
+        ],
+    )
+    .map_err(map_sql)?;
+    get_job(conn, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+}
+
+fn get_user(conn: &Connection, username: &str) -> StoreResult<User> {
+    conn.query_row(
+        &format!("SELECT {USER_COLS} FROM users WHERE username = ?1"),
+        [username],
+        user_row,
+    )
+    .optional()
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::NotFound(format!("user {username:?}")))
+}
+
+fn get_schedule(conn: &Connection, id: &str) -> StoreResult<Option<Schedule>> {
+    conn.query_row(
+        &format!("SELECT {SCHEDULE_COLS} FROM schedules WHERE id = ?1"),
+        [id],
+        schedule_row,
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn count(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> StoreResult<u64> {
+    conn.query_row(sql, args, |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(backend)
+}
+
+fn collect<T>(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+    f: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt.query_map(args, f).map_err(backend)?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(backend)
+}
+
+#[async_trait]
+impl MetaStore for Sqlite {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn schema_version(&self) -> StoreResult<(u32, u32)> {
+        self.read(|c| {
+            let v: u32 = c
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(backend)?;
+            Ok((v, migrations::latest()))
+        })
+        .await
+    }
+
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+    ) -> StoreResult<User> {
+        let (username, hash) = (username.to_string(), password_hash.to_string());
+        self.write(move |c| {
+            let now = now_ms();
+            c.execute(
+                "INSERT INTO users (username, password_hash, role, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![username, hash, role.as_str(), now],
+            )
+            .map_err(|e| match map_sql(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("user {username:?} already exists"))
+                }
+                other => other,
+            })?;
+            get_user(c, &username)
+        })
+        .await
+    }
+
+    async fn user_credentials(&self, username: &str) -> StoreResult<Option<UserCredentials>> {
+        let username = username.to_string();
+        self.read(move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {USER_COLS}, password_hash, failed_logins, locked_until
+                     FROM users WHERE username = ?1"
+                ),
+                [username],
+                |r| {
+                    Ok(UserCredentials {
+                        user: user_row(r)?,
+                        password_hash: r.get(5)?,
+                        failed_logins: r.get(6)?,
+                        locked_until: opt_time(r.get(7)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
+                [id],
+                user_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>> {
+        self.read(move |c| {
+            let total = count(c, "SELECT COUNT(*) FROM users", &[])?;
+            let items = collect(
+                c,
+                &format!("SELECT {USER_COLS} FROM users ORDER BY id LIMIT ?1 OFFSET ?2"),
+                &[&page.page_size, &(page.offset() as i64)],
+                user_row,
+            )?;
+            Ok(Page {
+                items,
+                page: page.page,
+                page_size: page.page_size,
+                total,
+            })
+        })
+        .await
+    }
+
+    async fn update_user(&self, username: &str, update: UserUpdate) -> StoreResult<User> {
+        let username = username.to_string();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let user = get_user(&tx, &username)?;
+            let now = now_ms();
+            if let Some(role) = update.role {
+                tx.execute(
+                    "UPDATE users SET role = ?1, updated_at = ?2 WHERE id = ?3",
+                    params![role.as_str(), now, user.id],
+                )
+                .map_err(map_sql)?;
+            }
+            if let Some(disabled) = update.disabled {
+                tx.execute(
+                    "UPDATE users SET disabled = ?1, updated_at = ?2 WHERE id = ?3",
+                    params![disabled, now, user.id],
+                )
+                .map_err(map_sql)?;
+            }
+            if let Some(hash) = &update.password_hash {
+                tx.execute(
+                    "UPDATE users SET password_hash = ?1, failed_logins = 0, locked_until = NULL,
+                     updated_at = ?2 WHERE id = ?3",
+                    params![hash, now, user.id],
+                )
+                .map_err(map_sql)?;
+            }
+            let admins = count(
+                &tx,
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
+                &[],
+            )?;
+            if admins == 0 {
+                return Err(StoreError::Conflict(
+                    "this change would leave no active admin".into(),
+                ));
+            }
+            let user = get_user(&tx, &username)?;
+            tx.commit().map_err(backend)?;
+            Ok(user)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, username: &str) -> StoreResult<()> {
+        let username = username.to_string();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let n = tx
+                .execute("DELETE FROM users WHERE username = ?1", [&username])
+                .map_err(map_sql)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("user {username:?}")));
+            }
+            let admins = count(
+                &tx,
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
+                &[],
+            )?;
+            if admins == 0 {
+                return Err(StoreError::Conflict(
+                    "cannot delete the last active admin".into(),
+                ));
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn count_admins(&self) -> StoreResult<u64> {
+        self.read(|c| count(c, "SELECT COUNT(*) FROM users WHERE role = 'admin'", &[]))
+            .await
+    }
+
+    async fn login_failed(
+        &self,
+        user_id: i64,
+        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Sync),
+    ) -> StoreResult<u32> {
+        // Compute the lock for the next count up front: the closure cannot
+        // cross into the blocking pool.
+        let current: u32 = self
+            .read(move |c| {
+                c.query_row(
+                    "SELECT failed_logins FROM users WHERE id = ?1",
+                    [user_id],
+                    |r| r.get(0),
+                )
+                .map_err(backend)
+            })
+            .await?;
+        let failures = current + 1;
+        let until = lock_until(failures).map(|t| t.timestamp_millis());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE users SET failed_logins = failed_logins + 1,
+                 locked_until = COALESCE(?1, locked_until) WHERE id = ?2",
+                params![until, user_id],
+            )
+            .map_err(backend)?;
+            Ok(failures)
+        })
+        .await
+    }
+
+    async fn login_succeeded(&self, user_id: i64) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "UPDATE users SET failed_logins = 0, locked_until = NULL
+                 WHERE id = ?1 AND (failed_logins != 0 OR locked_until IS NOT NULL)",
+                [user_id],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        key_hash: &str,
+        role: Role,
+        user_id: i64,
+    ) -> StoreResult<ApiKey> {
+        let (name, prefix, hash) = (name.to_string(), prefix.to_string(), key_hash.to_string());
+        self.write(move |c| {
+            let id = uuid::Uuid::now_v7().to_string();
+            c.execute(
+                "INSERT INTO api_keys (id, name, prefix, key_hash, role, user_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, name, prefix, hash, role.as_str(), user_id, now_ms()],
+            )
+            .map_err(map_sql)?;
+            c.query_row(
+                &format!(
+                    "SELECT {KEY_COLS} FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = ?1"
+                ),
+                [&id],
+                key_row,
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<(ApiKey, User)>> {
+        let hash = key_hash.to_string();
+        let found = self
+            .read(move |c| {
+                c.query_row(
+                    &format!(
+                        "SELECT {KEY_COLS}, u.id, u.username, u.role, u.disabled, u.created_at
+                         FROM api_keys k JOIN users u ON u.id = k.user_id
+                         WHERE k.key_hash = ?1 AND k.revoked_at IS NULL"
+                    ),
+                    [hash],
+                    |r| {
+                        let key = key_row(r)?;
+                        let user = User {
+                            id: r.get(8)?,
+                            username: r.get(9)?,
+                            role: parse_col(10, r.get(10)?)?,
+                            disabled: r.get(11)?,
+                            created_at: to_utc(r.get(12)?),
+                        };
+                        Ok((key, user))
+                    },
+                )
+                .optional()
+                .map_err(backend)
+            })
+            .await?;
+        if let Some((key, _)) = &found {
+            // Record the use at most once a minute per key to keep writes rare.
+            let stale = key
+                .last_used_at
+                .is_none_or(|t| (Utc::now() - t).num_seconds() >= 60);
+            if stale {
+                let id = key.id.clone();
+                self.write(move |c| {
+                    c.execute(
+                        "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
+                        params![now_ms(), id],
+                    )
+                    .map_err(backend)?;
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list_api_keys(
+        &self,
+        owner: Option<i64>,
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiKey>> {
+        self.read(move |c| {
+            let total = count(
+                c,
+                "SELECT COUNT(*) FROM api_keys WHERE ?1 IS NULL OR user_id = ?1",
+                &[&owner],
+            )?;
+            let items = collect(
+                c,
+                &format!(
+                    "SELECT {KEY_COLS} FROM api_keys k JOIN users u ON u.id = k.user_id
+                     WHERE ?1 IS NULL OR k.user_id = ?1 ORDER BY k.created_at DESC, k.id DESC
+                     LIMIT ?2 OFFSET ?3"
+                ),
+                &[&owner, &page.page_size, &(page.offset() as i64)],
+                key_row,
+            )?;
+            Ok(Page {
+                items,
+                page: page.page,
+                page_size: page.page_size,
+                total,
+            })
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: &str, owner: Option<i64>) -> StoreResult<ApiKey> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1)
+                     WHERE id = ?2 AND (?3 IS NULL OR user_id = ?3)",
+                    params![now_ms(), id, owner],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("API key {id}")));
+            }
+            c.query_row(
+                &format!(
+                    "SELECT {KEY_COLS} FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = ?1"
+                ),
+                [&id],
+                key_row,
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        let t = token.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO refresh_tokens (token_hash, user_id, family, expires_at, revoked, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    t.token_hash,
+                    t.user_id,
+                    t.family,
+                    t.expires_at.timestamp_millis(),
+                    t.revoked,
+                    now_ms()
+                ],
+            )
+            .map_err(map_sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let hash = token_hash.to_string();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT token_hash, user_id, family, expires_at, revoked
+                 FROM refresh_tokens WHERE token_hash = ?1",
+                [hash],
+                |r| {
+                    Ok(RefreshToken {
+                        token_hash: r.get(0)?,
+                        user_id: r.get(1)?,
+                        family: r.get(2)?,
+                        expires_at: to_utc(r.get(3)?),
+                        revoked: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool> {
+        let hash = token_hash.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
+                    [hash],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn revoke_refresh_family(&self, family: &str) -> StoreResult<u64> {
+        let family = family.to_string();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE refresh_tokens SET revoked = 1 WHERE family = ?1 AND revoked = 0",
+                [family],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn revoke_user_refresh_tokens(&self, user_id: i64) -> StoreResult<u64> {
+        self.write(move |c| {
+            c.execute(
+                "UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?1 AND revoked = 0",
+                [user_id],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, e: NewAuditEntry) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO audit_log (ts, actor, action, target, result, status, client_ip, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    now_ms(),
+                    e.actor,
+                    e.action,
+                    e.target,
+                    e.result,
+                    e.status,
+                    e.client_ip,
+                    e.detail
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEntry>> {
+        let actor = filter.actor.clone();
+        let action = filter.action_prefix.as_ref().map(|p| {
+            let escaped = p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("{escaped}%")
+        });
+        self.read(move |c| {
+            let cond = "(?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action LIKE ?2 ESCAPE '\\')";
+            let total = count(
+                c,
+                &format!("SELECT COUNT(*) FROM audit_log WHERE {cond}"),
+                &[&actor, &action],
+            )?;
+            let items = collect(
+                c,
+                &format!(
+                    "SELECT id, ts, actor, action, target, result, status, client_ip, detail
+                     FROM audit_log WHERE {cond} ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+                ),
+                &[&actor, &action, &page.page_size, &(page.offset() as i64)],
+                |r| {
+                    Ok(AuditEntry {
+                        id: r.get(0)?,
+                        ts: to_utc(r.get(1)?),
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        target: r.get(4)?,
+                        result: r.get(5)?,
+                        status: r.get(6)?,
+                        client_ip: r.get(7)?,
+                        detail: r.get(8)?,
+                    })
+                },
+            )?;
+            Ok(Page {
+                items,
+                page: page.page,
+                page_size: page.page_size,
+                total,
+            })
+        })
+        .await
+    }
+
+    async fn purge(
+        &self,
+        audit_before: DateTime<Utc>,
+        tokens_before: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)> {
+        let (a, t) = (
+            audit_before.timestamp_millis(),
+            tokens_before.timestamp_millis(),
+        );
+        self.write(move |c| {
+            let audit = c
+                .execute("DELETE FROM audit_log WHERE ts < ?1", [a])
+                .map_err(backend)?;
+            let tokens = c
+                .execute("DELETE FROM refresh_tokens WHERE expires_at < ?1", [t])
+                .map_err(backend)?;
+            Ok((audit as u64, tokens as u64))
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> StoreResult<String> {
+        self.write(|c| {
+            let (busy, log, done): (i64, i64, i64) = c
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(backend)?;
+            c.execute_batch("PRAGMA optimize").map_err(backend)?;
+            Ok(format!(
+                "sqlite wal checkpoint: busy={busy} frames={log} checkpointed={done}"
+            ))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl JobQueue for Sqlite {
+    async fn enqueue(&self, job: NewJob) -> StoreResult<Job> {
+        let queue = job.queue.clone();
+        let job = self.write(move |c| insert_job(c, &job)).await?;
+        self.wakeup(&queue).notify_waiters();
+        Ok(job)
+    }
+
+    async fn claim(&self, queue: &str, wait: Duration) -> StoreResult<Option<Job>> {
+        let notify = self.wakeup(queue);
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let try_claim = || {
+            let queue = queue.to_string();
+            self.write(move |c| {
+                c.query_row(
+                    &format!(
+                        "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                         started_at = ?2, message = NULL
+                         WHERE seq = (SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued'
+                                      ORDER BY seq LIMIT 1)
+                         RETURNING {JOB_COLS}"
+                    ),
+                    params![queue, now_ms()],
+                    job_row,
+                )
+                .optional()
+                .map_err(backend)
+            })
+        };
+        if let Some(job) = try_claim().await? {
+            return Ok(Some(job));
+        }
+        if wait.is_zero() {
+            return Ok(None);
+        }
+        let _ = tokio::time::timeout(wait, notified).await;
+        try_claim().await
+    }
+
+    async fn progress(&self, id: &str, fraction: f64, message: Option<&str>) -> StoreResult<bool> {
+        let (id, message) = (id.to_string(), message.map(String::from));
+        let fraction = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.write(move |c| {
+            c.query_row(
+                "UPDATE jobs SET progress = ?2, message = COALESCE(?3, message)
+                 WHERE id = ?1 RETURNING cancel_requested",
+                params![id, fraction, message],
+                |r| r.get::<_, bool>(0),
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+        })
+        .await
+    }
+
+    async fn finish(&self, id: &str, outcome: &JobOutcome) -> StoreResult<Job> {
+        let id = id.to_string();
+        let outcome = outcome.clone();
+        self.write(move |c| {
+            let (state, result, error) = match &outcome {
+                JobOutcome::Succeeded(v) => ("succeeded", Some(v.to_string()), None),
+                JobOutcome::Failed(e) => ("failed", None, Some(e.clone())),
+                JobOutcome::Cancelled => ("cancelled", None, Some("cancelled on request".into())),
+            };
+            let n = c
+                .execute(
+                    "UPDATE jobs SET state = ?2, result = ?3, error = ?4, finished_at = ?5,
+                     progress = CASE WHEN ?2 = 'succeeded' THEN 1.0 ELSE progress END
+                     WHERE id = ?1 AND state = 'running'",
+                    params![id, state, result, error, now_ms()],
+                )
+                .map_err(backend)?;
+            let job = get_job(c, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "job {id} is {}, not running",
+                    job.state.as_str()
+                )));
+            }
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn release(&self, id: &str, reason: &str) -> StoreResult<()> {
+        let (id, reason) = (id.to_string(), reason.to_string());
+        let queue = self
+            .write(move |c| {
+                c.query_row(
+                    "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0),
+                     started_at = NULL, message = ?2
+                     WHERE id = ?1 AND state = 'running' RETURNING queue",
+                    params![id, reason],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(backend)
+            })
+            .await?;
+        if let Some(q) = queue {
+            self.wakeup(&q).notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn request_cancel(&self, id: &str) -> StoreResult<Job> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let job = get_job(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+            match job.state {
+                JobState::Queued => {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'cancelled', cancel_requested = 1,
+                         finished_at = ?2, error = 'cancelled before it started' WHERE id = ?1",
+                        params![id, now_ms()],
+                    )
+                    .map_err(backend)?;
+                }
+                JobState::Running => {
+                    tx.execute(
+                        "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1",
+                        [&id],
+                    )
+                    .map_err(backend)?;
+                }
+                s => {
+                    return Err(StoreError::Conflict(format!(
+                        "job {id} already {}",
+                        s.as_str()
+                    )));
+                }
+            }
+            let job = get_job(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+            tx.commit().map_err(backend)?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<Job>> {
+        let id = id.to_string();
+        self.read(move |c| get_job(c, &id)).await
+    }
+
+    async fn list(&self, filter: &JobFilter, page: PageRequest) -> StoreResult<Page<Job>> {
+        let f = filter.clone();
+        self.read(move |c| {
+            let state = f.state.map(|s| s.as_str());
+            let cond = "(?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3)";
+            let total = count(
+                c,
+                &format!("SELECT COUNT(*) FROM jobs WHERE {cond}"),
+                &[&f.queue, &state, &f.kind],
+            )?;
+            let items = collect(
+                c,
+                &format!(
+                    "SELECT {JOB_COLS} FROM jobs WHERE {cond} ORDER BY seq DESC LIMIT ?4 OFFSET ?5"
+                ),
+                &[
+                    &f.queue,
+                    &state,
+                    &f.kind,
+                    &page.page_size,
+                    &(page.offset() as i64),
+                ],
+                job_row,
+            )?;
+            Ok(Page {
+                items,
+                page: page.page,
+                page_size: page.page_size,
+                total,
+            })
+        })
+        .await
+    }
+
+    async fn stats(&self, queues: &[&str]) -> StoreResult<Vec<QueueStats>> {
+        let queues: Vec<String> = queues.iter().map(|s| s.to_string()).collect();
+        self.read(move |c| {
+            let rows = collect(
+                c,
+                "SELECT queue, state, COUNT(*) FROM jobs WHERE state IN ('queued', 'running')
+                 GROUP BY queue, state",
+                &[],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+            )?;
+            let mut out: Vec<QueueStats> = queues
+                .iter()
+                .map(|q| QueueStats {
+                    queue: q.clone(),
+                    ..Default::default()
+                })
+                .collect();
+            for (queue, state, n) in rows {
+                let i = match out.iter().position(|s| s.queue == queue) {
+                    Some(i) => i,
+                    None => {
+                        out.push(QueueStats {
+                            queue,
+                            ..Default::default()
+                        });
+                        out.len() - 1
+                    }
+                };
+                if state == "queued" {
+                    out[i].queued = n as u64;
+                } else {
+                    out[i].running = n as u64;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn recover(&self) -> StoreResult<Recovery> {
+        let recovery = self
+            .write(|c| {
+                let tx = c.transaction().map_err(backend)?;
+                let running = collect(
+                    &tx,
+                    "SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' ORDER BY seq",
+                    &[],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, u32>(2)?)),
+                )?;
+                let mut out = Recovery::default();
+                let now = now_ms();
+                for (id, attempts, max) in running {
+                    if attempts < max {
+                        tx.execute(
+                            "UPDATE jobs SET state = 'queued', started_at = NULL, message = ?2
+                             WHERE id = ?1",
+                            params![
+                                id,
+                                format!(
+                                    "re-queued after the process stopped while running it (attempt {attempts} of {max})"
+                                )
+                            ],
+                        )
+                        .map_err(backend)?;
+                        out.requeued.push(id);
+                    } else {
+                        tx.execute(
+                            "UPDATE jobs SET state = 'failed', finished_at = ?2, error = ?3
+                             WHERE id = ?1",
+                            params![
+                                id,
+                                now,
+                                format!(
+                                    "interrupted: the process stopped while the job was running, {attempts} of {max} attempts used"
+                                )
+                            ],
+                        )
+                        .map_err(backend)?;
+                        out.failed.push(id);
+                    }
+                }
+                tx.commit().map_err(backend)?;
+                Ok(out)
+            })
+            .await?;
+        Ok(recovery)
+    }
+
+    async fn purge_finished(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let before = before.timestamp_millis();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')
+                     AND finished_at < ?1",
+                    [before],
+                )
+                .map_err(backend)?;
+            c.execute(
+                "DELETE FROM schedule_runs WHERE due_at < ?1",
+                [before],
+            )
+            .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn create_schedule(&self, s: NewSchedule) -> StoreResult<Schedule> {
+        self.write(move |c| {
+            let id = uuid::Uuid::now_v7().to_string();
+            let job = serde_json::to_string(&s.job).map_err(backend)?;
+            c.execute(
+                "INSERT INTO schedules (id, name, cron, job, enabled, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, s.name, s.cron, job, s.enabled, now_ms()],
+            )
+            .map_err(|e| match map_sql(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("a schedule named {:?} already exists", s.name))
+                }
+                other => other,
+            })?;
+            get_schedule(c, &id)?.ok_or_else(|| StoreError::NotFound(format!("schedule {id}")))
+        })
+        .await
+    }
+
+    async fn list_schedules(&self, page: PageRequest) -> StoreResult<Page<Schedule>> {
+        self.read(move |c| {
+            let total = count(c, "SELECT COUNT(*) FROM schedules", &[])?;
+            let items = collect(
+                c,
+                &format!(
+                    "SELECT {SCHEDULE_COLS} FROM schedules ORDER BY name LIMIT ?1 OFFSET ?2"
+                ),
+                &[&page.page_size, &(page.offset() as i64)],
+                schedule_row,
+            )?;
+            Ok(Page {
+                items,
+                page: page.page,
+                page_size: page.page_size,
+                total,
+            })
+        })
+        .await
+    }
+
+    async fn all_schedules(&self) -> StoreResult<Vec<Schedule>> {
+        self.read(|c| {
+            collect(
+                c,
+                &format!("SELECT {SCHEDULE_COLS} FROM schedules ORDER BY name"),
+                &[],
+                schedule_row,
+            )
+        })
+        .await
+    }
+
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<Schedule>> {
+        let id = id.to_string();
+        self.read(move |c| get_schedule(c, &id)).await
+    }
+
+    async fn update_schedule(&self, id: &str, u: ScheduleUpdate) -> StoreResult<Schedule> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            if get_schedule(&tx, &id)?.is_none() {
+                return Err(StoreError::NotFound(format!("schedule {id}")));
+            }
+            if let Some(cron) = &u.cron {
+                tx.execute("UPDATE schedules SET cron = ?2 WHERE id = ?1", params![id, cron])
+                    .map_err(backend)?;
+            }
+            if let Some(job) = &u.job {
+                let job = serde_json::to_string(job).map_err(backend)?;
+                tx.execute("UPDATE schedules SET job = ?2 WHERE id = ?1", params![id, job])
+                    .map_err(backend)?;
+            }
+            if let Some(enabled) = u.enabled {
+                tx.execute(
+                    "UPDATE schedules SET enabled = ?2 WHERE id = ?1",
+                    params![id, enabled],
+                )
+                .map_err(backend)?;
+            }
+            let s = get_schedule(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("schedule {id}")))?;
+            tx.commit().map_err(backend)?;
+            Ok(s)
+        })
+        .await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM schedules WHERE id = ?1", [&id])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("schedule {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fire_schedule(
+        &self,
+        schedule_id: &str,
+        due_at: DateTime<Utc>,
+        job: NewJob,
+    ) -> StoreResult<Option<Job>> {
+        let sid = schedule_id.to_string();
+        let queue = job.queue.clone();
+        let due = due_at.timestamp_millis();
+        let fired = self
+            .write(move |c| {
+                let tx = c.transaction().map_err(backend)?;
+                let exists: bool = tx
+                    .query_row(
+                        "SELECT 1 FROM schedule_runs WHERE schedule_id = ?1 AND due_at = ?2",
+                        params![sid, due],
+                        |_| Ok(true),
+                    )
+                    .optional()
+                    .map_err(backend)?
+                    .unwrap_or(false);
+                if exists {
+                    return Ok(None);
+                }
+                let job = insert_job(&tx, &job)?;
+                tx.execute(
+                    "INSERT INTO schedule_runs (schedule_id, due_at, job_id) VALUES (?1, ?2, ?3)",
+                    params![sid, due, job.id],
+                )
+                .map_err(map_sql)?;
+                tx.execute(
+                    "UPDATE schedules SET last_run_at = ?2, last_job_id = ?3 WHERE id = ?1",
+                    params![sid, due, job.id],
+                )
+                .map_err(backend)?;
+                tx.commit().map_err(backend)?;
+                Ok(Some(job))
+            })
+            .await?;
+        if fired.is_some() {
+            self.wakeup(&queue).notify_waiters();
+        }
+        Ok(fired)
+    }
+}

@@ -1,0 +1,193 @@
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use qb_core::model::*;
+use qb_core::{MetaStore, StoreError};
+
+fn page(n: u32, size: u32) -> PageRequest {
+    PageRequest {
+        page: n,
+        page_size: size,
+    }
+}
+
+pub async fn suite(db: Arc<dyn MetaStore>) {
+    db.ping().await.unwrap();
+    let (applied, expected) = db.schema_version().await.unwrap();
+    assert_eq!(applied, expected);
+
+    // Users: unique names (case-insensitive), paging, updates.
+    let admin = db.create_user("admin", "h-admin", Role::Admin).await.unwrap();
+    assert_eq!(admin.role, Role::Admin);
+    assert!(matches!(
+        db.create_user("ADMIN", "h", Role::Viewer).await,
+        Err(StoreError::Conflict(_))
+    ));
+    for i in 0..5 {
+        db.create_user(&format!("user{i}"), "h", Role::Viewer)
+            .await
+            .unwrap();
+    }
+    let p = db.list_users(page(2, 4)).await.unwrap();
+    assert_eq!((p.total, p.items.len()), (6, 2));
+    assert_eq!(p.items[0].username, "user3");
+    let creds = db.user_credentials("user1").await.unwrap().unwrap();
+    assert_eq!(creds.password_hash, "h");
+    assert_eq!(db.user_by_id(creds.user.id).await.unwrap().unwrap(), creds.user);
+    let u = db
+        .update_user(
+            "user1",
+            UserUpdate {
+                role: Some(Role::Trader),
+                password_hash: Some("h2".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(u.role, Role::Trader);
+    assert_eq!(
+        db.user_credentials("user1").await.unwrap().unwrap().password_hash,
+        "h2"
+    );
+    // The last admin can be neither demoted nor deleted.
+    assert!(matches!(
+        db.update_user(
+            "admin",
+            UserUpdate {
+                role: Some(Role::Viewer),
+                ..Default::default()
+            }
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        db.delete_user("admin").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        db.delete_user("nobody").await,
+        Err(StoreError::NotFound(_))
+    ));
+    db.delete_user("user4").await.unwrap();
+    assert!(db.user_credentials("user4").await.unwrap().is_none());
+    assert_eq!(db.count_admins().await.unwrap(), 1);
+
+    // Lockout bookkeeping.
+    let lock_at = Utc::now() + Duration::seconds(30);
+    let lock = move |n: u32| (n >= 2).then_some(lock_at);
+    assert_eq!(db.login_failed(creds.user.id, &lock).await.unwrap(), 1);
+    let c = db.user_credentials("user1").await.unwrap().unwrap();
+    assert_eq!((c.failed_logins, c.locked_until), (1, None));
+    assert_eq!(db.login_failed(creds.user.id, &lock).await.unwrap(), 2);
+    let c = db.user_credentials("user1").await.unwrap().unwrap();
+    assert_eq!(
+        c.locked_until.map(|t| t.timestamp_millis()),
+        Some(lock_at.timestamp_millis())
+    );
+    db.login_succeeded(creds.user.id).await.unwrap();
+    let c = db.user_credentials("user1").await.unwrap().unwrap();
+    assert_eq!((c.failed_logins, c.locked_until), (0, None));
+
+    // API keys: found by hash while active, listed per owner, revocable.
+    let key = db
+        .create_api_key("ci", "qbk_abcd", "hash-1", Role::Viewer, creds.user.id)
+        .await
+        .unwrap();
+    assert_eq!(key.owner, "user1");
+    let (found, owner) = db.api_key_by_hash("hash-1").await.unwrap().unwrap();
+    assert_eq!((found.id.as_str(), owner.id), (key.id.as_str(), creds.user.id));
+    assert!(db.api_key_by_hash("hash-2").await.unwrap().is_none());
+    assert_eq!(
+        db.list_api_keys(Some(creds.user.id), page(1, 10))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    assert_eq!(
+        db.list_api_keys(Some(admin.id), page(1, 10))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert!(matches!(
+        db.revoke_api_key(&key.id, Some(admin.id)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let revoked = db.revoke_api_key(&key.id, None).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(db.api_key_by_hash("hash-1").await.unwrap().is_none());
+
+    // Refresh tokens: single use, families, per-user revocation.
+    let t = |hash: &str, family: &str| RefreshToken {
+        token_hash: hash.into(),
+        user_id: creds.user.id,
+        family: family.into(),
+        expires_at: Utc::now() + Duration::hours(1),
+        revoked: false,
+    };
+    db.insert_refresh_token(&t("r1", "f1")).await.unwrap();
+    db.insert_refresh_token(&t("r2", "f1")).await.unwrap();
+    db.insert_refresh_token(&t("r3", "f2")).await.unwrap();
+    assert!(db.revoke_refresh_token("r1").await.unwrap());
+    assert!(!db.revoke_refresh_token("r1").await.unwrap());
+    assert!(db.refresh_token("r1").await.unwrap().unwrap().revoked);
+    assert_eq!(db.revoke_refresh_family("f1").await.unwrap(), 1);
+    assert_eq!(db.revoke_user_refresh_tokens(creds.user.id).await.unwrap(), 1);
+    assert!(db.refresh_token("r3").await.unwrap().unwrap().revoked);
+
+    // Audit log: newest first, filters, purge.
+    for (actor, action) in [("admin", "auth.login"), ("user1", "POST /api/v1/jobs"), ("admin", "POST /api/v1/users")] {
+        db.append_audit(NewAuditEntry {
+            actor: actor.into(),
+            action: action.into(),
+            result: "ok".into(),
+            status: Some(200),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let all = db
+        .list_audit(&AuditFilter::default(), page(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(all.total, 3);
+    assert_eq!(all.items[0].action, "POST /api/v1/users");
+    let admin_only = db
+        .list_audit(
+            &AuditFilter {
+                actor: Some("admin".into()),
+                ..Default::default()
+            },
+            page(1, 10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(admin_only.total, 2);
+    let posts = db
+        .list_audit(
+            &AuditFilter {
+                action_prefix: Some("POST ".into()),
+                ..Default::default()
+            },
+            page(1, 10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(posts.total, 2);
+    let (audit, _) = db
+        .purge(Utc::now() - Duration::days(1), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(audit, 0);
+    let (audit, _) = db
+        .purge(Utc::now() + Duration::seconds(1), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(audit, 3);
+    assert!(!db.checkpoint().await.unwrap().is_empty());
+}
