@@ -1,1 +1,25 @@
-//! placeholder
+//! The Celery + Beat replacement: named queues served by OS worker threads,
+//! a registry of job kinds, the cron scheduler, and the maintenance jobs.
+//!
+//! Job state lives behind [`qb_core::JobQueue`]; this crate only decides what
+//! runs where and when. Worker threads are plain OS threads, never the async
+//! runtime's: a CPU-heavy backtest must not stall HTTP.
+
+pub mod context;
+pub mod handlers;
+pub mod registry;
+pub mod scheduler;
+pub mod workers;
+
+pub use context::{JobContext, JobError};
+pub use registry::{JobHandler, KindInfo, Registry};
+pub use scheduler::{Scheduler, normalize_cron};
+pub use workers::Workers;
+
+/// The queues quantbox runs, as the seed's Celery workers do.
+pub const QUEUE_BACKTEST: &str = "backtest";
+pub const QUEUE_DATA: &str = "data";
+pub const QUEUES: &[&str] = &[QUEUE_BACKTEST, QUEUE_DATA];
+
+/// The pub/sub topic job state changes are published on.
+pub const JOBS_TOPIC: &str = "jobs";

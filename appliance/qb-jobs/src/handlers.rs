@@ -1,0 +1,138 @@
+//! Job kinds that ship with the platform: store maintenance and a queue probe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use qb_core::config::RetentionConfig;
+use qb_core::{JobQueue, KvStore, MetaStore};
+use serde::Deserialize;
+
+use crate::context::{JobContext, JobError};
+use crate::registry::JobHandler;
+
+/// `maintenance.checkpoint`: folds SQLite's write-ahead log into the main
+/// file and drops expired hot-state entries.
+pub struct Checkpoint {
+    pub meta: Arc<dyn MetaStore>,
+    pub kv: Arc<dyn KvStore>,
+}
+
+impl JobHandler for Checkpoint {
+    fn kind(&self) -> &'static str {
+        "maintenance.checkpoint"
+    }
+    fn queue(&self) -> &'static str {
+        crate::QUEUE_DATA
+    }
+    fn description(&self) -> &'static str {
+        "Checkpoint the metadata store's write-ahead log and purge expired hot state"
+    }
+    fn run(&self, ctx: &JobContext<'_>, _: &serde_json::Value) -> Result<serde_json::Value, JobError> {
+        let meta = ctx.block_on(self.meta.checkpoint()).map_err(JobError::failed)?;
+        ctx.progress(0.5, "metadata store checkpointed")?;
+        let expired = ctx.block_on(self.kv.purge_expired()).map_err(JobError::failed)?;
+        Ok(serde_json::json!({ "metadata": meta, "kv_expired_removed": expired }))
+    }
+}
+
+/// `maintenance.retention`: deletes audit entries, finished jobs and expired
+/// refresh tokens older than the configured retention.
+pub struct Retention {
+    pub meta: Arc<dyn MetaStore>,
+    pub queue: Arc<dyn JobQueue>,
+    pub retention: RetentionConfig,
+}
+
+impl JobHandler for Retention {
+    fn kind(&self) -> &'static str {
+        "maintenance.retention"
+    }
+    fn queue(&self) -> &'static str {
+        crate::QUEUE_DATA
+    }
+    fn description(&self) -> &'static str {
+        "Delete audit entries, finished jobs and expired tokens past their retention"
+    }
+    fn run(&self, ctx: &JobContext<'_>, _: &serde_json::Value) -> Result<serde_json::Value, JobError> {
+        let now = Utc::now();
+        let audit_cut = now - chrono::Duration::days(i64::from(self.retention.audit_days));
+        let jobs_cut = now - chrono::Duration::days(i64::from(self.retention.jobs_days));
+        let (audit, tokens) = ctx
+            .block_on(self.meta.purge(audit_cut, now))
+            .map_err(JobError::failed)?;
+        ctx.progress(0.5, "audit log and tokens purged")?;
+        let jobs = ctx
+            .block_on(self.queue.purge_finished(jobs_cut))
+            .map_err(JobError::failed)?;
+        Ok(serde_json::json!({
+            "audit_entries_removed": audit,
+            "refresh_tokens_removed": tokens,
+            "jobs_removed": jobs,
+        }))
+    }
+}
+
+/// `diag.sleep`: a queue probe. Sleeps in steps, reporting progress and
+/// honouring cancellation; optionally fails at the end. Operators use it to
+/// check that a queue drains and to measure queue latency.
+pub struct Sleep;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SleepParams {
+    #[serde(default)]
+    seconds: f64,
+    #[serde(default = "ten")]
+    steps: u32,
+    #[serde(default)]
+    fail_with: Option<String>,
+}
+
+fn ten() -> u32 {
+    10
+}
+
+fn sleep_params(v: &serde_json::Value) -> Result<SleepParams, String> {
+    let p: SleepParams = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    if !(0.0..=3600.0).contains(&p.seconds) {
+        return Err(format!("seconds: {} is not between 0 and 3600", p.seconds));
+    }
+    if !(1..=10_000).contains(&p.steps) {
+        return Err(format!("steps: {} is not between 1 and 10000", p.steps));
+    }
+    Ok(p)
+}
+
+impl JobHandler for Sleep {
+    fn kind(&self) -> &'static str {
+        "diag.sleep"
+    }
+    fn queue(&self) -> &'static str {
+        crate::QUEUE_DATA
+    }
+    fn description(&self) -> &'static str {
+        "Queue probe: sleep `seconds` in `steps` with progress; fail with `fail_with` if set"
+    }
+    fn trader_may_enqueue(&self) -> bool {
+        true
+    }
+    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+        sleep_params(params).map(|_| ())
+    }
+    fn run(&self, ctx: &JobContext<'_>, params: &serde_json::Value) -> Result<serde_json::Value, JobError> {
+        let p = sleep_params(params).map_err(JobError::Failed)?;
+        let step = Duration::from_secs_f64(p.seconds / f64::from(p.steps));
+        for i in 0..p.steps {
+            ctx.sleep(step)?;
+            ctx.progress(
+                f64::from(i + 1) / f64::from(p.steps),
+                &format!("step {} of {}", i + 1, p.steps),
+            )?;
+        }
+        if let Some(msg) = p.fail_with {
+            return Err(JobError::Failed(msg));
+        }
+        Ok(serde_json::json!({ "slept_seconds": p.seconds, "steps": p.steps }))
+    }
+}
