@@ -1,1 +1,155 @@
-//! placeholder
+//! The HTTP surface of quantbox. Only this crate knows about HTTP and JSON
+//! wire formats: handlers translate between requests and the `qb-core`
+//! seams, and every error leaves as `application/problem+json`.
+//!
+//! Layers, outermost first: request metrics and log, CORS, compression,
+//! security headers, body limit, client address, rate limit; then per route
+//! group the auth guard (authentication, viewer rule, audit).
+
+pub mod auth;
+pub mod middleware;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod state;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::from_fn_with_state;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use state::{AppState, Deps, Readiness};
+
+use crate::problem::ApiError;
+
+/// Content-Security-Policy for everything served, the dashboard included:
+/// nothing from other origins, no inline scripts.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self' ws: wss:; \
+     frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
+
+/// Every route with its OpenAPI description.
+fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let protected = OpenApiRouter::new()
+        .merge(auth::routes::protected())
+        .merge(routes::users::router())
+        .merge(routes::keys::router())
+        .merge(routes::jobs::router())
+        .merge(routes::schedules::router())
+        .merge(routes::audit::router())
+        .merge(routes::system::router())
+        .layer(from_fn_with_state(state.clone(), auth::guard::guard));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::health::router())
+        .merge(auth::routes::public())
+        .merge(protected)
+}
+
+/// The OpenAPI document, as served at `/api/openapi.json`.
+pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
+    api_routes(state).split_for_parts().1
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-api-key"),
+        ])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        // A wildcard never goes with credentials.
+        return base.allow_origin(AllowOrigin::any());
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    base.allow_origin(AllowOrigin::list(list))
+        .allow_credentials(true)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    let (router, api) = api_routes(&state).split_for_parts();
+    let c = &state.config;
+    let mut router = router
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", api))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit::rate_limit,
+        ))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::client_ip::client_ip,
+        ))
+        .layer(DefaultBodyLimit::max(c.limits.json_bytes));
+    let headers: [(&str, &str); 5] = [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "strict-origin-when-cross-origin"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("content-security-policy", CSP),
+    ];
+    for (name, value) in headers {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    if c.behind_tls {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    router
+        .layer(CompressionLayer::new())
+        .layer(cors(&c.cors_origins))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::http_metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Periodic upkeep of in-memory state (rate-limiter buckets).
+pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            state.limits.shrink();
+        }
+    })
+}

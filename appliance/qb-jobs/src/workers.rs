@@ -67,6 +67,11 @@ impl Workers {
         self.live.load(Ordering::Relaxed)
     }
 
+    /// A shared handle on the live count, for readiness checks.
+    pub fn live_counter(&self) -> Arc<AtomicUsize> {
+        self.live.clone()
+    }
+
     /// Worker threads started.
     pub fn expected(&self) -> usize {
         self.expected

@@ -1,1 +1,22 @@
-fn main() {}
+//! `quantbox`: the appliance binary. Parses the command line, loads the
+//! configuration and hands over to the subcommand.
+
+mod bootstrap;
+mod cli;
+mod serve;
+mod users;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

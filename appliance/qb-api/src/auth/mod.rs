@@ -1,0 +1,9 @@
+//! Authentication and authorisation: password hashing, access / refresh
+//! tokens, API keys, the request guard and the `/auth` routes.
+
+pub mod guard;
+pub mod password;
+pub mod routes;
+pub mod tokens;
+
+pub use guard::Principal;

@@ -1,0 +1,333 @@
+//! `/api/v1/auth/*`: login, refresh, logout, who-am-i, change password.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use qb_core::model::{NewAuditEntry, RefreshToken, User, UserUpdate};
+use qb_core::seams::lockout_until;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::guard::{Credential, Principal};
+use super::password;
+use super::tokens::{DENY_NS, REFRESH_PREFIX, random_token, token_hash};
+use crate::middleware::client_ip::ClientIp;
+use crate::problem::{ApiError, ApiJson, ApiResult, Problem};
+use crate::state::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    /// Also revoke this refresh token.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Routes that need no authentication.
+pub fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+}
+
+/// Routes behind the guard.
+pub fn protected() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+}
+
+async fn audit_login(state: &AppState, who: &str, result: &str, ip: &ClientIp, detail: &str) {
+    state.metrics.logins.with_label_values(&[result]).inc();
+    let entry = NewAuditEntry {
+        actor: who.to_string(),
+        action: "auth.login".into(),
+        target: Some(who.to_string()),
+        result: if result == "ok" { "ok" } else { "denied" }.into(),
+        status: None,
+        client_ip: Some(ip.0.to_string()),
+        detail: Some(detail.into()),
+    };
+    if let Err(e) = state.meta.append_audit(entry).await {
+        tracing::error!(error = %e, "cannot write audit record");
+    }
+}
+
+async fn verify_blocking(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
+async fn issue_pair(state: &AppState, user: &User, family: &str) -> ApiResult<TokenResponse> {
+    let (access, _) = state
+        .tokens
+        .issue(user.id, &user.username, user.role)
+        .map_err(ApiError::internal)?;
+    let refresh = random_token(REFRESH_PREFIX);
+    state
+        .meta
+        .insert_refresh_token(&RefreshToken {
+            token_hash: token_hash(&refresh),
+            user_id: user.id,
+            family: family.to_string(),
+            expires_at: Utc::now() + chrono::Duration::seconds(state.tokens.refresh_ttl),
+            revoked: false,
+        })
+        .await?;
+    Ok(TokenResponse {
+        access_token: access,
+        refresh_token: refresh,
+        token_type: "bearer".into(),
+        expires_in: state.tokens.access_ttl,
+    })
+}
+
+/// Log in with a username and password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Tokens", body = TokenResponse),
+        (status = 401, description = "Wrong username or password", body = Problem),
+        (status = 429, description = "Locked after repeated failures; see Retry-After", body = Problem),
+    ))]
+async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    const WRONG: &str = "invalid username or password";
+    let creds = state.meta.user_credentials(&req.username).await?;
+    let Some(creds) = creds else {
+        // Spend the same time as a real check so names cannot be probed.
+        verify_blocking(req.password, password::dummy_hash().to_string()).await;
+        audit_login(&state, &req.username, "failure", &ip, "unknown user").await;
+        return Err(ApiError::unauthorized(WRONG));
+    };
+    let now = Utc::now();
+    if let Some(until) = creds.locked_until.filter(|t| *t > now) {
+        let wait = (until - now).num_seconds().max(1) as u64;
+        audit_login(&state, &creds.user.username, "locked", &ip, "account locked").await;
+        return Err(ApiError::too_many(
+            format!("too many failed logins; try again in {wait} s"),
+            wait,
+        ));
+    }
+    if !verify_blocking(req.password, creds.password_hash.clone()).await {
+        let a = &state.config.auth;
+        let (threshold, base, max) = (
+            a.lockout_threshold,
+            Duration::from_secs(a.lockout_base_secs),
+            Duration::from_secs(a.lockout_max_secs),
+        );
+        let failures = state
+            .meta
+            .login_failed(creds.user.id, &move |n| {
+                lockout_until(n, threshold, base, max, Utc::now())
+            })
+            .await?;
+        audit_login(
+            &state,
+            &creds.user.username,
+            "failure",
+            &ip,
+            &format!("wrong password ({failures} in a row)"),
+        )
+        .await;
+        return Err(ApiError::unauthorized(WRONG));
+    }
+    if creds.user.disabled {
+        audit_login(&state, &creds.user.username, "failure", &ip, "user disabled").await;
+        return Err(ApiError::unauthorized("user disabled"));
+    }
+    state.meta.login_succeeded(creds.user.id).await?;
+    let family = uuid::Uuid::new_v4().to_string();
+    let pair = issue_pair(&state, &creds.user, &family).await?;
+    audit_login(&state, &creds.user.username, "ok", &ip, "logged in").await;
+    Ok(Json(pair))
+}
+
+/// Trade a refresh token for a new token pair (the old refresh token is spent).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = TokenResponse),
+        (status = 401, description = "Unknown, expired or reused refresh token", body = Problem),
+    ))]
+async fn refresh(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    let hash = token_hash(&req.refresh_token);
+    let token = state
+        .meta
+        .refresh_token(&hash)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown refresh token"))?;
+    let reuse = token.revoked || !state.meta.revoke_refresh_token(&hash).await?;
+    if reuse {
+        // A spent token came back: someone else may hold the newer one.
+        state.meta.revoke_refresh_family(&token.family).await?;
+        let _ = state
+            .meta
+            .append_audit(NewAuditEntry {
+                actor: format!("user#{}", token.user_id),
+                action: "auth.refresh".into(),
+                result: "denied".into(),
+                client_ip: Some(ip.0.to_string()),
+                detail: Some("refresh token reuse; session family revoked".into()),
+                ..Default::default()
+            })
+            .await;
+        return Err(ApiError::unauthorized(
+            "refresh token already used; this session was revoked, log in again",
+        ));
+    }
+    if token.expires_at <= Utc::now() {
+        return Err(ApiError::unauthorized("refresh token expired"));
+    }
+    let user = state
+        .meta
+        .user_by_id(token.user_id)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| ApiError::unauthorized("user disabled or removed"))?;
+    Ok(Json(issue_pair(&state, &user, &token.family).await?))
+}
+
+/// Revoke the current access token (and a refresh token, if given).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    request_body(content = LogoutRequest, description = "Optional"),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Logged out")))]
+async fn logout(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        LogoutRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid("body", format!("not a logout request: {e}")))?
+    };
+    if let Credential::Token { jti, exp } = &principal.credential {
+        let ttl = (*exp - Utc::now().timestamp()).max(1) as u64 + 10;
+        state
+            .kv
+            .put(DENY_NS, jti, b"1", Some(Duration::from_secs(ttl)))
+            .await?;
+    }
+    if let Some(t) = req.refresh_token {
+        let hash = token_hash(&t);
+        if let Some(rt) = state.meta.refresh_token(&hash).await?
+            && rt.user_id == principal.user_id
+        {
+            state.meta.revoke_refresh_family(&rt.family).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    pub user: User,
+    /// `token` or `api_key`.
+    pub auth: String,
+}
+
+/// Who am I.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me)))]
+async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Me>> {
+    let mut user = state
+        .meta
+        .user_by_id(principal.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
+    user.role = principal.role;
+    let auth = match principal.credential {
+        Credential::Token { .. } => "token",
+        Credential::ApiKey { .. } => "api_key",
+    };
+    Ok(Json(Me {
+        user,
+        auth: auth.into(),
+    }))
+}
+
+/// Change my password; every refresh token of mine is revoked.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses((status = 204, description = "Changed"), (status = 422, body = Problem)))]
+async fn change_password(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    let creds = state
+        .meta
+        .user_credentials(&principal.username)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
+    if !verify_blocking(req.current_password, creds.password_hash).await {
+        return Err(ApiError::invalid("current_password", "does not match"));
+    }
+    password::check_policy(&principal.username, &req.new_password)
+        .map_err(|e| ApiError::invalid("new_password", e))?;
+    let new = req.new_password;
+    let hash = tokio::task::spawn_blocking(move || password::hash(&new))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    state
+        .meta
+        .update_user(
+            &principal.username,
+            UserUpdate {
+                password_hash: Some(hash),
+                ..Default::default()
+            },
+        )
+        .await?;
+    state.meta.revoke_user_refresh_tokens(principal.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,111 @@
+//! Liveness, readiness and metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// Liveness: the process answers. Checks no dependency.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: state.version.into(),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// What is not ready yet; empty when ready.
+    pub reasons: Vec<String>,
+}
+
+/// Readiness: stores open and migrated, workers and scheduler running, not
+/// shutting down. 503 with reasons otherwise.
+#[utoipa::path(get, path = "/ready", tag = "system", responses(
+    (status = 200, body = Readiness), (status = 503, body = Readiness)))]
+async fn ready(State(state): State<AppState>) -> Response {
+    let mut reasons = Vec::new();
+    let r = &state.readiness;
+    if r.shutting_down.load(Ordering::Relaxed) {
+        reasons.push("shutting down".to_string());
+    }
+    match state.meta.schema_version().await {
+        Ok((applied, expected)) if applied == expected => {}
+        Ok((applied, expected)) => reasons.push(format!(
+            "metadata schema at version {applied}, this build needs {expected}"
+        )),
+        Err(e) => reasons.push(format!("metadata store unavailable: {e}")),
+    }
+    if let Err(e) = state.kv.ping().await {
+        reasons.push(format!("hot-state store unavailable: {e}"));
+    }
+    match r.workers() {
+        None => reasons.push("job workers not started".into()),
+        Some((live, expected)) if live < expected => {
+            reasons.push(format!("{live} of {expected} job workers running"))
+        }
+        Some(_) => {}
+    }
+    if !r.scheduler_started.load(Ordering::Relaxed) {
+        reasons.push("scheduler not started".into());
+    }
+    let (status, code) = if reasons.is_empty() {
+        ("ready", StatusCode::OK)
+    } else {
+        ("not_ready", StatusCode::SERVICE_UNAVAILABLE)
+    };
+    (
+        code,
+        Json(Readiness {
+            status: status.into(),
+            reasons,
+        }),
+    )
+        .into_response()
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "system", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    if let Ok(stats) = state.jobs.stats(qb_jobs::QUEUES).await {
+        for s in stats {
+            state
+                .metrics
+                .queue_length
+                .with_label_values(&[&s.queue])
+                .set(s.queued as i64);
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,98 @@
+//! Shared state of the HTTP surface.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use qb_core::config::Config;
+use qb_core::metrics::Metrics;
+use qb_core::{JobQueue, KvStore, MetaStore, PubSub};
+use qb_jobs::{Registry, Scheduler};
+
+use crate::auth::tokens::TokenKeys;
+use crate::middleware::rate_limit::RateLimits;
+
+/// What `/ready` reports on. The binary flips these as start-up proceeds.
+#[derive(Default)]
+pub struct Readiness {
+    pub workers_live: OnceLock<(Arc<AtomicUsize>, usize)>,
+    pub scheduler_started: AtomicBool,
+    pub shutting_down: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_workers(&self, live: Arc<AtomicUsize>, expected: usize) {
+        let _ = self.workers_live.set((live, expected));
+    }
+    pub fn workers(&self) -> Option<(usize, usize)> {
+        self.workers_live
+            .get()
+            .map(|(live, expected)| (live.load(Ordering::Relaxed), *expected))
+    }
+}
+
+/// Everything handlers reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub meta: Arc<dyn MetaStore>,
+    pub jobs: Arc<dyn JobQueue>,
+    pub kv: Arc<dyn KvStore>,
+    pub pubsub: Arc<dyn PubSub>,
+    pub registry: Registry,
+    pub scheduler: Arc<OnceLock<Arc<Scheduler>>>,
+    pub metrics: Metrics,
+    pub tokens: Arc<TokenKeys>,
+    pub limits: Arc<RateLimits>,
+    pub readiness: Arc<Readiness>,
+    pub started: Instant,
+    /// The product version (the binary's, not this crate's).
+    pub version: &'static str,
+    pub host: Arc<parking_lot::Mutex<sysinfo::System>>,
+}
+
+/// The stores and services the binary wires in.
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub meta: Arc<dyn MetaStore>,
+    pub jobs: Arc<dyn JobQueue>,
+    pub kv: Arc<dyn KvStore>,
+    pub pubsub: Arc<dyn PubSub>,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    /// Signing secret for access tokens.
+    pub secret: Vec<u8>,
+    pub version: &'static str,
+}
+
+impl AppState {
+    pub fn new(d: Deps) -> Self {
+        let limits = Arc::new(RateLimits::new(&d.config.rate_limit));
+        let tokens = Arc::new(TokenKeys::new(
+            &d.secret,
+            d.config.auth.access_ttl_secs,
+            d.config.auth.refresh_ttl_secs,
+        ));
+        Self {
+            config: d.config,
+            meta: d.meta,
+            jobs: d.jobs,
+            kv: d.kv,
+            pubsub: d.pubsub,
+            registry: d.registry,
+            scheduler: Arc::new(OnceLock::new()),
+            metrics: d.metrics,
+            tokens,
+            limits,
+            readiness: Arc::new(Readiness::default()),
+            started: Instant::now(),
+            version: d.version,
+            host: Arc::new(parking_lot::Mutex::new(sysinfo::System::new())),
+        }
+    }
+
+    pub fn scheduler(&self) -> Option<&Arc<Scheduler>> {
+        self.scheduler.get()
+    }
+}

@@ -1,0 +1,145 @@
+//! First-start work that the seed's entrypoint script did: the data
+//! directory, the signing secret, migrations, the first admin, and the
+//! default maintenance schedules.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use qb_core::config::{Config, Environment};
+use qb_core::model::{JobSpec, NewSchedule, Role};
+use qb_core::{JobQueue, MetaStore};
+use rand::RngCore;
+use tracing::{info, warn};
+
+pub const SECRET_FILE: &str = "secret_key";
+pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+pub fn sqlite_path(c: &Config) -> PathBuf {
+    c.data_dir.join("quantbox.sqlite")
+}
+
+pub fn redb_path(c: &Config) -> PathBuf {
+    c.data_dir.join("state.redb")
+}
+
+pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a file readable by its owner only, replacing any old one.
+pub fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn random_secret(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The access-token signing secret: configured, or (outside production)
+/// generated once and kept in the data directory with mode 0600.
+pub fn signing_secret(c: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = &c.secret_key {
+        if c.env != Environment::Production
+            && let Err(reason) = qb_core::config::check_secret_strength(s.expose())
+        {
+            warn!(%reason, "the configured secret_key would be refused in production");
+        }
+        return Ok(s.expose().as_bytes().to_vec());
+    }
+    if c.env == Environment::Production {
+        bail!("secret_key is required in production");
+    }
+    let path = c.data_dir.join(SECRET_FILE);
+    if let Ok(existing) = fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return Ok(existing.as_bytes().to_vec());
+        }
+    }
+    write_private(&path, &random_secret(32))?;
+    warn!(path = %path.display(), "no secret_key configured: generated one and stored it (mode 0600); set SECRET_KEY for production");
+    Ok(fs::read_to_string(&path)?.trim().as_bytes().to_vec())
+}
+
+/// Creates user `admin` when no admin exists yet.
+pub async fn first_admin(c: &Config, meta: &dyn MetaStore) -> anyhow::Result<()> {
+    if meta.count_admins().await? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match &c.admin_password {
+        Some(p) => (p.expose().to_string(), false),
+        None => (random_secret(12), true),
+    };
+    if let Err(e) = qb_api::auth::password::check_policy("admin", &password) {
+        bail!("admin_password {e}");
+    }
+    let hash = qb_api::auth::password::hash(&password).map_err(anyhow::Error::msg)?;
+    meta.create_user("admin", &hash, Role::Admin).await?;
+    if generated {
+        let path = c.data_dir.join(ADMIN_PASSWORD_FILE);
+        write_private(&path, &format!("{password}\n"))?;
+        // Shown once, on the first start only, so the operator can log in.
+        warn!(
+            username = "admin",
+            password = %password,
+            file = %path.display(),
+            "created the first admin with a generated password (also written to the file, mode 0600); change it after logging in"
+        );
+    } else {
+        info!(username = "admin", "created the first admin with the configured password");
+    }
+    Ok(())
+}
+
+/// The maintenance schedules every box starts with.
+pub async fn default_schedules(jobs: &dyn JobQueue) -> anyhow::Result<()> {
+    let defaults = [
+        ("store-checkpoint", "0 17 * * * *", "maintenance.checkpoint"),
+        ("retention", "0 30 3 * * *", "maintenance.retention"),
+    ];
+    let existing = jobs.all_schedules().await?;
+    for (name, cron, kind) in defaults {
+        if existing.iter().any(|s| s.name == name) {
+            continue;
+        }
+        jobs.create_schedule(NewSchedule {
+            name: name.into(),
+            cron: cron.into(),
+            job: JobSpec {
+                kind: kind.into(),
+                queue: None,
+                params: serde_json::json!({}),
+            },
+            enabled: true,
+        })
+        .await?;
+        info!(schedule = name, cron, "created default schedule");
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Command-line interface.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use qb_core::config::{Config, ConfigSource};
+
+#[derive(Parser)]
+#[command(name = "quantbox", version, about = "Self-hosted quant trading backend")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct Global {
+    /// Config file (default: /etc/quantbox/quantbox.toml when it exists; env QUANTBOX_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen address (env QUANTBOX_BIND; default 127.0.0.1:8000).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Data directory (env QUANTBOX_DATA_DIR; default ./data).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server: API, dashboard, job workers and scheduler.
+    Serve,
+    /// Apply schema migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints a generated password unless --password-stdin.
+    Add {
+        username: String,
+        #[arg(long, default_value = "viewer", value_parser = ["admin", "trader", "viewer"])]
+        role: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password; prints a generated one unless --password-stdin.
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted); exit 2 when invalid.
+    Check,
+}
+
+impl Global {
+    fn source(&self) -> ConfigSource {
+        let mut source = ConfigSource::from_process();
+        source.file = self.config.clone();
+        let mut overrides = BTreeMap::new();
+        if let Some(b) = &self.bind {
+            overrides.insert("bind".to_string(), b.clone());
+        }
+        if let Some(d) = &self.data_dir {
+            overrides.insert("data_dir".to_string(), d.display().to_string());
+        }
+        source.overrides = overrides;
+        source
+    }
+
+    pub fn load(&self) -> Result<Config, qb_core::config::ConfigError> {
+        Config::load(&self.source())
+    }
+}
+
+fn load_or_exit(global: &Global) -> Result<Config, ExitCode> {
+    global.load().map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Version => {
+            println!("quantbox {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let source = cli.global.source();
+            match Config::load(&source) {
+                Ok(c) => {
+                    if let Some(f) = source.config_file() {
+                        println!("# config file: {}", f.display());
+                    } else {
+                        println!("# config file: none (built-in defaults and environment)");
+                    }
+                    print!("{}", c.to_redacted_toml());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Migrate => {
+            let config = match load_or_exit(&cli.global) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            crate::bootstrap::ensure_data_dir(&config.data_dir)?;
+            let path = crate::bootstrap::sqlite_path(&config);
+            let (before, after) = qb_store::Sqlite::migrate(&path)
+                .with_context(|| format!("migrating {}", path.display()))?;
+            if before == after {
+                println!("schema is up to date (version {after})");
+            } else {
+                println!("migrated schema from version {before} to {after}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(cmd) => {
+            let config = match load_or_exit(&cli.global) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            crate::users::run(&config, cmd)
+        }
+        Command::Serve => {
+            let config = match load_or_exit(&cli.global) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            crate::serve::run(config)
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! `quantbox serve`: start-up, the running server, and graceful shutdown.
+//!
+//! Order: config → logging → data dir and secret → stores (migrations run
+//! on open) → first admin and default schedules → crash recovery of jobs →
+//! HTTP listener → workers → scheduler → READY. `/ready` answers 503 with
+//! the missing pieces until the end of that list.
+//!
+//! Shutdown (SIGTERM / SIGINT): `/ready` turns 503, the scheduler stops, the
+//! listener stops accepting and in-flight requests finish, workers finish or
+//! hand back their current job step, the metadata store is checkpointed, all
+//! within `shutdown_timeout_secs`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use qb_api::{AppState, Deps};
+use qb_core::config::Config;
+use qb_core::metrics::Metrics;
+use qb_core::{JobQueue, KvStore, MetaStore, PubSub};
+use qb_jobs::handlers::{Checkpoint, Retention, Sleep};
+use qb_jobs::{Registry, Scheduler, WorkerDeps, Workers};
+use qb_store::{LocalPubSub, RedbKv, Sqlite};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use crate::bootstrap;
+
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    // The scheduler library logs every registration at info; keep it quiet.
+    let directives = format!("{},tokio_cron_scheduler=warn", level.to_ascii_lowercase());
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&directives))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    // No-op unless started by systemd with Type=notify.
+    let _ = sd_notify::notify(false, state);
+}
+
+pub fn run(config: Config) -> anyhow::Result<ExitCode> {
+    init_logging(&config.log_level);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .thread_name("qb-http")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let handle = rt.handle().clone();
+    let code = rt.block_on(serve(config, handle))?;
+    // Do not wait for detached blocking tasks beyond the shutdown bound.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(code)
+}
+
+async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let config = Arc::new(config);
+    info!(version = env!("CARGO_PKG_VERSION"), env = ?config.env, data_dir = %config.data_dir.display(), "quantbox starting");
+    bootstrap::ensure_data_dir(&config.data_dir)?;
+    let secret = bootstrap::signing_secret(&config)?;
+
+    let sqlite_path = bootstrap::sqlite_path(&config);
+    let sqlite = Sqlite::open(&sqlite_path)
+        .with_context(|| format!("opening metadata store {}", sqlite_path.display()))?;
+    let redb_path = bootstrap::redb_path(&config);
+    let kv = RedbKv::open(&redb_path).with_context(|| {
+        format!(
+            "opening hot-state store {} (is another quantbox using this data directory?)",
+            redb_path.display()
+        )
+    })?;
+    let meta: Arc<dyn MetaStore> = Arc::new(sqlite.clone());
+    let jobs: Arc<dyn JobQueue> = Arc::new(sqlite);
+    let kv: Arc<dyn KvStore> = Arc::new(kv);
+    let pubsub: Arc<dyn PubSub> = Arc::new(LocalPubSub::new());
+
+    bootstrap::first_admin(&config, meta.as_ref()).await?;
+    bootstrap::default_schedules(jobs.as_ref()).await?;
+    let recovery = jobs.recover().await?;
+    if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
+        warn!(requeued = ?recovery.requeued, failed = ?recovery.failed, "recovered jobs left running by a previous process");
+    }
+
+    let mut registry = Registry::new();
+    registry
+        .register(Checkpoint {
+            meta: meta.clone(),
+            kv: kv.clone(),
+        })
+        .register(Retention {
+            meta: meta.clone(),
+            queue: jobs.clone(),
+            retention: config.retention.clone(),
+        })
+        .register(Sleep);
+
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let state = AppState::new(Deps {
+        config: config.clone(),
+        meta: meta.clone(),
+        jobs: jobs.clone(),
+        kv: kv.clone(),
+        pubsub: pubsub.clone(),
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        secret,
+        version: env!("CARGO_PKG_VERSION"),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let app = qb_api::app(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        })
+        .await
+    });
+    info!("listening on http://{addr}");
+    let housekeeping = qb_api::spawn_housekeeping(state.clone());
+
+    let workers = Workers::start(
+        WorkerDeps {
+            queue: jobs.clone(),
+            pubsub: pubsub.clone(),
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            rt: handle.clone(),
+        },
+        &[
+            (qb_jobs::QUEUE_BACKTEST, config.queues.backtest),
+            (qb_jobs::QUEUE_DATA, config.queues.data),
+        ],
+    )
+    .context("starting job workers")?;
+    state
+        .readiness
+        .set_workers(workers.live_counter(), workers.expected());
+
+    let scheduler = Scheduler::start(jobs.clone(), registry.clone(), config.queues.max_attempts)
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("starting the scheduler")?;
+    let _ = state.scheduler.set(scheduler.clone());
+    state
+        .readiness
+        .scheduler_started
+        .store(true, Ordering::SeqCst);
+    notify(&[sd_notify::NotifyState::Ready]);
+    info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "ready"
+    );
+
+    shutdown_signal().await;
+    let deadline = Instant::now() + Duration::from_secs(config.shutdown_timeout_secs);
+    info!(bound_secs = config.shutdown_timeout_secs, "shutting down");
+    notify(&[sd_notify::NotifyState::Stopping]);
+    state.readiness.shutting_down.store(true, Ordering::SeqCst);
+    scheduler.shutdown().await;
+    housekeeping.abort();
+    let _ = stop_tx.send(true);
+
+    let left = deadline.saturating_duration_since(Instant::now());
+    let workers_done = tokio::task::spawn_blocking(move || workers.shutdown(left));
+    match tokio::time::timeout(left, server).await {
+        Ok(Ok(Ok(()))) => info!("HTTP server drained"),
+        Ok(Ok(Err(e))) => error!(error = %e, "HTTP server error"),
+        Ok(Err(e)) => error!(error = %e, "HTTP server task failed"),
+        Err(_) => warn!("in-flight requests did not finish within the bound; closing"),
+    }
+    match workers_done.await {
+        Ok(0) => info!("job workers stopped"),
+        Ok(n) => warn!(busy = n, "job workers still busy at the bound; their jobs will be recovered at the next start"),
+        Err(e) => error!(error = %e, "worker shutdown failed"),
+    }
+    match meta.checkpoint().await {
+        Ok(msg) => info!(%msg, "stores flushed"),
+        Err(e) => warn!(error = %e, "final checkpoint failed"),
+    }
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+}
