@@ -411,7 +411,8 @@ fn typed_value(key: &str, raw: &str) -> Value {
     if STRING_KEYS.contains(&key) {
         Value::from(raw.to_string())
     } else {
-        raw.parse::<Value>().unwrap_or_else(|_| Value::from(raw.to_string()))
+        raw.parse::<Value>()
+            .unwrap_or_else(|_| Value::from(raw.to_string()))
     }
 }
 
@@ -461,7 +462,7 @@ impl Config {
         figment = figment.merge(Serialized::defaults(env_layer(&source.env)));
         let mut flags = Dict::new();
         for (k, v) in &source.overrides {
-            insert_path(&mut flags, &[k.clone()], typed_value(k, v));
+            insert_path(&mut flags, std::slice::from_ref(k), typed_value(k, v));
         }
         figment = figment.merge(Serialized::defaults(flags));
 
@@ -493,7 +494,11 @@ impl Config {
                 &self.admin_password_file,
                 &mut self.admin_password,
             ),
-            ("database_url", &self.database_url_file, &mut self.database_url),
+            (
+                "database_url",
+                &self.database_url_file,
+                &mut self.database_url,
+            ),
             ("redis_url", &self.redis_url_file, &mut self.redis_url),
         ];
         for (key, file, slot) in slots {
@@ -536,7 +541,10 @@ impl Config {
             );
         }
         if !(1..=512).contains(&self.workers) {
-            bad("workers", format!("{} is not between 1 and 512", self.workers));
+            bad(
+                "workers",
+                format!("{} is not between 1 and 512", self.workers),
+            );
         }
         for (key, n) in [
             ("queues.backtest", self.queues.backtest),
@@ -625,7 +633,10 @@ pub fn check_secret_strength(secret: &str) -> Result<(), String> {
             trimmed.len()
         ));
     }
-    if trimmed.chars().all(|c| c == trimmed.chars().next().unwrap_or(' ')) {
+    if trimmed
+        .chars()
+        .all(|c| c == trimmed.chars().next().unwrap_or(' '))
+    {
         return Err("repeats a single character".into());
     }
     Ok(())

@@ -42,8 +42,12 @@ pub trait MetaStore: Send + Sync {
     /// Applied schema version and the version this build expects.
     async fn schema_version(&self) -> StoreResult<(u32, u32)>;
 
-    async fn create_user(&self, username: &str, password_hash: &str, role: Role)
-    -> StoreResult<User>;
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+    ) -> StoreResult<User>;
     async fn user_credentials(&self, username: &str) -> StoreResult<Option<UserCredentials>>;
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
     async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>>;
@@ -69,8 +73,11 @@ pub trait MetaStore: Send + Sync {
     /// The active key with this hash and its owner; records the use.
     async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<(ApiKey, User)>>;
     /// Keys of one owner, or all keys when `owner` is `None`.
-    async fn list_api_keys(&self, owner: Option<i64>, page: PageRequest)
-    -> StoreResult<Page<ApiKey>>;
+    async fn list_api_keys(
+        &self,
+        owner: Option<i64>,
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiKey>>;
     /// Revokes a key (of `owner` when given).
     async fn revoke_api_key(&self, id: &str, owner: Option<i64>) -> StoreResult<ApiKey>;
 
@@ -82,8 +89,11 @@ pub trait MetaStore: Send + Sync {
     async fn revoke_user_refresh_tokens(&self, user_id: i64) -> StoreResult<u64>;
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<()>;
-    async fn list_audit(&self, filter: &AuditFilter, page: PageRequest)
-    -> StoreResult<Page<AuditEntry>>;
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEntry>>;
 
     /// Deletes audit entries and refresh tokens older than the cut-offs.
     async fn purge(
@@ -138,8 +148,13 @@ pub trait JobQueue: Send + Sync {
 pub trait KvStore: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
     async fn get(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
-    async fn put(&self, ns: &str, key: &str, value: &[u8], ttl: Option<Duration>)
-    -> StoreResult<()>;
+    async fn put(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<()>;
     async fn delete(&self, ns: &str, key: &str) -> StoreResult<bool>;
     /// Live entries of `ns` whose key starts with `prefix`, in key order.
     async fn scan(&self, ns: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;

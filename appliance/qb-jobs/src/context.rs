@@ -81,8 +81,7 @@ impl<'a> JobContext<'a> {
             let job = self
                 .block_on(self.queue.get(&self.job.id))
                 .map_err(JobError::failed)?;
-            self.cancelled
-                .set(job.is_some_and(|j| j.cancel_requested));
+            self.cancelled.set(job.is_some_and(|j| j.cancel_requested));
             self.last_poll.set(Instant::now());
         }
         if self.cancelled.get() {

@@ -28,10 +28,18 @@ impl JobHandler for Checkpoint {
     fn description(&self) -> &'static str {
         "Checkpoint the metadata store's write-ahead log and purge expired hot state"
     }
-    fn run(&self, ctx: &JobContext<'_>, _: &serde_json::Value) -> Result<serde_json::Value, JobError> {
-        let meta = ctx.block_on(self.meta.checkpoint()).map_err(JobError::failed)?;
+    fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        _: &serde_json::Value,
+    ) -> Result<serde_json::Value, JobError> {
+        let meta = ctx
+            .block_on(self.meta.checkpoint())
+            .map_err(JobError::failed)?;
         ctx.progress(0.5, "metadata store checkpointed")?;
-        let expired = ctx.block_on(self.kv.purge_expired()).map_err(JobError::failed)?;
+        let expired = ctx
+            .block_on(self.kv.purge_expired())
+            .map_err(JobError::failed)?;
         Ok(serde_json::json!({ "metadata": meta, "kv_expired_removed": expired }))
     }
 }
@@ -54,7 +62,11 @@ impl JobHandler for Retention {
     fn description(&self) -> &'static str {
         "Delete audit entries, finished jobs and expired tokens past their retention"
     }
-    fn run(&self, ctx: &JobContext<'_>, _: &serde_json::Value) -> Result<serde_json::Value, JobError> {
+    fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        _: &serde_json::Value,
+    ) -> Result<serde_json::Value, JobError> {
         let now = Utc::now();
         let audit_cut = now - chrono::Duration::days(i64::from(self.retention.audit_days));
         let jobs_cut = now - chrono::Duration::days(i64::from(self.retention.jobs_days));
@@ -120,7 +132,11 @@ impl JobHandler for Sleep {
     fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
         sleep_params(params).map(|_| ())
     }
-    fn run(&self, ctx: &JobContext<'_>, params: &serde_json::Value) -> Result<serde_json::Value, JobError> {
+    fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        params: &serde_json::Value,
+    ) -> Result<serde_json::Value, JobError> {
         let p = sleep_params(params).map_err(JobError::Failed)?;
         let step = Duration::from_secs_f64(p.seconds / f64::from(p.steps));
         for i in 0..p.steps {

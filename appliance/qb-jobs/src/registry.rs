@@ -97,10 +97,7 @@ impl Registry {
             Some(q) => {
                 return Err((
                     "queue",
-                    format!(
-                        "unknown queue {q:?}; queues: {}",
-                        crate::QUEUES.join(", ")
-                    ),
+                    format!("unknown queue {q:?}; queues: {}", crate::QUEUES.join(", ")),
                 ));
             }
             None => handler.queue().to_string(),

@@ -71,7 +71,12 @@ impl Scheduler {
             registry,
             max_attempts,
         });
-        for s in this.queue.all_schedules().await.map_err(|e| e.to_string())? {
+        for s in this
+            .queue
+            .all_schedules()
+            .await
+            .map_err(|e| e.to_string())?
+        {
             this.reload(&s.id).await;
         }
         Ok(this)
@@ -112,7 +117,9 @@ impl Scheduler {
                 }
                 Err(e) => warn!(schedule = %schedule.name, error = %e, "cannot register schedule"),
             },
-            Err(e) => warn!(schedule = %schedule.name, cron = %schedule.cron, error = %e, "bad cron expression"),
+            Err(e) => {
+                warn!(schedule = %schedule.name, cron = %schedule.cron, error = %e, "bad cron expression")
+            }
         }
     }
 

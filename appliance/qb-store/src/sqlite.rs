@@ -163,7 +163,8 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-const KEY_COLS: &str = "k.id, k.name, k.prefix, k.role, u.username, k.created_at, k.last_used_at, k.revoked_at";
+const KEY_COLS: &str =
+    "k.id, k.name, k.prefix, k.role, u.username, k.created_at, k.last_used_at, k.revoked_at";
 
 fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
@@ -296,11 +297,8 @@ fn collect<T>(
 #[async_trait]
 impl MetaStore for Sqlite {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| {
-            c.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(backend)
-        })
-        .await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
     }
 
     async fn schema_version(&self) -> StoreResult<(u32, u32)> {
@@ -758,7 +756,10 @@ impl MetaStore for Sqlite {
     ) -> StoreResult<Page<AuditEntry>> {
         let actor = filter.actor.clone();
         let action = filter.action_prefix.as_ref().map(|p| {
-            let escaped = p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let escaped = p
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
             format!("{escaped}%")
         });
         self.read(move |c| {
@@ -953,7 +954,8 @@ impl JobQueue for Sqlite {
         let id = id.to_string();
         self.write(move |c| {
             let tx = c.transaction().map_err(backend)?;
-            let job = get_job(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+            let job =
+                get_job(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
             match job.state {
                 JobState::Queued => {
                     tx.execute(
@@ -964,11 +966,8 @@ impl JobQueue for Sqlite {
                     .map_err(backend)?;
                 }
                 JobState::Running => {
-                    tx.execute(
-                        "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1",
-                        [&id],
-                    )
-                    .map_err(backend)?;
+                    tx.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [&id])
+                        .map_err(backend)?;
                 }
                 s => {
                     return Err(StoreError::Conflict(format!(
@@ -977,7 +976,8 @@ impl JobQueue for Sqlite {
                     )));
                 }
             }
-            let job = get_job(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+            let job =
+                get_job(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
             tx.commit().map_err(backend)?;
             Ok(job)
         })
@@ -1031,7 +1031,13 @@ impl JobQueue for Sqlite {
                 "SELECT queue, state, COUNT(*) FROM jobs WHERE state IN ('queued', 'running')
                  GROUP BY queue, state",
                 &[],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
             )?;
             let mut out: Vec<QueueStats> = queues
                 .iter()
@@ -1121,11 +1127,8 @@ impl JobQueue for Sqlite {
                     [before],
                 )
                 .map_err(backend)?;
-            c.execute(
-                "DELETE FROM schedule_runs WHERE due_at < ?1",
-                [before],
-            )
-            .map_err(backend)?;
+            c.execute("DELETE FROM schedule_runs WHERE due_at < ?1", [before])
+                .map_err(backend)?;
             Ok(n as u64)
         })
         .await
@@ -1156,9 +1159,7 @@ impl JobQueue for Sqlite {
             let total = count(c, "SELECT COUNT(*) FROM schedules", &[])?;
             let items = collect(
                 c,
-                &format!(
-                    "SELECT {SCHEDULE_COLS} FROM schedules ORDER BY name LIMIT ?1 OFFSET ?2"
-                ),
+                &format!("SELECT {SCHEDULE_COLS} FROM schedules ORDER BY name LIMIT ?1 OFFSET ?2"),
                 &[&page.page_size, &(page.offset() as i64)],
                 schedule_row,
             )?;
@@ -1197,13 +1198,19 @@ impl JobQueue for Sqlite {
                 return Err(StoreError::NotFound(format!("schedule {id}")));
             }
             if let Some(cron) = &u.cron {
-                tx.execute("UPDATE schedules SET cron = ?2 WHERE id = ?1", params![id, cron])
-                    .map_err(backend)?;
+                tx.execute(
+                    "UPDATE schedules SET cron = ?2 WHERE id = ?1",
+                    params![id, cron],
+                )
+                .map_err(backend)?;
             }
             if let Some(job) = &u.job {
                 let job = serde_json::to_string(job).map_err(backend)?;
-                tx.execute("UPDATE schedules SET job = ?2 WHERE id = ?1", params![id, job])
-                    .map_err(backend)?;
+                tx.execute(
+                    "UPDATE schedules SET job = ?2 WHERE id = ?1",
+                    params![id, job],
+                )
+                .map_err(backend)?;
             }
             if let Some(enabled) = u.enabled {
                 tx.execute(
@@ -1212,7 +1219,8 @@ impl JobQueue for Sqlite {
                 )
                 .map_err(backend)?;
             }
-            let s = get_schedule(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("schedule {id}")))?;
+            let s = get_schedule(&tx, &id)?
+                .ok_or_else(|| StoreError::NotFound(format!("schedule {id}")))?;
             tx.commit().map_err(backend)?;
             Ok(s)
         })

@@ -112,7 +112,10 @@ pub async fn first_admin(c: &Config, meta: &dyn MetaStore) -> anyhow::Result<()>
             "created the first admin with a generated password (also written to the file, mode 0600); change it after logging in"
         );
     } else {
-        info!(username = "admin", "created the first admin with the configured password");
+        info!(
+            username = "admin",
+            "created the first admin with the configured password"
+        );
     }
     Ok(())
 }

@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use qb_core::config::{Config, ConfigSource};
 
 #[derive(Parser)]
-#[command(name = "quantbox", version, about = "Self-hosted quant trading backend")]
+#[command(
+    name = "quantbox",
+    version,
+    about = "Self-hosted quant trading backend"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

@@ -166,10 +166,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         .scheduler_started
         .store(true, Ordering::SeqCst);
     notify(&[sd_notify::NotifyState::Ready]);
-    info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "ready"
-    );
+    info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
 
     shutdown_signal().await;
     let deadline = Instant::now() + Duration::from_secs(config.shutdown_timeout_secs);
@@ -190,7 +187,10 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     }
     match workers_done.await {
         Ok(0) => info!("job workers stopped"),
-        Ok(n) => warn!(busy = n, "job workers still busy at the bound; their jobs will be recovered at the next start"),
+        Ok(n) => warn!(
+            busy = n,
+            "job workers still busy at the bound; their jobs will be recovered at the next start"
+        ),
         Err(e) => error!(error = %e, "worker shutdown failed"),
     }
     match meta.checkpoint().await {

@@ -27,7 +27,8 @@ pub fn run(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let path = crate::bootstrap::sqlite_path(config);
-    let db = qb_store::Sqlite::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let db =
+        qb_store::Sqlite::open(&path).with_context(|| format!("opening {}", path.display()))?;
     rt.block_on(async move {
         match cmd {
             UserCommand::Add {
@@ -68,14 +69,20 @@ pub fn run(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                     )
                     .await?;
                 db.revoke_user_refresh_tokens(user.id).await?;
-                println!("password of {} changed; their sessions were revoked", user.username);
+                println!(
+                    "password of {} changed; their sessions were revoked",
+                    user.username
+                );
                 if generated {
                     println!("password: {password}");
                 }
             }
             UserCommand::List => {
                 let mut page = 1;
-                println!("{:<6} {:<24} {:<8} {:<9} created", "id", "username", "role", "status");
+                println!(
+                    "{:<6} {:<24} {:<8} {:<9} created",
+                    "id", "username", "role", "status"
+                );
                 loop {
                     let p = db
                         .list_users(PageRequest {

@@ -103,10 +103,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Pr
             },
         });
     }
-    let claims = state
-        .tokens
-        .verify(token)
-        .map_err(ApiError::unauthorized)?;
+    let claims = state.tokens.verify(token).map_err(ApiError::unauthorized)?;
     if state.kv.get(DENY_NS, &claims.jti).await?.is_some() {
         return Err(ApiError::unauthorized("token revoked (logged out)"));
     }
@@ -140,10 +137,7 @@ fn is_mutating(m: &Method) -> bool {
 
 /// Routes a viewer may call with a mutating method: its own session.
 fn viewer_may_mutate(route: &str) -> bool {
-    matches!(
-        route,
-        "/api/v1/auth/logout" | "/api/v1/auth/password"
-    )
+    matches!(route, "/api/v1/auth/logout" | "/api/v1/auth/password")
 }
 
 /// Middleware: authenticate, check the viewer rule, audit mutations.
@@ -161,21 +155,51 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         Ok(p) => p,
         Err(e) => {
             if is_mutating(&method) {
-                audit(&state, "anonymous".into(), &method, &route, &path, 401, ip, Some(e.detail.clone())).await;
+                audit(
+                    &state,
+                    "anonymous".into(),
+                    &method,
+                    &route,
+                    &path,
+                    401,
+                    ip,
+                    Some(e.detail.clone()),
+                )
+                .await;
             }
             return e.into_response();
         }
     };
     if is_mutating(&method) && principal.role == Role::Viewer && !viewer_may_mutate(&route) {
         let e = ApiError::forbidden("viewers cannot change anything");
-        audit(&state, principal.actor(), &method, &route, &path, 403, ip, Some(e.detail.clone())).await;
+        audit(
+            &state,
+            principal.actor(),
+            &method,
+            &route,
+            &path,
+            403,
+            ip,
+            Some(e.detail.clone()),
+        )
+        .await;
         return e.into_response();
     }
     let actor = principal.actor();
     req.extensions_mut().insert(principal);
     let resp = next.run(req).await;
     if is_mutating(&method) {
-        audit(&state, actor, &method, &route, &path, resp.status().as_u16(), ip, None).await;
+        audit(
+            &state,
+            actor,
+            &method,
+            &route,
+            &path,
+            resp.status().as_u16(),
+            ip,
+            None,
+        )
+        .await;
     }
     resp
 }

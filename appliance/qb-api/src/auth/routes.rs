@@ -143,7 +143,14 @@ async fn login(
     let now = Utc::now();
     if let Some(until) = creds.locked_until.filter(|t| *t > now) {
         let wait = (until - now).num_seconds().max(1) as u64;
-        audit_login(&state, &creds.user.username, "locked", &ip, "account locked").await;
+        audit_login(
+            &state,
+            &creds.user.username,
+            "locked",
+            &ip,
+            "account locked",
+        )
+        .await;
         return Err(ApiError::too_many(
             format!("too many failed logins; try again in {wait} s"),
             wait,
@@ -173,7 +180,14 @@ async fn login(
         return Err(ApiError::unauthorized(WRONG));
     }
     if creds.user.disabled {
-        audit_login(&state, &creds.user.username, "failure", &ip, "user disabled").await;
+        audit_login(
+            &state,
+            &creds.user.username,
+            "failure",
+            &ip,
+            "user disabled",
+        )
+        .await;
         return Err(ApiError::unauthorized("user disabled"));
     }
     state.meta.login_succeeded(creds.user.id).await?;
@@ -328,6 +342,9 @@ async fn change_password(
             },
         )
         .await?;
-    state.meta.revoke_user_refresh_tokens(principal.user_id).await?;
+    state
+        .meta
+        .revoke_user_refresh_tokens(principal.user_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

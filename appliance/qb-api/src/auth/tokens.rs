@@ -121,7 +121,9 @@ mod tests {
         assert_eq!(other.verify(&token).unwrap_err(), "token signature invalid");
         let mut parts: Vec<String> = token.split('.').map(String::from).collect();
         let mut payload = URL_SAFE_NO_PAD.decode(&parts[1]).unwrap();
-        let s = String::from_utf8(payload.clone()).unwrap().replace("trader", "admin");
+        let s = String::from_utf8(payload.clone())
+            .unwrap()
+            .replace("trader", "admin");
         payload = s.into_bytes();
         parts[1] = URL_SAFE_NO_PAD.encode(payload);
         assert!(keys.verify(&parts.join(".")).is_err());

@@ -42,6 +42,7 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
                 .and_then(|s| s.trim().parse::<IpAddr>().ok())
         })
         .flatten();
-    req.extensions_mut().insert(ClientIp(forwarded.unwrap_or(peer)));
+    req.extensions_mut()
+        .insert(ClientIp(forwarded.unwrap_or(peer)));
     next.run(req).await
 }

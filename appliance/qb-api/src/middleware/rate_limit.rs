@@ -56,9 +56,12 @@ impl RateLimits {
         } else {
             &self.api
         };
-        limiter
-            .check_key(&ip)
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()).as_secs_f64().ceil() as u64)
+        limiter.check_key(&ip).map_err(|not_until| {
+            not_until
+                .wait_time_from(self.clock.now())
+                .as_secs_f64()
+                .ceil() as u64
+        })
     }
 
     /// Forgets clients that have been idle long enough to be back at full burst.
@@ -82,7 +85,10 @@ pub async fn rate_limit(
     {
         state.metrics.rate_limited.with_label_values(&[zone]).inc();
         return ApiError::too_many(
-            format!("rate limit of the {zone} zone exceeded; retry in {} s", wait.max(1)),
+            format!(
+                "rate limit of the {zone} zone exceeded; retry in {} s",
+                wait.max(1)
+            ),
             wait,
         )
         .into_response();

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use qb_core::model::QueueStats;
 use serde::Serialize;
-use sysinfo::{Disks, MemoryRefreshKind, RefreshKind, CpuRefreshKind};
+use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, RefreshKind};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -82,7 +82,10 @@ async fn create_user(
     p.require(Role::Admin)?;
     check_username(&req.username).map_err(|e| ApiError::invalid("username", e))?;
     let hash = hash_password(&req.username, req.password).await?;
-    let user = state.meta.create_user(&req.username, &hash, req.role).await?;
+    let user = state
+        .meta
+        .create_user(&req.username, &hash, req.role)
+        .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 

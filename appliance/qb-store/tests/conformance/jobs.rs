@@ -39,8 +39,16 @@ pub async fn suite(q: Arc<dyn JobQueue>) {
     assert_eq!(
         stats,
         vec![
-            QueueStats { queue: "backtest".into(), queued: 1, running: 0 },
-            QueueStats { queue: "data".into(), queued: 1, running: 1 },
+            QueueStats {
+                queue: "backtest".into(),
+                queued: 1,
+                running: 0
+            },
+            QueueStats {
+                queue: "data".into(),
+                queued: 1,
+                running: 1
+            },
         ]
     );
 
@@ -71,7 +79,10 @@ pub async fn suite(q: Arc<dyn JobQueue>) {
     let run = q.claim("backtest", Duration::ZERO).await.unwrap().unwrap();
     assert_eq!(run.id, other.id);
     let ok = q
-        .finish(&run.id, &JobOutcome::Succeeded(serde_json::json!({"rows": 7})))
+        .finish(
+            &run.id,
+            &JobOutcome::Succeeded(serde_json::json!({"rows": 7})),
+        )
         .await
         .unwrap();
     assert_eq!(ok.state, JobState::Succeeded);
@@ -152,9 +163,18 @@ pub async fn suite(q: Arc<dyn JobQueue>) {
     let due = Utc.with_ymd_and_hms(2026, 1, 2, 3, 0, 0).unwrap();
     let mut job = new_job("data", 6);
     job.schedule_id = Some(s.id.clone());
-    let fired = q.fire_schedule(&s.id, due, job.clone()).await.unwrap().unwrap();
+    let fired = q
+        .fire_schedule(&s.id, due, job.clone())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(fired.schedule_id.as_deref(), Some(s.id.as_str()));
-    assert!(q.fire_schedule(&s.id, due, job.clone()).await.unwrap().is_none());
+    assert!(
+        q.fire_schedule(&s.id, due, job.clone())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let s2 = q.get_schedule(&s.id).await.unwrap().unwrap();
     assert_eq!(s2.last_run_at, Some(due));
     assert_eq!(s2.last_job_id.as_deref(), Some(fired.id.as_str()));

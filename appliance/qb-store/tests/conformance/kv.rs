@@ -13,13 +13,19 @@ pub async fn suite(kv: Arc<dyn KvStore>) {
     kv.put("b", "k", b"other", None).await.unwrap();
     assert_eq!(kv.get("a", "k").await.unwrap().as_deref(), Some(&b"v1"[..]));
     kv.put("a", "k", b"v1b", None).await.unwrap();
-    assert_eq!(kv.get("a", "k").await.unwrap().as_deref(), Some(&b"v1b"[..]));
+    assert_eq!(
+        kv.get("a", "k").await.unwrap().as_deref(),
+        Some(&b"v1b"[..])
+    );
     // Namespaces do not leak into each other, even with shared prefixes.
     kv.put("ab", "k", b"ns-ab", None).await.unwrap();
     let scanned = kv.scan("a", "k").await.unwrap();
     assert_eq!(
         scanned,
-        vec![("k".to_string(), b"v1b".to_vec()), ("k2".to_string(), b"v2".to_vec())]
+        vec![
+            ("k".to_string(), b"v1b".to_vec()),
+            ("k2".to_string(), b"v2".to_vec())
+        ]
     );
     assert_eq!(kv.scan("a", "k2").await.unwrap().len(), 1);
     assert!(kv.delete("a", "k").await.unwrap());
@@ -27,8 +33,12 @@ pub async fn suite(kv: Arc<dyn KvStore>) {
     assert!(kv.put("a\0b", "k", b"", None).await.is_err());
 
     // Expiry: gone for readers at once, removed by purge.
-    kv.put("t", "short", b"x", Some(Duration::from_millis(50))).await.unwrap();
-    kv.put("t", "long", b"y", Some(Duration::from_secs(3600))).await.unwrap();
+    kv.put("t", "short", b"x", Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    kv.put("t", "long", b"y", Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
     assert!(kv.get("t", "short").await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(80)).await;
     assert!(kv.get("t", "short").await.unwrap().is_none());
@@ -45,6 +55,9 @@ pub async fn reopen_probe(dir: &Path) -> RedbKv {
         kv.put("p", "durable", b"yes", None).await.unwrap();
     }
     let kv = RedbKv::open(&path).unwrap();
-    assert_eq!(kv.get("p", "durable").await.unwrap().as_deref(), Some(&b"yes"[..]));
+    assert_eq!(
+        kv.get("p", "durable").await.unwrap().as_deref(),
+        Some(&b"yes"[..])
+    );
     kv
 }

@@ -17,7 +17,10 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
     assert_eq!(applied, expected);
 
     // Users: unique names (case-insensitive), paging, updates.
-    let admin = db.create_user("admin", "h-admin", Role::Admin).await.unwrap();
+    let admin = db
+        .create_user("admin", "h-admin", Role::Admin)
+        .await
+        .unwrap();
     assert_eq!(admin.role, Role::Admin);
     assert!(matches!(
         db.create_user("ADMIN", "h", Role::Viewer).await,
@@ -33,7 +36,10 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
     assert_eq!(p.items[0].username, "user3");
     let creds = db.user_credentials("user1").await.unwrap().unwrap();
     assert_eq!(creds.password_hash, "h");
-    assert_eq!(db.user_by_id(creds.user.id).await.unwrap().unwrap(), creds.user);
+    assert_eq!(
+        db.user_by_id(creds.user.id).await.unwrap().unwrap(),
+        creds.user
+    );
     let u = db
         .update_user(
             "user1",
@@ -47,7 +53,11 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
         .unwrap();
     assert_eq!(u.role, Role::Trader);
     assert_eq!(
-        db.user_credentials("user1").await.unwrap().unwrap().password_hash,
+        db.user_credentials("user1")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
         "h2"
     );
     // The last admin can be neither demoted nor deleted.
@@ -97,7 +107,10 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
         .unwrap();
     assert_eq!(key.owner, "user1");
     let (found, owner) = db.api_key_by_hash("hash-1").await.unwrap().unwrap();
-    assert_eq!((found.id.as_str(), owner.id), (key.id.as_str(), creds.user.id));
+    assert_eq!(
+        (found.id.as_str(), owner.id),
+        (key.id.as_str(), creds.user.id)
+    );
     assert!(db.api_key_by_hash("hash-2").await.unwrap().is_none());
     assert_eq!(
         db.list_api_keys(Some(creds.user.id), page(1, 10))
@@ -136,11 +149,18 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
     assert!(!db.revoke_refresh_token("r1").await.unwrap());
     assert!(db.refresh_token("r1").await.unwrap().unwrap().revoked);
     assert_eq!(db.revoke_refresh_family("f1").await.unwrap(), 1);
-    assert_eq!(db.revoke_user_refresh_tokens(creds.user.id).await.unwrap(), 1);
+    assert_eq!(
+        db.revoke_user_refresh_tokens(creds.user.id).await.unwrap(),
+        1
+    );
     assert!(db.refresh_token("r3").await.unwrap().unwrap().revoked);
 
     // Audit log: newest first, filters, purge.
-    for (actor, action) in [("admin", "auth.login"), ("user1", "POST /api/v1/jobs"), ("admin", "POST /api/v1/users")] {
+    for (actor, action) in [
+        ("admin", "auth.login"),
+        ("user1", "POST /api/v1/jobs"),
+        ("admin", "POST /api/v1/users"),
+    ] {
         db.append_audit(NewAuditEntry {
             actor: actor.into(),
             action: action.into(),

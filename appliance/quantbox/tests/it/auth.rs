@@ -1,0 +1,402 @@
+//! Login, refresh, logout, token validation, roles, API keys, lockout.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_PASSWORD, SECRET, Server, problem};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn forge(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn login_refresh_logout_and_bad_tokens() {
+    let s = Server::start(&[]);
+    let pair = s.login("admin", ADMIN_PASSWORD);
+    assert_eq!(pair["token_type"], "bearer");
+    assert_eq!(pair["expires_in"], 900);
+    let access = pair["access_token"].as_str().unwrap();
+    let refresh = pair["refresh_token"].as_str().unwrap();
+
+    let me: Value = s
+        .get("/api/v1/auth/me")
+        .bearer_auth(access)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (me["username"].as_str(), me["role"].as_str()),
+        (Some("admin"), Some("admin"))
+    );
+
+    // Wrong password and unknown users look the same.
+    for (u, p) in [
+        ("admin", "wrong-password-123"),
+        ("nobody", "whatever-password"),
+    ] {
+        let r = s
+            .post("/api/v1/auth/login")
+            .json(&json!({"username": u, "password": p}))
+            .send()
+            .unwrap();
+        let doc = problem(r, 401);
+        assert_eq!(doc["detail"], "invalid username or password");
+    }
+
+    // No token, garbage, tampered, alg=none, expired, wrong secret: 401.
+    problem(s.get("/api/v1/jobs").send().unwrap(), 401);
+    problem(
+        s.get("/api/v1/jobs").bearer_auth("garbage").send().unwrap(),
+        401,
+    );
+    let mut parts: Vec<String> = access.split('.').map(String::from).collect();
+    let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    parts[1] = URL_SAFE_NO_PAD.encode(payload.replace("\"admin\"", "\"root\""));
+    problem(
+        s.get("/api/v1/jobs")
+            .bearer_auth(parts.join("."))
+            .send()
+            .unwrap(),
+        401,
+    );
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        access.split('.').nth(1).unwrap()
+    );
+    problem(s.get("/api/v1/jobs").bearer_auth(none).send().unwrap(), 401);
+    let claims = |exp: i64| {
+        json!({"sub": "1", "name": "admin", "role": "admin", "iat": now() - 7200,
+               "exp": exp, "jti": "x", "typ": "access"})
+    };
+    let expired = forge(SECRET, claims(now() - 3600));
+    let doc = problem(
+        s.get("/api/v1/jobs").bearer_auth(expired).send().unwrap(),
+        401,
+    );
+    assert_eq!(doc["detail"], "token expired");
+    let wrong = forge(
+        "some-other-secret-0123456789abcdef012345",
+        claims(now() + 600),
+    );
+    problem(
+        s.get("/api/v1/jobs").bearer_auth(wrong).send().unwrap(),
+        401,
+    );
+    // The same claims with the right secret pass: the checks above are not vacuous.
+    let good = forge(SECRET, claims(now() + 600));
+    assert_eq!(
+        s.get("/api/v1/jobs")
+            .bearer_auth(good)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Refresh rotates; a spent refresh token revokes the whole session family.
+    let r2: Value = s
+        .post("/api/v1/auth/refresh")
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let refresh2 = r2["refresh_token"].as_str().unwrap();
+    assert_ne!(refresh2, refresh);
+    let reuse = s
+        .post("/api/v1/auth/refresh")
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .unwrap();
+    problem(reuse, 401);
+    let after_theft = s
+        .post("/api/v1/auth/refresh")
+        .json(&json!({"refresh_token": refresh2}))
+        .send()
+        .unwrap();
+    problem(after_theft, 401);
+
+    // Logout revokes the access token at once.
+    let t = s.admin_token();
+    assert_eq!(
+        s.get("/api/v1/jobs")
+            .bearer_auth(&t)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = s
+        .post("/api/v1/auth/logout")
+        .bearer_auth(&t)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let doc = problem(s.get("/api/v1/jobs").bearer_auth(&t).send().unwrap(), 401);
+    assert!(doc["detail"].as_str().unwrap().contains("revoked"));
+
+    // Nothing secret reached the log.
+    let log = s.log();
+    for secret in [ADMIN_PASSWORD, SECRET, access, refresh, refresh2, &t] {
+        assert!(!log.contains(secret), "a secret leaked into the log");
+    }
+}
+
+#[test]
+fn roles_and_api_keys() {
+    let s = Server::start(&[]);
+    let admin = s.admin_token();
+    let viewer = s.user_token(&admin, "vera", "viewer");
+    let trader = s.user_token(&admin, "tom", "trader");
+    let sleep = json!({"kind": "diag.sleep", "params": {"seconds": 0}});
+
+    assert_eq!(
+        s.get("/api/v1/jobs")
+            .bearer_auth(&viewer)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let doc = problem(
+        s.post("/api/v1/jobs")
+            .bearer_auth(&viewer)
+            .json(&sleep)
+            .send()
+            .unwrap(),
+        403,
+    );
+    assert!(doc["detail"].as_str().unwrap().contains("viewer"));
+    assert_eq!(
+        s.post("/api/v1/jobs")
+            .bearer_auth(&trader)
+            .json(&sleep)
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
+    // Maintenance jobs and user management are for admins.
+    problem(
+        s.post("/api/v1/jobs")
+            .bearer_auth(&trader)
+            .json(&json!({"kind": "maintenance.checkpoint"}))
+            .send()
+            .unwrap(),
+        403,
+    );
+    problem(
+        s.get("/api/v1/users").bearer_auth(&trader).send().unwrap(),
+        403,
+    );
+    problem(
+        s.get("/api/v1/audit").bearer_auth(&trader).send().unwrap(),
+        403,
+    );
+    assert_eq!(
+        s.post("/api/v1/jobs")
+            .bearer_auth(&admin)
+            .json(&json!({"kind": "maintenance.checkpoint"}))
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
+    // A viewer may still log itself out.
+    assert_eq!(
+        s.post("/api/v1/auth/logout")
+            .bearer_auth(&viewer)
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+
+    // API keys: shown once, scoped to a role not above the creator's, revocable.
+    problem(
+        s.post("/api/v1/api-keys")
+            .bearer_auth(&trader)
+            .json(&json!({"name": "too-high", "role": "admin"}))
+            .send()
+            .unwrap(),
+        422,
+    );
+    let created: Value = s
+        .post("/api/v1/api-keys")
+        .bearer_auth(&trader)
+        .json(&json!({"name": "reporting", "role": "viewer"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let key = created["key"].as_str().unwrap();
+    assert!(key.starts_with("qbk_"));
+    let id = created["api_key"]["id"].as_str().unwrap();
+    assert_eq!(
+        s.get("/api/v1/jobs")
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.get("/api/v1/jobs")
+            .header("x-api-key", key)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    problem(
+        s.post("/api/v1/jobs")
+            .bearer_auth(key)
+            .json(&sleep)
+            .send()
+            .unwrap(),
+        403,
+    );
+    let listed: Value = s
+        .get("/api/v1/api-keys")
+        .bearer_auth(&trader)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["total"], 1);
+    assert!(
+        !listed.to_string().contains(key),
+        "the key is shown only once"
+    );
+    let r = s
+        .http
+        .delete(s.url(&format!("/api/v1/api-keys/{id}")))
+        .bearer_auth(&trader)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    problem(s.get("/api/v1/jobs").bearer_auth(key).send().unwrap(), 401);
+
+    // Disabling a user locks them out at once.
+    let r = s
+        .http
+        .patch(s.url("/api/v1/users/tom"))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    problem(
+        s.get("/api/v1/jobs").bearer_auth(&trader).send().unwrap(),
+        401,
+    );
+    // The last admin cannot be demoted.
+    let doc = problem(
+        s.http
+            .patch(s.url("/api/v1/users/admin"))
+            .bearer_auth(&admin)
+            .json(&json!({"role": "viewer"}))
+            .send()
+            .unwrap(),
+        409,
+    );
+    assert!(doc["detail"].as_str().unwrap().contains("admin"));
+
+    // Every mutating call and login is in the audit log.
+    let audit: Value = s
+        .get("/api/v1/audit?page_size=100")
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let items = audit["items"].as_array().unwrap();
+    let has = |actor: &str, action: &str, result: &str| {
+        items.iter().any(|e| {
+            e["actor"].as_str().unwrap().starts_with(actor)
+                && e["action"] == action
+                && e["result"] == result
+        })
+    };
+    assert!(has("admin", "auth.login", "ok"));
+    assert!(has("vera", "POST /api/v1/jobs", "denied"));
+    assert!(has("tom", "POST /api/v1/jobs", "ok"));
+    assert!(has("tom/apikey:reporting", "POST /api/v1/jobs", "denied"));
+    assert!(has("admin", "PATCH /api/v1/users/{username}", "ok"));
+    assert!(has("admin", "PATCH /api/v1/users/{username}", "error"));
+}
+
+#[test]
+fn brute_force_locks_the_account() {
+    let s = Server::start(&[
+        ("QUANTBOX_AUTH__LOCKOUT_THRESHOLD", "3"),
+        ("QUANTBOX_AUTH__LOCKOUT_BASE_SECS", "60"),
+    ]);
+    for _ in 0..3 {
+        let r = s
+            .post("/api/v1/auth/login")
+            .json(&json!({"username": "admin", "password": "not-the-password"}))
+            .send()
+            .unwrap();
+        problem(r, 401);
+    }
+    // Locked: even the right password is refused for now.
+    let r = s
+        .post("/api/v1/auth/login")
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    problem(r, 429);
+}
+
+#[test]
+fn rate_limit_answers_429_with_retry_after() {
+    let s = Server::start(&[
+        ("QUANTBOX_RATE_LIMIT__ENABLED", "true"),
+        ("QUANTBOX_RATE_LIMIT__API_PER_SEC", "1"),
+        ("QUANTBOX_RATE_LIMIT__API_BURST", "5"),
+    ]);
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| s.get("/api/v1/jobs").send().unwrap().status().as_u16())
+        .collect();
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert!(statuses[5..].contains(&429), "{statuses:?}");
+    let r = s.get("/api/v1/jobs").send().unwrap();
+    assert!(
+        r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    problem(r, 429);
+    // Health is outside the API zones.
+    for _ in 0..10 {
+        assert_eq!(s.get("/health").send().unwrap().status(), 200);
+    }
+    let metrics = s.get("/metrics").send().unwrap().text().unwrap();
+    assert!(metrics.contains("quantbox_rate_limited_total{zone=\"api\"}"));
+}

@@ -1,0 +1,169 @@
+//! The command line: config check, migrate, user management, refusal to
+//! start with bad configuration.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::support::{Server, command};
+
+fn run(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = command(dir, env).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_redacts_and_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(dir.path(), &[("WORKERS", "3")], &["config", "check"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("workers = 3"), "{out}");
+    assert!(out.contains("secret_key = \"[redacted]\""), "{out}");
+    assert!(!out.contains("integration-test-secret"), "{out}");
+
+    let (code, _, err) = run(
+        dir.path(),
+        &[("MAX_PAGE_SIZE", "many")],
+        &["config", "check"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("max_page_size"), "{err}");
+
+    let toml = dir.path().join("q.toml");
+    std::fs::write(&toml, "default_page_size = 500\n[queues]\nbacktest = 0\n").unwrap();
+    let (code, _, err) = run(
+        dir.path(),
+        &[],
+        &["--config", toml.to_str().unwrap(), "config", "check"],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("default_page_size") && err.contains("queues.backtest"),
+        "{err}"
+    );
+
+    // Production refuses missing and well-known secrets, and does not start.
+    let (code, _, err) = run(
+        dir.path(),
+        &[("ENV", "production"), ("SECRET_KEY", "changeme")],
+        &["serve"],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("secret_key") && err.contains("well-known"),
+        "{err}"
+    );
+    let mut cmd = command(dir.path(), &[("ENV", "production")]);
+    cmd.env_remove("SECRET_KEY");
+    let out = cmd.args(["serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("secret_key"));
+}
+
+#[test]
+fn development_generates_a_private_secret_and_admin_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path(), &[]);
+    cmd.env_remove("SECRET_KEY")
+        .env_remove("QUANTBOX_ADMIN_PASSWORD");
+    let mut child = cmd
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let secret = dir.path().join("secret_key");
+    let password = dir.path().join("initial-admin-password");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(secret.exists() && password.exists()) {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&secret, &password] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    assert!(std::fs::read_to_string(&secret).unwrap().trim().len() >= 32);
+    // The generated password works.
+    let pw = std::fs::read_to_string(&password)
+        .unwrap()
+        .trim()
+        .to_string();
+    let s = Server::start_in(
+        dir.path(),
+        &[("QUANTBOX_ADMIN_PASSWORD", "ignored-after-first-start")],
+    );
+    s.login("admin", &pw);
+}
+
+#[test]
+fn migrate_and_user_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(dir.path(), &[], &["migrate"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("from version 0 to"), "{out}");
+    let (code, out, _) = run(dir.path(), &[], &["migrate"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("up to date"), "{out}");
+
+    let mut child = command(dir.path(), &[])
+        .args([
+            "user",
+            "add",
+            "carol",
+            "--role",
+            "trader",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"carol-password-1234\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (code, out, _) = run(dir.path(), &[], &["user", "add", "dave"]);
+    assert_eq!(code, 0);
+    let generated = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap()
+        .to_string();
+    let (code, _, err) = run(dir.path(), &[], &["user", "add", "carol"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, out, _) = run(dir.path(), &[], &["user", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("carol") && out.contains("trader") && out.contains("dave"),
+        "{out}"
+    );
+
+    let s = Server::start_in(dir.path(), &[]);
+    s.login("carol", "carol-password-1234");
+    s.login("dave", &generated);
+    let (code, out, _) = run(dir.path(), &[], &["user", "passwd", "dave"]);
+    assert_eq!(code, 0, "passwd works while the server runs");
+    let newpw = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap();
+    s.login("dave", newpw);
+
+    let (code, out, _) = run(dir.path(), &[], &["version"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("quantbox {}", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `quantbox` binary, started on a free port
+//! with a temporary data directory, driven over HTTP.
+
+mod support;
+
+mod auth;
+mod cli;
+mod http;
+mod jobs;
+mod observability;

@@ -1,0 +1,226 @@
+//! Starting and stopping the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde_json::{Value, json};
+
+pub const ADMIN_PASSWORD: &str = "test-admin-password-1234";
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_quantbox")
+}
+
+/// A `quantbox` command with a clean environment.
+pub fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("QUANTBOX_DATA_DIR", dir)
+        .env("QUANTBOX_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("SECRET_KEY", SECRET)
+        .env("QUANTBOX_RATE_LIMIT__ENABLED", "false")
+        .env("LOG_LEVEL", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    _tmp: Option<tempfile::TempDir>,
+    pub log: Arc<Mutex<String>>,
+    pub http: Client,
+}
+
+impl Server {
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_in(&dir, env);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts on an existing data directory (which the caller keeps alive).
+    pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut child = command(dir, env)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn quantbox");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        let s = Server {
+            child: Some(child),
+            base,
+            _tmp: None,
+            log,
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        s.wait_ready();
+        s
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/ready")).send()
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready in time; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.http.post(self.url(path))
+    }
+
+    pub fn login(&self, user: &str, password: &str) -> Value {
+        let r = self
+            .post("/api/v1/auth/login")
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "login {user}: {}", r.text().unwrap());
+        r.json().unwrap()
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Creates a user through the API and returns an access token for it.
+    pub fn user_token(&self, admin: &str, name: &str, role: &str) -> String {
+        let password = format!("{name}-password-123");
+        let r = self
+            .post("/api/v1/users")
+            .bearer_auth(admin)
+            .json(&json!({"username": name, "password": password, "role": role}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+        self.login(name, &password)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Polls a job until `done(job)`.
+    pub fn wait_job(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job: Value = self
+                .get(&format!("/api/v1/jobs/{id}"))
+                .bearer_auth(token)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job never reached the state: {job}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = child.wait().unwrap();
+        (status, start.elapsed())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Asserts a problem+json response with `status`; returns the document.
+pub fn problem(r: Response, status: u16) -> Value {
+    assert_eq!(r.status().as_u16(), status, "unexpected status");
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert_eq!(ct, "application/problem+json");
+    let doc: Value = r.json().unwrap();
+    assert_eq!(doc["status"], status);
+    assert!(doc["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(doc["type"].as_str().unwrap().starts_with("/problems/"));
+    doc
+}
