@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The two README commands:
+#   packaging/scripts/dev.sh serve [ARGS...]   build and run `quantbox serve` with embedded defaults
+#   packaging/scripts/dev.sh test              the whole test suite (what CI runs)
+# Both run the same set-up first: toolchain targets, Debian tools the tests
+# use, and anything the build needs. Builds go to CARGO_TARGET_DIR
+# (default ~/.cache/quantbox/target) so repeated runs reuse them.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+# Debian packages the test suite drives (promtool for the metrics checks).
+DEB_PACKAGES=(prometheus)
+DEB_COMMANDS=(promtool)
+
+ensure_debian_tools() {
+    local missing=()
+    for i in "${!DEB_COMMANDS[@]}"; do
+        command -v "${DEB_COMMANDS[$i]}" >/dev/null 2>&1 || missing+=("${DEB_PACKAGES[$i]}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        log "installing Debian packages: ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null \
+            || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+    else
+        echo "missing Debian packages: ${missing[*]} (install them with apt-get as root)" >&2
+        exit 1
+    fi
+}
+
+setup() {
+    log "toolchain"
+    rustup show active-toolchain >/dev/null
+}
+
+cmd_serve() {
+    setup
+    log "building quantbox (release)"
+    cargo build --release -p quantbox
+    log "starting: quantbox serve $*"
+    exec "$CARGO_TARGET_DIR/release/quantbox" serve "$@"
+}
+
+cmd_test() {
+    setup
+    ensure_debian_tools
+    log "cargo fmt --check"
+    cargo fmt --all -- --check
+    log "cargo clippy"
+    cargo clippy --workspace --all-targets -- -D warnings
+    log "cargo test"
+    cargo test --workspace
+}
+
+case "${1:-}" in
+    serve) shift; cmd_serve "$@" ;;
+    test) shift; cmd_test "$@" ;;
+    *) echo "usage: $0 serve [ARGS...] | test" >&2; exit 2 ;;
+esac
