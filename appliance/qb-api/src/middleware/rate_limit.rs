@@ -95,3 +95,33 @@ pub async fn rate_limit(
     }
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_follow_the_seed_locations() {
+        assert_eq!(RateLimits::zone("/api/v1/trading/orders"), Some("trading"));
+        assert_eq!(RateLimits::zone("/api/v1/jobs"), Some("api"));
+        assert_eq!(RateLimits::zone("/api/openapi.json"), Some("api"));
+        assert_eq!(RateLimits::zone("/health"), None);
+        assert_eq!(RateLimits::zone("/metrics"), None);
+    }
+
+    #[test]
+    fn trading_zone_is_stricter_and_separate() {
+        let limits = RateLimits::new(&RateLimitConfig::default());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let trading_ok = (0..30)
+            .filter(|_| limits.check("trading", ip).is_ok())
+            .count();
+        assert_eq!(trading_ok, 10, "burst 10");
+        let api_ok = (0..30).filter(|_| limits.check("api", ip).is_ok()).count();
+        assert_eq!(api_ok, 20, "burst 20, not shared with the trading zone");
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(limits.check("api", other).is_ok(), "limits are per client");
+        let wait = limits.check("trading", ip).unwrap_err();
+        assert!(wait >= 1);
+    }
+}
