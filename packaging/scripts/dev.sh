@@ -37,6 +37,9 @@ ensure_debian_tools() {
 setup() {
     log "toolchain"
     rustup show active-toolchain >/dev/null
+    log "libduckdb (prebuilt)"
+    DUCKDB_LIB_DIR="$("$ROOT/packaging/scripts/fetch-libduckdb.sh")"
+    export DUCKDB_LIB_DIR
 }
 
 cmd_serve() {

@@ -10,9 +10,10 @@
 //! This crate knows nothing about HTTP, SQLite, redb or wasmtime.
 
 pub mod config;
+pub mod market;
 pub mod metrics;
 pub mod model;
 pub mod seams;
 pub mod time;
 
-pub use seams::{JobQueue, KvStore, MetaStore, PubSub, StoreError, StoreResult};
+pub use seams::{JobQueue, KvStore, MetaStore, PubSub, StoreError, StoreResult, TickStore};

@@ -6,6 +6,7 @@
 //! | [`JobQueue`] | SQLite (jobs, schedules)        | PostgreSQL records + Redis wakeups|
 //! | [`KvStore`]  | redb (hot state)                | Redis                            |
 //! | [`PubSub`]   | tokio broadcast                 | Redis pub/sub                    |
+//! | [`TickStore`]| DuckDB (`qb-market`)            | TimescaleDB / PostgreSQL         |
 //!
 //! Callers hold `Arc<dyn Trait>` and never name an adapter. Every adapter runs
 //! the same conformance suite (`qb-store/tests`).
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
+use crate::market::*;
 use crate::model::*;
 
 /// Why a store call failed; the kind is what callers branch on.
@@ -103,6 +105,13 @@ pub trait MetaStore: Send + Sync {
     ) -> StoreResult<(u64, u64)>;
     /// Flushes the write-ahead log into the main file (or the backend's analogue).
     async fn checkpoint(&self) -> StoreResult<String>;
+
+    async fn upsert_instrument(&self, instrument: &Instrument) -> StoreResult<Instrument>;
+    async fn instrument(&self, symbol: &str) -> StoreResult<Option<Instrument>>;
+    async fn list_instruments(&self, page: PageRequest) -> StoreResult<Page<Instrument>>;
+    async fn delete_instrument(&self, symbol: &str) -> StoreResult<()>;
+    /// Creates the symbols not registered yet with defaults; returns those created.
+    async fn ensure_instruments(&self, symbols: &[String]) -> StoreResult<Vec<String>>;
 }
 
 /// Persistent named job queues and the cron schedules that feed them.
@@ -141,6 +150,36 @@ pub trait JobQueue: Send + Sync {
         due_at: DateTime<Utc>,
         job: NewJob,
     ) -> StoreResult<Option<Job>>;
+}
+
+/// Progress callback of long store operations: fraction done, message.
+pub type Progress<'a> = &'a (dyn Fn(f64, &str) + Sync);
+
+/// Ticks and bars. Writes return after they are committed.
+#[async_trait]
+pub trait TickStore: Send + Sync {
+    async fn ping(&self) -> StoreResult<()>;
+    /// Appends ticks; `seq` is assigned per `(symbol, ts)` in batch order.
+    /// Ticks already stored (same `(symbol, ts, seq)`) are skipped.
+    async fn append(&self, ticks: Vec<Tick>) -> StoreResult<AppendReport>;
+    /// Reads a file into the store. In strict mode a bad row stores nothing
+    /// and is returned as `Ok` with `rows_stored == 0` and the rejections.
+    /// Blocking: call it from a worker thread.
+    fn import(&self, request: &ImportRequest, progress: Progress<'_>) -> StoreResult<ImportReport>;
+    async fn coverage(&self) -> StoreResult<Vec<Coverage>>;
+    async fn ticks(&self, query: TickQuery) -> StoreResult<Vec<Tick>>;
+    async fn bars(&self, query: BarQuery) -> StoreResult<Vec<Bar>>;
+    /// Writes the selection to `dest`; returns rows written.
+    async fn export(
+        &self,
+        query: ExportQuery,
+        format: ExportFormat,
+        dest: &std::path::Path,
+    ) -> StoreResult<u64>;
+    /// Deletes ticks and bars older than `before`; returns rows deleted.
+    async fn retain(&self, before: Nanos) -> StoreResult<u64>;
+    /// Folds the write-ahead log into the database file.
+    async fn checkpoint(&self) -> StoreResult<()>;
 }
 
 /// Hot state: small values read and written often, optionally expiring.

@@ -91,6 +91,15 @@ pub const STEPS: &[&str] = &[
         PRIMARY KEY (schedule_id, due_at)
     );
     "#,
+    // 2: the instrument registry.
+    r#"
+    CREATE TABLE instruments (
+        symbol     TEXT PRIMARY KEY,
+        spec       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build expects.

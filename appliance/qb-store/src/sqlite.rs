@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
+use qb_core::market::Instrument;
 use qb_core::model::*;
 use qb_core::time::{Millis, now_ms, to_utc};
 use qb_core::{JobQueue, MetaStore, StoreError, StoreResult};
@@ -832,6 +833,97 @@ impl MetaStore for Sqlite {
             Ok(format!(
                 "sqlite wal checkpoint: busy={busy} frames={log} checkpointed={done}"
             ))
+        })
+        .await
+    }
+
+    async fn upsert_instrument(&self, instrument: &Instrument) -> StoreResult<Instrument> {
+        let i = instrument.clone();
+        self.write(move |c| {
+            let spec = serde_json::to_string(&i).map_err(backend)?;
+            let now = now_ms();
+            c.execute(
+                "INSERT INTO instruments (symbol, spec, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (symbol) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+                params![i.symbol, spec, now],
+            )
+            .map_err(map_sql)?;
+            Ok(i)
+        })
+        .await
+    }
+
+    async fn instrument(&self, symbol: &str) -> StoreResult<Option<Instrument>> {
+        let symbol = symbol.to_string();
+        self.read(move |c| {
+            let spec: Option<String> = c
+                .query_row("SELECT spec FROM instruments WHERE symbol = ?1", [symbol], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            spec.map(|s| serde_json::from_str(&s).map_err(backend))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_instruments(&self, page: PageRequest) -> StoreResult<Page<Instrument>> {
+        self.read(move |c| {
+            let total = count(c, "SELECT COUNT(*) FROM instruments", &[])?;
+            let specs = collect(
+                c,
+                "SELECT spec FROM instruments ORDER BY symbol LIMIT ?1 OFFSET ?2",
+                &[&page.page_size, &(page.offset() as i64)],
+                |r| r.get::<_, String>(0),
+            )?;
+            let items = specs
+                .iter()
+                .map(|s| serde_json::from_str(s).map_err(backend))
+                .collect::<StoreResult<Vec<Instrument>>>()?;
+            Ok(Page {
+                items,
+                page: page.page,
+                page_size: page.page_size,
+                total,
+            })
+        })
+        .await
+    }
+
+    async fn delete_instrument(&self, symbol: &str) -> StoreResult<()> {
+        let symbol = symbol.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM instruments WHERE symbol = ?1", [&symbol])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("instrument {symbol:?}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ensure_instruments(&self, symbols: &[String]) -> StoreResult<Vec<String>> {
+        let symbols = symbols.to_vec();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let now = now_ms();
+            let mut created = Vec::new();
+            for s in symbols {
+                let spec = serde_json::to_string(&Instrument::with_defaults(&s)).map_err(backend)?;
+                let n = tx
+                    .execute(
+                        "INSERT OR IGNORE INTO instruments (symbol, spec, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?3)",
+                        params![s, spec, now],
+                    )
+                    .map_err(backend)?;
+                if n == 1 {
+                    created.push(s);
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(created)
         })
         .await
     }

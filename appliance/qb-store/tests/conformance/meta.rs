@@ -210,4 +210,32 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
         .unwrap();
     assert_eq!(audit, 3);
     assert!(!db.checkpoint().await.unwrap().is_empty());
+
+    // Instruments: upsert, defaults for unknown symbols, paging, delete.
+    use qb_core::market::{Decimal, Instrument};
+    let mut rb = Instrument::with_defaults("rb2410");
+    rb.multiplier = Decimal::from(10);
+    rb.fees.open_rate = "0.0001".parse().unwrap();
+    db.upsert_instrument(&rb).await.unwrap();
+    assert_eq!(db.instrument("rb2410").await.unwrap().unwrap(), rb);
+    rb.margin_ratio = "0.13".parse().unwrap();
+    db.upsert_instrument(&rb).await.unwrap();
+    assert_eq!(
+        db.instrument("rb2410").await.unwrap().unwrap().margin_ratio.to_string(),
+        "0.13"
+    );
+    let created = db
+        .ensure_instruments(&["rb2410".into(), "IF2409".into(), "cu2409".into()])
+        .await
+        .unwrap();
+    assert_eq!(created, vec!["IF2409".to_string(), "cu2409".to_string()]);
+    let all = db.list_instruments(page(1, 2)).await.unwrap();
+    assert_eq!(all.total, 3);
+    assert_eq!(all.items[0].symbol, "IF2409");
+    db.delete_instrument("cu2409").await.unwrap();
+    assert!(matches!(
+        db.delete_instrument("cu2409").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(db.instrument("cu2409").await.unwrap().is_none());
 }

@@ -1,0 +1,534 @@
+//! File imports, parsed by DuckDB's own readers (`read_csv`, `read_parquet`).
+//!
+//! Every format goes through the same three steps inside one transaction:
+//! 1. `raw`: the file as text (CSV) or typed columns (Parquet), with the
+//!    line number of every row (line 1 is the header);
+//! 2. `typed`: ticks or bars in their final types plus an `error` text per
+//!    row saying which field is wrong and why;
+//! 3. the good rows are numbered (`seq`) and inserted unless stored already.
+//! In strict mode any error rolls the transaction back; in skip mode the
+//! good rows are committed and every bad one is reported.
+
+use std::collections::BTreeMap;
+
+use duckdb::Connection;
+use qb_core::market::*;
+use qb_core::seams::Progress;
+use qb_core::{StoreError, StoreResult};
+
+use crate::store::{DuckStore, TICK_COLS, backend, insert_new_ticks};
+
+/// How many rejections a strict import reports.
+const STRICT_REPORT: usize = 20;
+/// The CTP "no value" sentinel (DBL_MAX).
+const DBL_MAX: &str = "1.7976931348623157e308";
+/// China Standard Time, the CTP clock: UTC+8, no daylight saving since 1991.
+const CST_OFFSET_NS: i64 = 8 * 3600 * 1_000_000_000;
+
+fn invalid(msg: impl Into<String>) -> StoreError {
+    StoreError::Invalid(msg.into())
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+const MACROS: &str = r#"
+CREATE OR REPLACE TEMP MACRO qb_sig(x) AS
+    rtrim(ltrim(regexp_replace(split_part(lower(trim(x)), 'e', 1), '[^0-9]', '', 'g'), '0'), '0');
+CREATE OR REPLACE TEMP MACRO qb_num(x) AS TRY_CAST(trim(x) AS DOUBLE);
+CREATE OR REPLACE TEMP MACRO qb_num_error(field, x) AS (
+    CASE WHEN x IS NULL OR trim(x) = '' THEN NULL
+         WHEN TRY_CAST(trim(x) AS DOUBLE) IS NULL THEN field || ': ' || '"' || x || '" is not a number'
+         WHEN NOT isfinite(TRY_CAST(trim(x) AS DOUBLE)) THEN field || ': ' || '"' || x || '" is not finite'
+         WHEN qb_sig(x) <> qb_sig(CAST(TRY_CAST(trim(x) AS DOUBLE) AS VARCHAR))
+              THEN field || ': ' || '"' || x || '" has more digits than a double holds; it would lose precision'
+         ELSE NULL END);
+"#;
+
+/// Columns of a text table, in order.
+fn columns(c: &Connection, table: &str) -> StoreResult<Vec<(String, String)>> {
+    let mut stmt = c
+        .prepare(&format!("DESCRIBE {table}"))
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(backend)?;
+    rows.collect::<duckdb::Result<Vec<_>>>().map_err(backend)
+}
+
+/// Reads a CSV file as text with line numbers into `raw`.
+fn load_csv(c: &Connection, path: &str) -> StoreResult<()> {
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE raw AS
+         SELECT (row_number() OVER ()) + 1 AS qb_line, *
+         FROM read_csv({}, all_varchar = true, header = true, parallel = false, strict_mode = true)",
+        quote(path)
+    ))
+    .map_err(|e| invalid(format!("cannot read the CSV file: {e}")))
+}
+
+/// Resolves field -> column name, checking required fields exist.
+struct Columns {
+    have: Vec<String>,
+    mapping: BTreeMap<String, String>,
+}
+
+impl Columns {
+    fn new(have: Vec<(String, String)>, mapping: &BTreeMap<String, String>) -> Self {
+        Self {
+            have: have.into_iter().map(|(n, _)| n).collect(),
+            mapping: mapping.clone(),
+        }
+    }
+    /// The SQL expression for a field, or NULL when the file lacks it.
+    fn get(&self, field: &str) -> Option<String> {
+        let name = self.mapping.get(field).map(String::as_str).unwrap_or(field);
+        self.have
+            .iter()
+            .find(|h| h.eq_ignore_ascii_case(name))
+            .map(|h| ident(h))
+    }
+    fn require(&self, field: &str) -> StoreResult<String> {
+        self.get(field).ok_or_else(|| {
+            let name = self.mapping.get(field).map(String::as_str).unwrap_or(field);
+            invalid(format!(
+                "line 1: missing column {name:?} (columns: {})",
+                self.have.join(", ")
+            ))
+        })
+    }
+    fn or_null(&self, field: &str) -> String {
+        self.get(field).unwrap_or_else(|| "CAST(NULL AS VARCHAR)".into())
+    }
+}
+
+fn unit_multiplier(unit: Option<&str>) -> StoreResult<i64> {
+    Ok(match unit.unwrap_or("ns") {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        other => return Err(invalid(format!("ts_unit {other:?} is not ns, us, ms or s"))),
+    })
+}
+
+/// SQL turning a text timestamp into nanoseconds UTC: integers in `unit`,
+/// RFC 3339 with an offset, or local time in `tz`.
+fn ts_sql(col: &str, tz: &str, unit_mult: i64) -> String {
+    let local = if tz.eq_ignore_ascii_case("UTC") {
+        format!("epoch_ns(TRY_CAST({col} AS TIMESTAMP_NS))")
+    } else {
+        // Keep the nanoseconds of the text; shift by the zone's offset at that time.
+        format!(
+            "epoch_ns(TRY_CAST({col} AS TIMESTAMP_NS)) + (epoch_ns(timezone({tz}, TRY_CAST({col} AS TIMESTAMP))) - epoch_ns(TRY_CAST({col} AS TIMESTAMP)))",
+            tz = quote(tz)
+        )
+    };
+    format!(
+        "CASE WHEN regexp_full_match(trim({col}), '-?[0-9]+') THEN TRY_CAST(trim({col}) AS BIGINT) * {unit_mult}
+              WHEN regexp_matches(trim({col}), '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$') THEN epoch_ns(TRY_CAST(trim({col}) AS TIMESTAMPTZ))
+              ELSE {local} END"
+    )
+}
+
+fn symbol_error(sym: &str) -> String {
+    format!(
+        "CASE WHEN {sym} IS NULL OR {sym} = '' THEN 'symbol: missing'
+              WHEN NOT regexp_full_match({sym}, '[A-Za-z0-9._/-]{{1,32}}') THEN 'symbol: \"' || {sym} || '\" is not a symbol' END"
+    )
+}
+
+/// Builds `typed` from `raw` for generic tick CSV.
+fn typed_from_csv(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
+    let cols = Columns::new(columns(c, "raw")?, &req.mapping);
+    let symbol = match (&req.symbol, cols.get("symbol")) {
+        (Some(s), _) => {
+            check_symbol(s).map_err(invalid)?;
+            quote(s)
+        }
+        (None, Some(col)) => format!("trim({col})"),
+        (None, None) => cols.require("symbol")?,
+    };
+    let ts_col = cols.require("ts")?;
+    let price = cols.require("price")?;
+    let size = cols.or_null("size");
+    let tz = req.timezone.as_deref().unwrap_or("UTC");
+    let ts = ts_sql(&ts_col, tz, unit_multiplier(req.ts_unit.as_deref())?);
+    let optional = ["volume", "turnover", "open_interest", "bid", "bid_size", "ask", "ask_size"];
+    let mut select = vec![
+        "qb_line AS line".to_string(),
+        format!("{symbol} AS symbol"),
+        format!("{ts} AS ts"),
+        format!("qb_num({price}) AS price"),
+        format!("COALESCE(qb_num({size}), 0) AS size"),
+    ];
+    for f in optional {
+        select.push(format!("qb_num({}) AS {f}", cols.or_null(f)));
+    }
+    let mut errors = vec![
+        symbol_error(&symbol),
+        format!(
+            "CASE WHEN {ts_col} IS NULL OR trim({ts_col}) = '' THEN 'ts: missing'
+                  WHEN ({ts}) IS NULL THEN 'ts: \"' || {ts_col} || '\" is not a time (RFC 3339, local time in {tz}, or integer)' END",
+            tz = tz.replace('\'', "")
+        ),
+        format!("CASE WHEN {price} IS NULL OR trim({price}) = '' THEN 'price: missing' END"),
+        format!("qb_num_error('price', {price})"),
+        format!("qb_num_error('size', {size})"),
+        format!("CASE WHEN qb_num({size}) < 0 THEN 'size: negative' END"),
+    ];
+    for f in optional {
+        errors.push(format!("qb_num_error('{f}', {})", cols.or_null(f)));
+    }
+    select.push(format!("COALESCE({}) AS error", errors.join(", ")));
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE typed AS SELECT {} FROM raw",
+        select.join(",\n ")
+    ))
+    .map_err(backend)
+}
+
+/// Builds `typed` from `raw` for CTP depth-market-data rows.
+fn typed_from_ctp(c: &Connection) -> StoreResult<()> {
+    let cols = Columns::new(columns(c, "raw")?, &BTreeMap::new());
+    for f in [
+        "TradingDay",
+        "UpdateTime",
+        "UpdateMillisec",
+        "InstrumentID",
+        "LastPrice",
+        "Volume",
+    ] {
+        cols.require(f)?;
+    }
+    let get = |f: &str| cols.or_null(f);
+    let num = |f: &str| {
+        format!(
+            "CASE WHEN qb_num({c}) >= {DBL_MAX} THEN NULL ELSE qb_num({c}) END",
+            c = get(f)
+        )
+    };
+    let (td, ad, ut, ms) = (
+        get("TradingDay"),
+        get("ActionDay"),
+        get("UpdateTime"),
+        get("UpdateMillisec"),
+    );
+    // Calendar date of the tick: ActionDay when it differs from TradingDay
+    // (SHFE/INE report the real day); otherwise, for night-session times,
+    // the weekday before the trading day (and the day after that once past
+    // midnight); otherwise the trading day.
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE ctp AS SELECT qb_line,
+            trim({sym}) AS symbol,
+            trim({td}) AS trading_day,
+            TRY_STRPTIME(trim({td}), '%Y%m%d')::DATE AS td,
+            TRY_STRPTIME(trim({ad}), '%Y%m%d')::DATE AS ad,
+            TRY_CAST(trim({ut}) AS TIME) AS t,
+            TRY_CAST(trim({ms}) AS INTEGER) AS ms,
+            {ut} AS ut_raw, {td} AS td_raw, {ms} AS ms_raw,
+            {price} AS price, {vol} AS volume, {turn} AS turnover, {oi} AS open_interest,
+            {bid} AS bid, {bsz} AS bid_size, {ask} AS ask, {asz} AS ask_size,
+            COALESCE(qb_num_error('LastPrice', {lp}), qb_num_error('Volume', {v}),
+                     qb_num_error('Turnover', {tu}), qb_num_error('OpenInterest', {o}),
+                     qb_num_error('BidPrice1', {b}), qb_num_error('AskPrice1', {a}),
+                     qb_num_error('BidVolume1', {bv}), qb_num_error('AskVolume1', {av})) AS num_error
+         FROM raw",
+        sym = get("InstrumentID"),
+        price = num("LastPrice"),
+        vol = num("Volume"),
+        turn = num("Turnover"),
+        oi = num("OpenInterest"),
+        bid = num("BidPrice1"),
+        bsz = num("BidVolume1"),
+        ask = num("AskPrice1"),
+        asz = num("AskVolume1"),
+        lp = get("LastPrice"),
+        v = get("Volume"),
+        tu = get("Turnover"),
+        o = get("OpenInterest"),
+        b = get("BidPrice1"),
+        a = get("AskPrice1"),
+        bv = get("BidVolume1"),
+        av = get("AskVolume1"),
+    ))
+    .map_err(backend)?;
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE ctp_ts AS SELECT *,
+            CASE WHEN ad IS NOT NULL AND ad <> td THEN ad
+                 WHEN hour(t) >= 18 THEN td - CASE WHEN dayofweek(td) = 1 THEN 3 ELSE 1 END
+                 WHEN hour(t) < 4 THEN td - CASE WHEN dayofweek(td) = 1 THEN 2 ELSE 0 END
+                 ELSE td END AS day
+         FROM ctp;
+         CREATE OR REPLACE TEMP TABLE ctp_ns AS SELECT *,
+            epoch_ns(CAST((day + t) AS TIMESTAMP_NS)) + ms::BIGINT * 1000000 - {CST_OFFSET_NS} AS ts
+         FROM ctp_ts;"
+    ))
+    .map_err(backend)?;
+    // Cumulative Volume / Turnover become per-tick size / turnover within
+    // one (symbol, trading day); the first row of a day carries the day's
+    // total so far, and a drop (a reset) starts counting again.
+    c.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE typed AS SELECT qb_line AS line, symbol, ts, price,
+            CASE WHEN prev_vol IS NULL OR volume < prev_vol THEN volume ELSE volume - prev_vol END AS size,
+            volume,
+            CASE WHEN prev_turn IS NULL OR turnover < prev_turn THEN turnover ELSE turnover - prev_turn END AS turnover,
+            open_interest, bid, bid_size, ask, ask_size,
+            COALESCE(
+              CASE WHEN symbol IS NULL OR symbol = '' THEN 'InstrumentID: missing'
+                   WHEN NOT regexp_full_match(symbol, '[A-Za-z0-9._/-]{1,32}') THEN 'InstrumentID: \"' || symbol || '\" is not a symbol' END,
+              CASE WHEN td IS NULL THEN 'TradingDay: \"' || COALESCE(td_raw, '') || '\" is not YYYYMMDD' END,
+              CASE WHEN t IS NULL THEN 'UpdateTime: \"' || COALESCE(ut_raw, '') || '\" is not HH:MM:SS' END,
+              CASE WHEN ms IS NULL OR ms < 0 OR ms > 999 THEN 'UpdateMillisec: \"' || COALESCE(ms_raw, '') || '\" is not 0-999' END,
+              num_error,
+              CASE WHEN price IS NULL THEN 'LastPrice: missing' END,
+              CASE WHEN volume IS NULL THEN 'Volume: missing' END) AS error
+         FROM (SELECT *,
+                 lag(volume) OVER w AS prev_vol,
+                 lag(turnover) OVER w AS prev_turn
+               FROM ctp_ns
+               WINDOW w AS (PARTITION BY symbol, trading_day ORDER BY ts, qb_line))",
+    )
+    .map_err(backend)
+}
+
+/// Reads a Parquet file into `typed`.
+fn typed_from_parquet(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE raw AS SELECT row_number() OVER () AS qb_line, * FROM read_parquet({})",
+        quote(&req.path)
+    ))
+    .map_err(|e| invalid(format!("cannot read the Parquet file: {e}")))?;
+    let have = columns(c, "raw")?;
+    let cols = Columns::new(have.clone(), &req.mapping);
+    let symbol = match (&req.symbol, cols.get("symbol")) {
+        (Some(s), _) => {
+            check_symbol(s).map_err(invalid)?;
+            quote(s)
+        }
+        (None, _) => format!("CAST({} AS VARCHAR)", cols.require("symbol")?),
+    };
+    let ts_col = cols.require("ts")?;
+    let ts_type = have
+        .iter()
+        .find(|(n, _)| ident(n) == ts_col)
+        .map(|(_, t)| t.to_uppercase())
+        .unwrap_or_default();
+    let ts = if ts_type.starts_with("TIMESTAMP") {
+        format!("epoch_ns({ts_col})")
+    } else {
+        format!(
+            "TRY_CAST({ts_col} AS BIGINT) * {}",
+            unit_multiplier(req.ts_unit.as_deref())?
+        )
+    };
+    let price = cols.require("price")?;
+    let num = |f: &str| match cols.get(f) {
+        Some(col) => format!("TRY_CAST({col} AS DOUBLE)"),
+        None => "CAST(NULL AS DOUBLE)".into(),
+    };
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE typed AS SELECT qb_line AS line, {symbol} AS symbol, {ts} AS ts,
+            TRY_CAST({price} AS DOUBLE) AS price, COALESCE({size}, 0) AS size,
+            {volume} AS volume, {turnover} AS turnover, {oi} AS open_interest,
+            {bid} AS bid, {bid_size} AS bid_size, {ask} AS ask, {ask_size} AS ask_size,
+            COALESCE({sym_err},
+                     CASE WHEN {ts} IS NULL THEN 'ts: missing' END,
+                     CASE WHEN {price} IS NULL THEN 'price: missing'
+                          WHEN NOT isfinite(TRY_CAST({price} AS DOUBLE)) THEN 'price: not finite' END,
+                     CASE WHEN {size} < 0 THEN 'size: negative' END) AS error
+         FROM raw",
+        size = num("size"),
+        volume = num("volume"),
+        turnover = num("turnover"),
+        oi = num("open_interest"),
+        bid = num("bid"),
+        bid_size = num("bid_size"),
+        ask = num("ask"),
+        ask_size = num("ask_size"),
+        sym_err = symbol_error(&symbol),
+    ))
+    .map_err(backend)
+}
+
+/// Builds `typed_bars` from `raw` for bar CSV files.
+fn typed_bars(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
+    let cols = Columns::new(columns(c, "raw")?, &req.mapping);
+    let interval: Interval = req
+        .interval
+        .as_deref()
+        .ok_or_else(|| invalid("bars_csv imports need an interval (e.g. 1m)"))?
+        .parse()
+        .map_err(invalid)?;
+    let symbol = match (&req.symbol, cols.get("symbol")) {
+        (Some(s), _) => {
+            check_symbol(s).map_err(invalid)?;
+            quote(s)
+        }
+        (None, _) => format!("trim({})", cols.require("symbol")?),
+    };
+    let ts_col = cols.require("ts")?;
+    let tz = req.timezone.as_deref().unwrap_or("UTC");
+    let ts = ts_sql(&ts_col, tz, unit_multiplier(req.ts_unit.as_deref())?);
+    let [o, h, l, cl, v] = ["open", "high", "low", "close", "volume"].map(|f| cols.require(f));
+    let (o, h, l, cl, v) = (o?, h?, l?, cl?, v?);
+    let (tu, oi) = (cols.or_null("turnover"), cols.or_null("open_interest"));
+    let mut errors = vec![
+        symbol_error(&symbol),
+        format!(
+            "CASE WHEN ({ts}) IS NULL THEN 'ts: \"' || COALESCE({ts_col}, '') || '\" is not a time' END"
+        ),
+    ];
+    for (name, col) in [("open", &o), ("high", &h), ("low", &l), ("close", &cl), ("volume", &v)] {
+        errors.push(format!(
+            "CASE WHEN {col} IS NULL OR trim({col}) = '' THEN '{name}: missing' END"
+        ));
+        errors.push(format!("qb_num_error('{name}', {col})"));
+    }
+    errors.push(format!("qb_num_error('turnover', {tu})"));
+    errors.push(format!("qb_num_error('open_interest', {oi})"));
+    errors.push(format!(
+        "CASE WHEN qb_num({h}) < greatest(qb_num({o}), qb_num({cl}), qb_num({l}))
+                OR qb_num({l}) > least(qb_num({o}), qb_num({cl})) THEN 'high/low: bar is inconsistent (low <= open, close <= high)' END"
+    ));
+    errors.push(format!(
+        "CASE WHEN ({ts}) % {iv} <> 0 THEN 'ts: not aligned to the {interval} interval' END",
+        iv = interval.nanos()
+    ));
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE typed AS SELECT qb_line AS line, {symbol} AS symbol,
+            {secs} AS interval_s, {ts} AS ts,
+            qb_num({o}) AS open, qb_num({h}) AS high, qb_num({l}) AS low, qb_num({cl}) AS close,
+            qb_num({v}) AS volume, qb_num({tu}) AS turnover, qb_num({oi}) AS open_interest,
+            COALESCE({errs}) AS error
+         FROM raw",
+        secs = interval.secs(),
+        errs = errors.join(", ")
+    ))
+    .map_err(backend)
+}
+
+fn rejections(c: &Connection, limit: Option<usize>) -> StoreResult<(u64, Vec<Rejection>)> {
+    let total: i64 = c
+        .query_row("SELECT count(*) FROM typed WHERE error IS NOT NULL", [], |r| r.get(0))
+        .map_err(backend)?;
+    let sql = match limit {
+        Some(n) => format!("SELECT line, error FROM typed WHERE error IS NOT NULL ORDER BY line LIMIT {n}"),
+        None => "SELECT line, error FROM typed WHERE error IS NOT NULL ORDER BY line".into(),
+    };
+    let mut stmt = c.prepare(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Rejection {
+                line: r.get::<_, i64>(0)? as u64,
+                reason: r.get(1)?,
+            })
+        })
+        .map_err(backend)?;
+    Ok((
+        total as u64,
+        rows.collect::<duckdb::Result<Vec<_>>>().map_err(backend)?,
+    ))
+}
+
+fn symbols_of(c: &Connection) -> StoreResult<Vec<String>> {
+    let mut stmt = c
+        .prepare("SELECT DISTINCT symbol FROM typed WHERE error IS NULL ORDER BY symbol")
+        .map_err(backend)?;
+    let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+    rows.collect::<duckdb::Result<Vec<String>>>().map_err(backend)
+}
+
+/// Runs one import (blocking).
+pub(crate) fn run(
+    store: &DuckStore,
+    req: &ImportRequest,
+    progress: Progress<'_>,
+) -> StoreResult<ImportReport> {
+    if !std::path::Path::new(&req.path).is_file() {
+        return Err(invalid(format!("{} is not a readable file", req.path)));
+    }
+    let mut conn = store.inner.writer.lock();
+    let tx = conn.transaction().map_err(backend)?;
+    tx.execute_batch(MACROS).map_err(backend)?;
+    progress(0.05, "reading the file");
+    let bars = req.format == ImportFormat::BarsCsv;
+    match req.format {
+        ImportFormat::Csv => {
+            load_csv(&tx, &req.path)?;
+            typed_from_csv(&tx, req)?;
+        }
+        ImportFormat::Ctp => {
+            load_csv(&tx, &req.path)?;
+            typed_from_ctp(&tx)?;
+        }
+        ImportFormat::BarsCsv => {
+            load_csv(&tx, &req.path)?;
+            typed_bars(&tx, req)?;
+        }
+        ImportFormat::Parquet => typed_from_parquet(&tx, req)?,
+    }
+    progress(0.5, "rows read and checked");
+    let rows_read: i64 = tx
+        .query_row("SELECT count(*) FROM typed", [], |r| r.get(0))
+        .map_err(backend)?;
+    let strict = req.mode == ImportMode::Strict;
+    let (rejected, rejections) = rejections(&tx, strict.then_some(STRICT_REPORT))?;
+    let mut report = ImportReport {
+        rows_read: rows_read as u64,
+        rows_rejected: rejected,
+        rejections,
+        ..Default::default()
+    };
+    if strict && rejected > 0 {
+        // Nothing is stored: the transaction is dropped, i.e. rolled back.
+        return Ok(report);
+    }
+    report.symbols = symbols_of(&tx)?;
+    let (lo, hi): (Option<i64>, Option<i64>) = tx
+        .query_row(
+            "SELECT min(ts), max(ts) FROM typed WHERE error IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(backend)?;
+    let good = report.rows_read - rejected;
+    let stored = match (lo, hi) {
+        (Some(lo), Some(hi)) if bars => tx
+            .execute(
+                "INSERT INTO bars SELECT symbol, interval_s, ts, open, high, low, close, volume, turnover, open_interest
+                 FROM (SELECT *, row_number() OVER (PARTITION BY symbol, interval_s, ts ORDER BY line) AS n
+                       FROM typed WHERE error IS NULL) s
+                 WHERE n = 1 AND NOT EXISTS (SELECT 1 FROM bars b WHERE b.ts BETWEEN ?1 AND ?2
+                       AND b.symbol = s.symbol AND b.interval_s = s.interval_s AND b.ts = s.ts)",
+                [lo, hi],
+            )
+            .map_err(backend)? as u64,
+        (Some(lo), Some(hi)) => {
+            tx.execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE good AS SELECT {TICK_COLS} FROM (
+                    SELECT *, (row_number() OVER (PARTITION BY symbol, ts ORDER BY line) - 1)::INTEGER AS seq
+                    FROM typed WHERE error IS NULL)"
+            ))
+            .map_err(backend)?;
+            progress(0.7, "storing");
+            insert_new_ticks(&tx, "good", lo, hi)?
+        }
+        _ => 0,
+    };
+    report.rows_stored = stored;
+    report.rows_duplicate = good - stored;
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS temp.raw; DROP TABLE IF EXISTS temp.typed; DROP TABLE IF EXISTS temp.good;
+         DROP TABLE IF EXISTS temp.ctp; DROP TABLE IF EXISTS temp.ctp_ts; DROP TABLE IF EXISTS temp.ctp_ns;",
+    )
+    .map_err(backend)?;
+    tx.commit().map_err(backend)?;
+    progress(1.0, "committed");
+    Ok(report)
+}

@@ -1,0 +1,20 @@
+//! The DuckDB tick store behind [`qb_core::TickStore`].
+//!
+//! One database file (`market.duckdb`) with two tables:
+//! - `ticks(symbol, ts, seq, price, size, volume, turnover, open_interest,
+//!   bid, bid_size, ask, ask_size)`: `ts` in nanoseconds UTC, numbers as
+//!   DOUBLE (see `qb_core::market` for why), `(symbol, ts, seq)` identifies
+//!   a tick;
+//! - `bars(symbol, interval_s, ts, open, high, low, close, volume, turnover,
+//!   open_interest)` for imported bars, `(symbol, interval_s, ts)` unique.
+//!
+//! No index: duplicates are filtered with an anti-join restricted to the
+//! time range being written, which DuckDB's zone maps keep cheap when data
+//! arrives roughly in time order. Writes are serialized on one connection
+//! and each is one transaction, committed before the call returns.
+
+mod import;
+mod query;
+mod store;
+
+pub use store::DuckStore;

@@ -1,0 +1,259 @@
+//! Reads: coverage, tick ranges, bars at any interval, exports.
+//!
+//! Bars: bucket start = `ts - ts mod interval` in UTC (so `1d` buckets start
+//! at 00:00 UTC), or, with a time zone, buckets aligned to local midnight of
+//! that zone. The label is the bucket start. Open and close are the first
+//! and last tick by `(ts, seq)`; volume and turnover are sums; open
+//! interest is the last value. When the symbol has no ticks in the range,
+//! bars come from imported bars of the largest stored interval that
+//! divides the one asked for.
+
+use std::path::Path;
+
+use duckdb::{Connection, params};
+use qb_core::market::*;
+use qb_core::{StoreError, StoreResult};
+
+use crate::store::{DuckStore, backend};
+
+pub(crate) fn coverage(s: &DuckStore) -> StoreResult<Vec<Coverage>> {
+    let c = s.reader()?;
+    let mut out: Vec<Coverage> = Vec::new();
+    {
+        let mut stmt = c
+            .prepare("SELECT symbol, count(*), min(ts), max(ts) FROM ticks GROUP BY symbol ORDER BY symbol")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Coverage {
+                    symbol: r.get(0)?,
+                    ticks: r.get::<_, i64>(1)? as u64,
+                    first_ts: r.get(2)?,
+                    last_ts: r.get(3)?,
+                    bars: Vec::new(),
+                })
+            })
+            .map_err(backend)?;
+        for r in rows {
+            out.push(r.map_err(backend)?);
+        }
+    }
+    let mut stmt = c
+        .prepare(
+            "SELECT symbol, interval_s, count(*), min(ts), max(ts) FROM bars
+             GROUP BY symbol, interval_s ORDER BY symbol, interval_s",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(backend)?;
+    for r in rows {
+        let (symbol, secs, n, first, last) = r.map_err(backend)?;
+        let interval = Interval::from_secs(secs as u32)
+            .map(|i| i.to_string())
+            .unwrap_or_else(|_| format!("{secs}s"));
+        let bar = BarCoverage {
+            interval,
+            count: n as u64,
+            first_ts: first,
+            last_ts: last,
+        };
+        match out.iter_mut().find(|c| c.symbol == symbol) {
+            Some(c) => c.bars.push(bar),
+            None => out.push(Coverage {
+                symbol,
+                ticks: 0,
+                first_ts: None,
+                last_ts: None,
+                bars: vec![bar],
+            }),
+        }
+    }
+    out.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    Ok(out)
+}
+
+fn range(start: Option<Nanos>, end: Option<Nanos>) -> (i64, i64) {
+    (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX))
+}
+
+pub(crate) fn ticks(s: &DuckStore, q: &TickQuery) -> StoreResult<Vec<Tick>> {
+    let c = s.reader()?;
+    let (lo, hi) = range(q.start, q.end);
+    let (after_ts, after_seq) = q.after.unwrap_or((i64::MIN, -1));
+    let mut stmt = c
+        .prepare(
+            "SELECT symbol, ts, seq, price, size, volume, turnover, open_interest, bid, bid_size, ask, ask_size
+             FROM ticks WHERE symbol = ?1 AND ts >= ?2 AND ts < ?3
+               AND (ts > ?4 OR (ts = ?4 AND seq > ?5))
+             ORDER BY ts, seq LIMIT ?6",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(
+            params![q.symbol, lo, hi, after_ts, after_seq, q.limit],
+            |r| {
+                Ok(Tick {
+                    symbol: r.get(0)?,
+                    ts: r.get(1)?,
+                    seq: r.get(2)?,
+                    price: r.get(3)?,
+                    size: r.get(4)?,
+                    volume: r.get(5)?,
+                    turnover: r.get(6)?,
+                    open_interest: r.get(7)?,
+                    bid: r.get(8)?,
+                    bid_size: r.get(9)?,
+                    ask: r.get(10)?,
+                    ask_size: r.get(11)?,
+                })
+            },
+        )
+        .map_err(backend)?;
+    rows.collect::<duckdb::Result<Vec<_>>>().map_err(backend)
+}
+
+fn check_tz(c: &Connection, tz: &str) -> StoreResult<()> {
+    let known: i64 = c
+        .query_row(
+            "SELECT count(*) FROM pg_timezone_names() WHERE name = ?1",
+            [tz],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if known == 0 {
+        return Err(StoreError::Invalid(format!("unknown time zone {tz:?}")));
+    }
+    Ok(())
+}
+
+fn bucket_sql(interval: Interval, tz: Option<&str>) -> String {
+    let iv = interval.nanos();
+    match tz {
+        None => format!("(ts - (((ts % {iv}) + {iv}) % {iv}))"),
+        Some(tz) => format!(
+            "epoch_ns(time_bucket(INTERVAL '{secs} seconds', make_timestamptz(ts // 1000), '{tz}'))",
+            secs = interval.secs(),
+            tz = tz.replace('\'', "")
+        ),
+    }
+}
+
+/// The SQL selecting bars for `q` (columns ts, open, high, low, close,
+/// volume, turnover, open_interest), or None when there is no data.
+fn bars_sql(c: &Connection, q: &BarQuery) -> StoreResult<Option<String>> {
+    if let Some(tz) = &q.timezone {
+        check_tz(c, tz)?;
+    }
+    check_symbol(&q.symbol).map_err(StoreError::Invalid)?;
+    let (lo, hi) = range(q.start, q.end);
+    let bucket = bucket_sql(q.interval, q.timezone.as_deref());
+    let sym = q.symbol.replace('\'', "''");
+    let has_ticks: bool = c
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM ticks WHERE symbol = ?1 AND ts >= ?2 AND ts < ?3)",
+            params![q.symbol, lo, hi],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if has_ticks {
+        return Ok(Some(format!(
+            "SELECT {bucket} AS bts,
+                    arg_min(price, ts::HUGEINT * 1000000 + seq) AS open, max(price) AS high,
+                    min(price) AS low, arg_max(price, ts::HUGEINT * 1000000 + seq) AS close,
+                    sum(size) AS volume, sum(turnover) AS turnover,
+                    arg_max(open_interest, ts::HUGEINT * 1000000 + seq) AS open_interest
+             FROM ticks WHERE symbol = '{sym}' AND ts >= {lo} AND ts < {hi}
+             GROUP BY bts ORDER BY bts"
+        )));
+    }
+    let source: Option<i32> = c
+        .query_row(
+            "SELECT max(interval_s) FROM bars WHERE symbol = ?1 AND ?2 % interval_s = 0 AND ts >= ?3 AND ts < ?4",
+            params![q.symbol, q.interval.secs(), lo, hi],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    Ok(source.map(|secs| {
+        format!(
+            "SELECT {bucket} AS bts, arg_min(open, ts) AS open, max(high) AS high, min(low) AS low,
+                    arg_max(close, ts) AS close, sum(volume) AS volume, sum(turnover) AS turnover,
+                    arg_max(open_interest, ts) AS open_interest
+             FROM bars WHERE symbol = '{sym}' AND interval_s = {secs} AND ts >= {lo} AND ts < {hi}
+             GROUP BY bts ORDER BY bts"
+        )
+    }))
+}
+
+pub(crate) fn bars(s: &DuckStore, q: &BarQuery) -> StoreResult<Vec<Bar>> {
+    let c = s.reader()?;
+    let Some(sql) = bars_sql(&c, q)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = c.prepare(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Bar {
+                ts: r.get(0)?,
+                open: r.get(1)?,
+                high: r.get(2)?,
+                low: r.get(3)?,
+                close: r.get(4)?,
+                volume: r.get(5)?,
+                turnover: r.get(6)?,
+                open_interest: r.get(7)?,
+            })
+        })
+        .map_err(backend)?;
+    rows.collect::<duckdb::Result<Vec<_>>>().map_err(backend)
+}
+
+pub(crate) fn export(
+    s: &DuckStore,
+    q: &ExportQuery,
+    format: ExportFormat,
+    dest: &Path,
+) -> StoreResult<u64> {
+    let c = s.reader()?;
+    let select = match q {
+        ExportQuery::Ticks { symbol, start, end } => {
+            check_symbol(symbol).map_err(StoreError::Invalid)?;
+            let (lo, hi) = range(*start, *end);
+            format!(
+                "SELECT symbol, make_timestamp_ns(ts) AS time, ts AS ts_ns, seq, price, size, volume,
+                        turnover, open_interest, bid, bid_size, ask, ask_size
+                 FROM ticks WHERE symbol = '{}' AND ts >= {lo} AND ts < {hi} ORDER BY ts, seq",
+                symbol.replace('\'', "''")
+            )
+        }
+        ExportQuery::Bars(bq) => match bars_sql(&c, bq)? {
+            Some(sql) => format!(
+                "SELECT '{sym}' AS symbol, make_timestamp_ns(bts) AS time, bts AS ts_ns, open, high, low,
+                        close, volume, turnover, open_interest FROM ({sql})",
+                sym = bq.symbol.replace('\'', "''")
+            ),
+            None => "SELECT NULL::VARCHAR AS symbol, NULL::TIMESTAMP_NS AS time, NULL::BIGINT AS ts_ns,
+                     NULL::DOUBLE AS open, NULL::DOUBLE AS high, NULL::DOUBLE AS low, NULL::DOUBLE AS close,
+                     NULL::DOUBLE AS volume, NULL::DOUBLE AS turnover, NULL::DOUBLE AS open_interest
+                     WHERE false"
+                .to_string(),
+        },
+    };
+    let fmt = match format {
+        ExportFormat::Csv => "FORMAT csv, HEADER true",
+        ExportFormat::Parquet => "FORMAT parquet, COMPRESSION zstd",
+    };
+    let path = dest.to_string_lossy().replace('\'', "''");
+    let n = c
+        .execute(&format!("COPY ({select}) TO '{path}' ({fmt})"), [])
+        .map_err(backend)?;
+    Ok(n as u64)
+}

@@ -1,0 +1,297 @@
+//! The store: connections, schema, appends, retention.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use duckdb::{Connection, params};
+use parking_lot::Mutex;
+use qb_core::market::*;
+use qb_core::seams::Progress;
+use qb_core::{StoreError, StoreResult, TickStore};
+
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ticks (
+    symbol        VARCHAR NOT NULL,
+    ts            BIGINT  NOT NULL,
+    seq           INTEGER NOT NULL,
+    price         DOUBLE  NOT NULL,
+    size          DOUBLE  NOT NULL,
+    volume        DOUBLE,
+    turnover      DOUBLE,
+    open_interest DOUBLE,
+    bid           DOUBLE,
+    bid_size      DOUBLE,
+    ask           DOUBLE,
+    ask_size      DOUBLE
+);
+CREATE TABLE IF NOT EXISTS bars (
+    symbol        VARCHAR NOT NULL,
+    interval_s    INTEGER NOT NULL,
+    ts            BIGINT  NOT NULL,
+    open          DOUBLE  NOT NULL,
+    high          DOUBLE  NOT NULL,
+    low           DOUBLE  NOT NULL,
+    close         DOUBLE  NOT NULL,
+    volume        DOUBLE  NOT NULL,
+    turnover      DOUBLE,
+    open_interest DOUBLE
+);
+";
+
+/// Column list of `ticks`, in table order.
+pub(crate) const TICK_COLS: &str =
+    "symbol, ts, seq, price, size, volume, turnover, open_interest, bid, bid_size, ask, ask_size";
+
+/// The DuckDB tick store. Cheap to clone.
+#[derive(Clone)]
+pub struct DuckStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
+    /// The one connection that writes.
+    pub(crate) writer: Mutex<Connection>,
+    /// Readers are cloned from this one.
+    base: Mutex<Connection>,
+}
+
+/// Settings for the database.
+#[derive(Debug, Clone)]
+pub struct DuckOptions {
+    pub memory_limit: String,
+    pub threads: usize,
+}
+
+impl Default for DuckOptions {
+    fn default() -> Self {
+        Self {
+            memory_limit: "2GB".into(),
+            threads: 2,
+        }
+    }
+}
+
+fn configure(c: &Connection) -> duckdb::Result<()> {
+    c.execute_batch("SET TimeZone = 'UTC';")
+}
+
+impl DuckStore {
+    /// Opens or creates `path`; spill files go next to it.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        Self::open_with(path, &DuckOptions::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, opts: &DuckOptions) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        let tmp = path.with_extension("tmp");
+        // Extensions the store needs (parquet, json, icu) are built into
+        // libduckdb; nothing may be downloaded at run time.
+        let config = duckdb::Config::default()
+            .enable_autoload_extension(false)
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+            .and_then(|c| c.max_memory(&opts.memory_limit))
+            .and_then(|c| c.threads(opts.threads as i64))
+            .and_then(|c| c.with("temp_directory", tmp.to_string_lossy().as_ref()))
+            .map_err(backend)?;
+        let writer = Connection::open_with_flags(&path, config).map_err(|e| {
+            StoreError::Backend(format!("cannot open {}: {e}", path.display()))
+        })?;
+        writer.execute_batch(SCHEMA).map_err(backend)?;
+        configure(&writer).map_err(backend)?;
+        let base = writer.try_clone().map_err(backend)?;
+        configure(&base).map_err(backend)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                base: Mutex::new(base),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// A fresh connection for one read.
+    pub(crate) fn reader(&self) -> StoreResult<Connection> {
+        let c = self.inner.base.lock().try_clone().map_err(backend)?;
+        configure(&c).map_err(backend)?;
+        Ok(c)
+    }
+
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&DuckStore) -> StoreResult<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(backend)?
+    }
+
+    /// Appends ticks in one transaction (blocking).
+    pub fn append_blocking(&self, mut ticks: Vec<Tick>) -> StoreResult<AppendReport> {
+        if ticks.is_empty() {
+            return Ok(AppendReport::default());
+        }
+        assign_seq(&mut ticks);
+        let (lo, hi) = ticks
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t.ts), hi.max(t.ts)));
+        let n = ticks.len() as u64;
+        let mut conn = self.inner.writer.lock();
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE stage_ticks AS SELECT {TICK_COLS} FROM ticks LIMIT 0"
+        ))
+        .map_err(backend)?;
+        {
+            let mut app = tx
+                .appender_to_catalog_and_db("stage_ticks", "temp", "main")
+                .map_err(backend)?;
+            for t in &ticks {
+                app.append_row(params![
+                    t.symbol,
+                    t.ts,
+                    t.seq,
+                    t.price,
+                    t.size,
+                    t.volume,
+                    t.turnover,
+                    t.open_interest,
+                    t.bid,
+                    t.bid_size,
+                    t.ask,
+                    t.ask_size
+                ])
+                .map_err(backend)?;
+            }
+            app.flush().map_err(backend)?;
+        }
+        let stored = insert_new_ticks(&tx, "stage_ticks", lo, hi)?;
+        tx.execute_batch("DROP TABLE temp.stage_ticks").map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(AppendReport {
+            stored,
+            duplicates: n - stored,
+        })
+    }
+}
+
+/// Numbers ticks that share `(symbol, ts)` within one batch, in batch order.
+fn assign_seq(ticks: &mut [Tick]) {
+    let mut seen: HashMap<(&str, i64), i32> = HashMap::new();
+    let mut seqs = Vec::with_capacity(ticks.len());
+    for t in ticks.iter() {
+        let n = seen.entry((t.symbol.as_str(), t.ts)).or_insert(0);
+        seqs.push(*n);
+        *n += 1;
+    }
+    for (t, s) in ticks.iter_mut().zip(seqs) {
+        t.seq = s;
+    }
+}
+
+/// Inserts the rows of `stage` (ticks columns) that are not stored yet;
+/// returns how many were inserted.
+pub(crate) fn insert_new_ticks(
+    c: &Connection,
+    stage: &str,
+    lo: i64,
+    hi: i64,
+) -> StoreResult<u64> {
+    let n = c
+        .execute(
+            &format!(
+                "INSERT INTO ticks SELECT {cols} FROM {stage} s WHERE NOT EXISTS (
+                     SELECT 1 FROM ticks t WHERE t.ts BETWEEN ?1 AND ?2
+                       AND t.symbol = s.symbol AND t.ts = s.ts AND t.seq = s.seq)",
+                cols = TICK_COLS
+                    .split(", ")
+                    .map(|c| format!("s.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            params![lo, hi],
+        )
+        .map_err(backend)?;
+    Ok(n as u64)
+}
+
+#[async_trait]
+impl TickStore for DuckStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.blocking(|s| {
+            s.reader()?
+                .query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn append(&self, ticks: Vec<Tick>) -> StoreResult<AppendReport> {
+        self.blocking(move |s| s.append_blocking(ticks)).await
+    }
+
+    fn import(&self, request: &ImportRequest, progress: Progress<'_>) -> StoreResult<ImportReport> {
+        crate::import::run(self, request, progress)
+    }
+
+    async fn coverage(&self) -> StoreResult<Vec<Coverage>> {
+        self.blocking(crate::query::coverage).await
+    }
+
+    async fn ticks(&self, q: TickQuery) -> StoreResult<Vec<Tick>> {
+        self.blocking(move |s| crate::query::ticks(s, &q)).await
+    }
+
+    async fn bars(&self, q: BarQuery) -> StoreResult<Vec<Bar>> {
+        self.blocking(move |s| crate::query::bars(s, &q)).await
+    }
+
+    async fn export(
+        &self,
+        q: ExportQuery,
+        format: ExportFormat,
+        dest: &Path,
+    ) -> StoreResult<u64> {
+        let dest = dest.to_path_buf();
+        self.blocking(move |s| crate::query::export(s, &q, format, &dest))
+            .await
+    }
+
+    async fn retain(&self, before: Nanos) -> StoreResult<u64> {
+        self.blocking(move |s| {
+            let conn = s.inner.writer.lock();
+            let a = conn
+                .execute("DELETE FROM ticks WHERE ts < ?1", [before])
+                .map_err(backend)?;
+            let b = conn
+                .execute("DELETE FROM bars WHERE ts < ?1", [before])
+                .map_err(backend)?;
+            conn.execute_batch("CHECKPOINT").map_err(backend)?;
+            Ok((a + b) as u64)
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> StoreResult<()> {
+        self.blocking(|s| {
+            s.inner
+                .writer
+                .lock()
+                .execute_batch("CHECKPOINT")
+                .map_err(backend)
+        })
+        .await
+    }
+}
