@@ -28,6 +28,10 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use state::{AppState, Deps, Readiness};
 
+/// The pub/sub topic ingested ticks are published on (one event per symbol
+/// per request, columnar).
+pub const TICKS_TOPIC: &str = "ticks";
+
 use crate::problem::ApiError;
 
 /// Content-Security-Policy for everything served, the dashboard included:
@@ -46,6 +50,8 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::schedules::router())
         .merge(routes::audit::router())
         .merge(routes::system::router())
+        .merge(routes::instruments::router())
+        .merge(routes::market::router(state))
         .layer(from_fn_with_state(state.clone(), auth::guard::guard));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::health::router())

@@ -20,6 +20,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "jobs", description = "Job queues"),
         (name = "schedules", description = "Cron schedules"),
         (name = "audit", description = "Audit log (admin)"),
+        (name = "market", description = "Market data: ingest, imports, ticks, bars, exports"),
+        (name = "instruments", description = "Instrument registry"),
         (name = "system", description = "Health, readiness, metrics, host figures"),
     )
 )]

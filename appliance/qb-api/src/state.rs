@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use qb_core::config::Config;
 use qb_core::metrics::Metrics;
-use qb_core::{JobQueue, KvStore, MetaStore, PubSub};
+use qb_core::{JobQueue, KvStore, MetaStore, PubSub, TickStore};
 use qb_jobs::{Registry, Scheduler};
 
 use crate::auth::tokens::TokenKeys;
@@ -40,6 +40,7 @@ pub struct AppState {
     pub jobs: Arc<dyn JobQueue>,
     pub kv: Arc<dyn KvStore>,
     pub pubsub: Arc<dyn PubSub>,
+    pub ticks: Arc<dyn TickStore>,
     pub registry: Registry,
     pub scheduler: Arc<OnceLock<Arc<Scheduler>>>,
     pub metrics: Metrics,
@@ -59,6 +60,7 @@ pub struct Deps {
     pub jobs: Arc<dyn JobQueue>,
     pub kv: Arc<dyn KvStore>,
     pub pubsub: Arc<dyn PubSub>,
+    pub ticks: Arc<dyn TickStore>,
     pub registry: Registry,
     pub metrics: Metrics,
     /// Signing secret for access tokens.
@@ -80,6 +82,7 @@ impl AppState {
             jobs: d.jobs,
             kv: d.kv,
             pubsub: d.pubsub,
+            ticks: d.ticks,
             registry: d.registry,
             scheduler: Arc::new(OnceLock::new()),
             metrics: d.metrics,

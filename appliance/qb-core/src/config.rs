@@ -169,6 +169,32 @@ impl Default for BodyLimits {
     }
 }
 
+/// The tick store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MarketConfig {
+    /// Ticks and bars older than this many days are deleted by the
+    /// `market.retention` job; 0 keeps everything.
+    pub retention_days: u32,
+    /// DuckDB memory limit, e.g. `2GB`.
+    pub memory_limit: String,
+    /// DuckDB threads.
+    pub threads: usize,
+    /// Most ticks one ingest request may carry.
+    pub max_ingest_rows: usize,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 0,
+            memory_limit: "2GB".into(),
+            threads: 2,
+            max_ingest_rows: 1_000_000,
+        }
+    }
+}
+
 /// How long finished records are kept by the retention job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -232,6 +258,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub limits: BodyLimits,
     pub retention: RetentionConfig,
+    pub market: MarketConfig,
 }
 
 impl Default for Config {
@@ -261,6 +288,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             limits: BodyLimits::default(),
             retention: RetentionConfig::default(),
+            market: MarketConfig::default(),
         }
     }
 }
@@ -553,6 +581,15 @@ impl Config {
             if !(1..=256).contains(&n) {
                 bad(key, format!("{n} is not between 1 and 256"));
             }
+        }
+        if !(1..=64).contains(&self.market.threads) {
+            bad(
+                "market.threads",
+                format!("{} is not between 1 and 64", self.market.threads),
+            );
+        }
+        if self.market.max_ingest_rows == 0 {
+            bad("market.max_ingest_rows", "must be at least 1".into());
         }
         if self.queues.max_attempts == 0 {
             bad("queues.max_attempts", "must be at least 1".into());

@@ -139,7 +139,10 @@ impl Instrument {
             }
         }
         if self.margin_ratio <= Decimal::ZERO || self.margin_ratio > Decimal::ONE {
-            return Err(("margin_ratio", format!("{} must be in (0, 1]", self.margin_ratio)));
+            return Err((
+                "margin_ratio",
+                format!("{} must be in (0, 1]", self.margin_ratio),
+            ));
         }
         let f = &self.fees;
         for v in [
@@ -169,8 +172,7 @@ impl Instrument {
 pub fn check_symbol(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 32
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
     if ok {
         Ok(())
@@ -265,11 +267,11 @@ impl FromStr for Interval {
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0;
-        if s % 86_400 == 0 {
+        if s.is_multiple_of(86_400) {
             write!(f, "{}d", s / 86_400)
-        } else if s % 3600 == 0 {
+        } else if s.is_multiple_of(3600) {
             write!(f, "{}h", s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             write!(f, "{}m", s / 60)
         } else {
             write!(f, "{s}s")
@@ -420,7 +422,10 @@ pub enum ExportFormat {
 fn significant_digits(text: &str) -> String {
     let mantissa = text.trim().split(['e', 'E']).next().unwrap_or("");
     let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    digits.trim_start_matches('0').trim_end_matches('0').to_string()
+    digits
+        .trim_start_matches('0')
+        .trim_end_matches('0')
+        .to_string()
 }
 
 /// Whether decimal text survives being stored as a binary64: parsing it
@@ -453,22 +458,38 @@ mod tests {
 
     #[test]
     fn fifteen_significant_digits_round_trip() {
-        for s in ["3912.5", "0.000123456789012", "123456789012345", "1e-7", "-42.10"] {
+        for s in [
+            "3912.5",
+            "0.000123456789012",
+            "123456789012345",
+            "1e-7",
+            "-42.10",
+        ] {
             assert!(fits_f64(s), "{s}");
             let f: f64 = s.parse().unwrap();
             let back: f64 = format!("{f}").parse().unwrap();
             assert_eq!(f, back);
         }
         assert!(!fits_f64("3912.50000000000001"));
-        assert!(!fits_f64("12345678901234567"), "above 2^53, not representable");
+        assert!(
+            !fits_f64("12345678901234567"),
+            "above 2^53, not representable"
+        );
         assert!(fits_f64("1234567890123456"), "below 2^53, exact");
-        assert!(fits_f64("1.7976931348623157e308"), "a double in shortest form");
+        assert!(
+            fits_f64("1.7976931348623157e308"),
+            "a double in shortest form"
+        );
         assert!(fits_f64("0.30000000000000004"));
         assert!(!fits_f64("0.30000000000000001"));
         assert!(!fits_f64("abc"));
         // Every 15-digit decimal survives text -> f64 -> shortest text.
         for i in 0..1000u64 {
-            let s = format!("{}.{:06}", 123_456_789 + i * 7919, (i * 104_729) % 1_000_000);
+            let s = format!(
+                "{}.{:06}",
+                123_456_789 + i * 7919,
+                (i * 104_729) % 1_000_000
+            );
             let f: f64 = s.parse().unwrap();
             let shown = format!("{f}");
             let trimmed = s.trim_end_matches('0').trim_end_matches('.');

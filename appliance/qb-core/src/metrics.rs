@@ -32,6 +32,8 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     /// `quantbox_workers{queue}`: live worker threads.
     pub workers: IntGaugeVec,
+    /// `quantbox_ticks_ingested_total`: ticks stored through the ingest API.
+    pub ticks_ingested: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -84,6 +86,11 @@ impl Metrics {
             &["queue"],
         )
         .unwrap();
+        let ticks_ingested = prometheus::IntCounter::new(
+            "quantbox_ticks_ingested_total",
+            "Ticks stored through the ingest API",
+        )
+        .unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new("quantbox_build_info", "Build information; always 1"),
             &["version"],
@@ -100,6 +107,7 @@ impl Metrics {
             Box::new(logins.clone()),
             Box::new(rate_limited.clone()),
             Box::new(workers.clone()),
+            Box::new(ticks_ingested.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).unwrap();
@@ -120,6 +128,7 @@ impl Metrics {
             logins,
             rate_limited,
             workers,
+            ticks_ingested,
         }
     }
 

@@ -191,7 +191,9 @@ impl FromStr for JobState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobOutcome {
     Succeeded(serde_json::Value),
-    Failed(String),
+    /// The error, and what the job produced before failing (e.g. the
+    /// rejected rows of an import).
+    Failed(String, Option<serde_json::Value>),
     Cancelled,
 }
 
@@ -199,7 +201,7 @@ impl JobOutcome {
     pub fn label(&self) -> &'static str {
         match self {
             JobOutcome::Succeeded(_) => "succeeded",
-            JobOutcome::Failed(_) => "failed",
+            JobOutcome::Failed(..) => "failed",
             JobOutcome::Cancelled => "cancelled",
         }
     }

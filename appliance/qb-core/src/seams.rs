@@ -153,7 +153,7 @@ pub trait JobQueue: Send + Sync {
 }
 
 /// Progress callback of long store operations: fraction done, message.
-pub type Progress<'a> = &'a (dyn Fn(f64, &str) + Sync);
+pub type Progress<'a> = &'a dyn Fn(f64, &str);
 
 /// Ticks and bars. Writes return after they are committed.
 #[async_trait]

@@ -25,6 +25,9 @@ pub enum JobError {
     Interrupted,
     #[error("{0}")]
     Failed(String),
+    /// Failed, with a structured account of why (stored as the job result).
+    #[error("{0}")]
+    FailedWith(String, serde_json::Value),
 }
 
 impl JobError {

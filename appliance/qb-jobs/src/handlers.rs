@@ -152,3 +152,131 @@ impl JobHandler for Sleep {
         Ok(serde_json::json!({ "slept_seconds": p.seconds, "steps": p.steps }))
     }
 }
+
+/// Parameters of `market.import`: the import plus upload bookkeeping.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct ImportParams {
+    #[serde(flatten)]
+    pub request: qb_core::market::ImportRequest,
+    /// Delete the file afterwards (uploads).
+    #[serde(default)]
+    pub delete_after: bool,
+    /// The name the file was uploaded as.
+    #[serde(default)]
+    pub original_name: Option<String>,
+}
+
+/// `market.import`: reads a CSV, CTP, bar CSV or Parquet file into the tick
+/// store; unknown symbols are registered with default instrument settings.
+pub struct MarketImport {
+    pub ticks: Arc<dyn qb_core::TickStore>,
+    pub meta: Arc<dyn MetaStore>,
+}
+
+impl JobHandler for MarketImport {
+    fn kind(&self) -> &'static str {
+        "market.import"
+    }
+    fn queue(&self) -> &'static str {
+        crate::QUEUE_DATA
+    }
+    fn description(&self) -> &'static str {
+        "Import market data from a server-side file (the upload endpoint enqueues these)"
+    }
+    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+        serde_json::from_value::<ImportParams>(params.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        params: &serde_json::Value,
+    ) -> Result<serde_json::Value, JobError> {
+        let p: ImportParams = serde_json::from_value(params.clone()).map_err(JobError::failed)?;
+        let path = std::path::PathBuf::from(&p.request.path);
+        let _cleanup = p.delete_after.then(|| RemoveOnDrop(path.clone()));
+        // Progress from inside the store is recorded but cannot stop the
+        // import half-way: an import is one transaction, all or nothing.
+        let progress = |f: f64, msg: &str| {
+            let _ = ctx.progress(f * 0.95, msg);
+        };
+        let report = self
+            .ticks
+            .import(&p.request, &progress)
+            .map_err(|e| JobError::Failed(format!("import failed: {e}")))?;
+        let mut result = serde_json::to_value(&report).map_err(JobError::failed)?;
+        if report.rows_stored == 0
+            && report.rows_rejected > 0
+            && p.request.mode == qb_core::market::ImportMode::Strict
+        {
+            let first: Vec<String> = report
+                .rejections
+                .iter()
+                .take(5)
+                .map(|r| format!("line {}: {}", r.line, r.reason))
+                .collect();
+            return Err(JobError::FailedWith(
+                format!(
+                    "file rejected, nothing stored: {} bad row(s); {}",
+                    report.rows_rejected,
+                    first.join("; ")
+                ),
+                result,
+            ));
+        }
+        let created = ctx
+            .block_on(self.meta.ensure_instruments(&report.symbols))
+            .map_err(JobError::failed)?;
+        result["symbols_created"] = serde_json::json!(created);
+        if let Some(name) = p.original_name {
+            result["file"] = serde_json::json!(name);
+        }
+        Ok(result)
+    }
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `market.retention`: deletes ticks and bars older than the configured
+/// number of days (nothing when it is 0) and checkpoints the store.
+pub struct MarketRetention {
+    pub ticks: Arc<dyn qb_core::TickStore>,
+    pub retention_days: u32,
+}
+
+impl JobHandler for MarketRetention {
+    fn kind(&self) -> &'static str {
+        "market.retention"
+    }
+    fn queue(&self) -> &'static str {
+        crate::QUEUE_DATA
+    }
+    fn description(&self) -> &'static str {
+        "Delete market data past market.retention_days and compact the tick store"
+    }
+    fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        _: &serde_json::Value,
+    ) -> Result<serde_json::Value, JobError> {
+        let deleted = if self.retention_days == 0 {
+            0
+        } else {
+            let cut = Utc::now() - chrono::Duration::days(i64::from(self.retention_days));
+            let cut_ns = cut.timestamp_nanos_opt().unwrap_or(i64::MIN);
+            ctx.block_on(self.ticks.retain(cut_ns))
+                .map_err(JobError::failed)?
+        };
+        ctx.progress(0.8, "old rows deleted")?;
+        ctx.block_on(self.ticks.checkpoint())
+            .map_err(JobError::failed)?;
+        Ok(serde_json::json!({ "rows_deleted": deleted, "retention_days": self.retention_days }))
+    }
+}

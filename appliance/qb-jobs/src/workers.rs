@@ -165,7 +165,8 @@ fn run_job(deps: &WorkerDeps, job: &Job, stop: &AtomicBool) {
     let outcome = match result {
         Ok(v) => JobOutcome::Succeeded(v),
         Err(JobError::Cancelled) => JobOutcome::Cancelled,
-        Err(JobError::Failed(msg)) => JobOutcome::Failed(msg),
+        Err(JobError::Failed(msg)) => JobOutcome::Failed(msg, None),
+        Err(JobError::FailedWith(msg, detail)) => JobOutcome::Failed(msg, Some(detail)),
         Err(JobError::Interrupted) => {
             warn!(job = %job.id, "job interrupted by shutdown; back to its queue");
             if let Err(e) = deps.rt.block_on(

@@ -6,6 +6,7 @@
 //! 2. `typed`: ticks or bars in their final types plus an `error` text per
 //!    row saying which field is wrong and why;
 //! 3. the good rows are numbered (`seq`) and inserted unless stored already.
+//!
 //! In strict mode any error rolls the transaction back; in skip mode the
 //! good rows are committed and every bad one is reported.
 
@@ -52,9 +53,7 @@ CREATE OR REPLACE TEMP MACRO qb_num_error(field, x) AS (
 
 /// Columns of a text table, in order.
 fn columns(c: &Connection, table: &str) -> StoreResult<Vec<(String, String)>> {
-    let mut stmt = c
-        .prepare(&format!("DESCRIBE {table}"))
-        .map_err(backend)?;
+    let mut stmt = c.prepare(&format!("DESCRIBE {table}")).map_err(backend)?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
         .map_err(backend)?;
@@ -103,7 +102,8 @@ impl Columns {
         })
     }
     fn or_null(&self, field: &str) -> String {
-        self.get(field).unwrap_or_else(|| "CAST(NULL AS VARCHAR)".into())
+        self.get(field)
+            .unwrap_or_else(|| "CAST(NULL AS VARCHAR)".into())
     }
 }
 
@@ -159,7 +159,15 @@ fn typed_from_csv(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
     let size = cols.or_null("size");
     let tz = req.timezone.as_deref().unwrap_or("UTC");
     let ts = ts_sql(&ts_col, tz, unit_multiplier(req.ts_unit.as_deref())?);
-    let optional = ["volume", "turnover", "open_interest", "bid", "bid_size", "ask", "ask_size"];
+    let optional = [
+        "volume",
+        "turnover",
+        "open_interest",
+        "bid",
+        "bid_size",
+        "ask",
+        "ask_size",
+    ];
     let mut select = vec![
         "qb_line AS line".to_string(),
         format!("{symbol} AS symbol"),
@@ -384,7 +392,13 @@ fn typed_bars(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
             "CASE WHEN ({ts}) IS NULL THEN 'ts: \"' || COALESCE({ts_col}, '') || '\" is not a time' END"
         ),
     ];
-    for (name, col) in [("open", &o), ("high", &h), ("low", &l), ("close", &cl), ("volume", &v)] {
+    for (name, col) in [
+        ("open", &o),
+        ("high", &h),
+        ("low", &l),
+        ("close", &cl),
+        ("volume", &v),
+    ] {
         errors.push(format!(
             "CASE WHEN {col} IS NULL OR trim({col}) = '' THEN '{name}: missing' END"
         ));
@@ -415,10 +429,16 @@ fn typed_bars(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
 
 fn rejections(c: &Connection, limit: Option<usize>) -> StoreResult<(u64, Vec<Rejection>)> {
     let total: i64 = c
-        .query_row("SELECT count(*) FROM typed WHERE error IS NOT NULL", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM typed WHERE error IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
         .map_err(backend)?;
     let sql = match limit {
-        Some(n) => format!("SELECT line, error FROM typed WHERE error IS NOT NULL ORDER BY line LIMIT {n}"),
+        Some(n) => {
+            format!("SELECT line, error FROM typed WHERE error IS NOT NULL ORDER BY line LIMIT {n}")
+        }
         None => "SELECT line, error FROM typed WHERE error IS NOT NULL ORDER BY line".into(),
     };
     let mut stmt = c.prepare(&sql).map_err(backend)?;
@@ -441,7 +461,8 @@ fn symbols_of(c: &Connection) -> StoreResult<Vec<String>> {
         .prepare("SELECT DISTINCT symbol FROM typed WHERE error IS NULL ORDER BY symbol")
         .map_err(backend)?;
     let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
-    rows.collect::<duckdb::Result<Vec<String>>>().map_err(backend)
+    rows.collect::<duckdb::Result<Vec<String>>>()
+        .map_err(backend)
 }
 
 /// Runs one import (blocking).

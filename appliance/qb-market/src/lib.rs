@@ -17,4 +17,4 @@ mod import;
 mod query;
 mod store;
 
-pub use store::DuckStore;
+pub use store::{DuckOptions, DuckStore};

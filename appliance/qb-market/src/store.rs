@@ -100,9 +100,8 @@ impl DuckStore {
             .and_then(|c| c.threads(opts.threads as i64))
             .and_then(|c| c.with("temp_directory", tmp.to_string_lossy().as_ref()))
             .map_err(backend)?;
-        let writer = Connection::open_with_flags(&path, config).map_err(|e| {
-            StoreError::Backend(format!("cannot open {}: {e}", path.display()))
-        })?;
+        let writer = Connection::open_with_flags(&path, config)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         writer.execute_batch(SCHEMA).map_err(backend)?;
         configure(&writer).map_err(backend)?;
         let base = writer.try_clone().map_err(backend)?;
@@ -144,9 +143,9 @@ impl DuckStore {
             return Ok(AppendReport::default());
         }
         assign_seq(&mut ticks);
-        let (lo, hi) = ticks
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t.ts), hi.max(t.ts)));
+        let (lo, hi) = ticks.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
+            (lo.min(t.ts), hi.max(t.ts))
+        });
         let n = ticks.len() as u64;
         let mut conn = self.inner.writer.lock();
         let tx = conn.transaction().map_err(backend)?;
@@ -178,7 +177,8 @@ impl DuckStore {
             app.flush().map_err(backend)?;
         }
         let stored = insert_new_ticks(&tx, "stage_ticks", lo, hi)?;
-        tx.execute_batch("DROP TABLE temp.stage_ticks").map_err(backend)?;
+        tx.execute_batch("DROP TABLE temp.stage_ticks")
+            .map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(AppendReport {
             stored,
@@ -203,12 +203,7 @@ fn assign_seq(ticks: &mut [Tick]) {
 
 /// Inserts the rows of `stage` (ticks columns) that are not stored yet;
 /// returns how many were inserted.
-pub(crate) fn insert_new_ticks(
-    c: &Connection,
-    stage: &str,
-    lo: i64,
-    hi: i64,
-) -> StoreResult<u64> {
+pub(crate) fn insert_new_ticks(c: &Connection, stage: &str, lo: i64, hi: i64) -> StoreResult<u64> {
     let n = c
         .execute(
             &format!(
@@ -258,12 +253,7 @@ impl TickStore for DuckStore {
         self.blocking(move |s| crate::query::bars(s, &q)).await
     }
 
-    async fn export(
-        &self,
-        q: ExportQuery,
-        format: ExportFormat,
-        dest: &Path,
-    ) -> StoreResult<u64> {
+    async fn export(&self, q: ExportQuery, format: ExportFormat, dest: &Path) -> StoreResult<u64> {
         let dest = dest.to_path_buf();
         self.blocking(move |s| crate::query::export(s, &q, format, &dest))
             .await

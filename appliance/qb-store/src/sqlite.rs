@@ -857,7 +857,11 @@ impl MetaStore for Sqlite {
         let symbol = symbol.to_string();
         self.read(move |c| {
             let spec: Option<String> = c
-                .query_row("SELECT spec FROM instruments WHERE symbol = ?1", [symbol], |r| r.get(0))
+                .query_row(
+                    "SELECT spec FROM instruments WHERE symbol = ?1",
+                    [symbol],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(backend)?;
             spec.map(|s| serde_json::from_str(&s).map_err(backend))
@@ -910,7 +914,8 @@ impl MetaStore for Sqlite {
             let now = now_ms();
             let mut created = Vec::new();
             for s in symbols {
-                let spec = serde_json::to_string(&Instrument::with_defaults(&s)).map_err(backend)?;
+                let spec =
+                    serde_json::to_string(&Instrument::with_defaults(&s)).map_err(backend)?;
                 let n = tx
                     .execute(
                         "INSERT OR IGNORE INTO instruments (symbol, spec, created_at, updated_at)
@@ -998,7 +1003,11 @@ impl JobQueue for Sqlite {
         self.write(move |c| {
             let (state, result, error) = match &outcome {
                 JobOutcome::Succeeded(v) => ("succeeded", Some(v.to_string()), None),
-                JobOutcome::Failed(e) => ("failed", None, Some(e.clone())),
+                JobOutcome::Failed(e, detail) => (
+                    "failed",
+                    detail.as_ref().map(|v| v.to_string()),
+                    Some(e.clone()),
+                ),
                 JobOutcome::Cancelled => ("cancelled", None, Some("cancelled on request".into())),
             };
             let n = c

@@ -25,6 +25,28 @@ pub fn redb_path(c: &Config) -> PathBuf {
     c.data_dir.join("state.redb")
 }
 
+pub fn duckdb_path(c: &Config) -> PathBuf {
+    c.data_dir.join("market.duckdb")
+}
+
+/// Opens the DuckDB tick store of this data directory.
+pub fn open_tick_store(c: &Config) -> anyhow::Result<qb_market::DuckStore> {
+    let path = duckdb_path(c);
+    qb_market::DuckStore::open_with(
+        &path,
+        &qb_market::DuckOptions {
+            memory_limit: c.market.memory_limit.clone(),
+            threads: c.market.threads,
+        },
+    )
+    .with_context(|| {
+        format!(
+            "opening the tick store {} (is another quantbox using this data directory?)",
+            path.display()
+        )
+    })
+}
+
 pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -125,6 +147,7 @@ pub async fn default_schedules(jobs: &dyn JobQueue) -> anyhow::Result<()> {
     let defaults = [
         ("store-checkpoint", "0 17 * * * *", "maintenance.checkpoint"),
         ("retention", "0 30 3 * * *", "maintenance.retention"),
+        ("market-retention", "0 0 4 * * *", "market.retention"),
     ];
     let existing = jobs.all_schedules().await?;
     for (name, cron, kind) in defaults {

@@ -46,8 +46,35 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Import a market data file into this data directory (the same code as
+    /// `POST /api/v1/market/imports`; stop the server first or use the API).
+    Import(ImportArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    pub file: PathBuf,
+    #[arg(long, value_parser = ["csv", "ctp", "bars_csv", "parquet"])]
+    pub format: String,
+    #[arg(long, default_value = "strict", value_parser = ["strict", "skip"])]
+    pub mode: String,
+    /// Zone of timestamps without an offset (default UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Symbol for files without a symbol column.
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// Bar interval for bars_csv (e.g. 1m).
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// Unit of integer timestamps: ns, us, ms, s.
+    #[arg(long)]
+    pub ts_unit: Option<String>,
+    /// Column mapping, FIELD=COLUMN (repeatable), e.g. --map ts=time.
+    #[arg(long = "map", value_name = "FIELD=COLUMN")]
+    pub map: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +177,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             crate::users::run(&config, cmd)
+        }
+        Command::Import(args) => {
+            let config = match load_or_exit(&cli.global) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            crate::import::run(&config, args)
         }
         Command::Serve => {
             let config = match load_or_exit(&cli.global) {

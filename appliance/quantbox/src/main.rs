@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod cli;
+mod import;
 mod serve;
 mod users;
 

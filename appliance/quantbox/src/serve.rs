@@ -20,8 +20,8 @@ use anyhow::Context;
 use qb_api::{AppState, Deps};
 use qb_core::config::Config;
 use qb_core::metrics::Metrics;
-use qb_core::{JobQueue, KvStore, MetaStore, PubSub};
-use qb_jobs::handlers::{Checkpoint, Retention, Sleep};
+use qb_core::{JobQueue, KvStore, MetaStore, PubSub, TickStore};
+use qb_jobs::handlers::{Checkpoint, MarketImport, MarketRetention, Retention, Sleep};
 use qb_jobs::{Registry, Scheduler, WorkerDeps, Workers};
 use qb_store::{LocalPubSub, RedbKv, Sqlite};
 use tracing::{error, info, warn};
@@ -81,6 +81,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             redb_path.display()
         )
     })?;
+    let ticks: Arc<dyn TickStore> = Arc::new(bootstrap::open_tick_store(&config)?);
     let meta: Arc<dyn MetaStore> = Arc::new(sqlite.clone());
     let jobs: Arc<dyn JobQueue> = Arc::new(sqlite);
     let kv: Arc<dyn KvStore> = Arc::new(kv);
@@ -104,7 +105,15 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             queue: jobs.clone(),
             retention: config.retention.clone(),
         })
-        .register(Sleep);
+        .register(Sleep)
+        .register(MarketImport {
+            ticks: ticks.clone(),
+            meta: meta.clone(),
+        })
+        .register(MarketRetention {
+            ticks: ticks.clone(),
+            retention_days: config.market.retention_days,
+        });
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let state = AppState::new(Deps {
@@ -113,6 +122,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         jobs: jobs.clone(),
         kv: kv.clone(),
         pubsub: pubsub.clone(),
+        ticks: ticks.clone(),
         registry: registry.clone(),
         metrics: metrics.clone(),
         secret,
@@ -194,8 +204,12 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         Err(e) => error!(error = %e, "worker shutdown failed"),
     }
     match meta.checkpoint().await {
-        Ok(msg) => info!(%msg, "stores flushed"),
+        Ok(msg) => info!(%msg, "metadata store flushed"),
         Err(e) => warn!(error = %e, "final checkpoint failed"),
+    }
+    match ticks.checkpoint().await {
+        Ok(()) => info!("stores flushed"),
+        Err(e) => warn!(error = %e, "tick store checkpoint failed"),
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -59,6 +59,9 @@ async fn ready(State(state): State<AppState>) -> Response {
         )),
         Err(e) => reasons.push(format!("metadata store unavailable: {e}")),
     }
+    if let Err(e) = state.ticks.ping().await {
+        reasons.push(format!("tick store unavailable: {e}"));
+    }
     if let Err(e) = state.kv.ping().await {
         reasons.push(format!("hot-state store unavailable: {e}"));
     }

@@ -2,8 +2,10 @@
 
 pub mod audit;
 pub mod health;
+pub mod instruments;
 pub mod jobs;
 pub mod keys;
+pub mod market;
 pub mod schedules;
 pub mod system;
 pub mod users;

@@ -37,8 +37,10 @@ async fn bars_from_ticks_match_hand_computed_bars() {
     s.append(t).await.unwrap();
 
     let bars = s.bars(q("a", "1m")).await.unwrap();
-    let got: Vec<(i64, f64, f64, f64, f64, f64)> =
-        bars.iter().map(|b| (b.ts, b.open, b.high, b.low, b.close, b.volume)).collect();
+    let got: Vec<(i64, f64, f64, f64, f64, f64)> = bars
+        .iter()
+        .map(|b| (b.ts, b.open, b.high, b.low, b.close, b.volume))
+        .collect();
     let base = DAY0 + 9 * 60 * m;
     assert_eq!(
         got,
@@ -54,8 +56,13 @@ async fn bars_from_ticks_match_hand_computed_bars() {
 
     let five = s.bars(q("a", "5m")).await.unwrap();
     assert_eq!(
-        five.iter().map(|b| (b.ts, b.open, b.high, b.low, b.close, b.volume)).collect::<Vec<_>>(),
-        vec![(base, 10.0, 21.0, 9.0, 19.0, 13.0), (base + 5 * m, 30.0, 30.0, 30.0, 30.0, 3.0)]
+        five.iter()
+            .map(|b| (b.ts, b.open, b.high, b.low, b.close, b.volume))
+            .collect::<Vec<_>>(),
+        vec![
+            (base, 10.0, 21.0, 9.0, 19.0, 13.0),
+            (base + 5 * m, 30.0, 30.0, 30.0, 30.0, 3.0)
+        ]
     );
     let day = s.bars(q("a", "1d")).await.unwrap();
     assert_eq!(day.len(), 1);
@@ -96,18 +103,30 @@ IF,2024-01-02T01:35:00Z,3492,3493,3480,3481,10
     let five = s.bars(q("IF", "5m")).await.unwrap();
     let base = DAY0 + 90 * 60 * S;
     assert_eq!(
-        five.iter().map(|b| (b.ts, b.open, b.high, b.low, b.close, b.volume)).collect::<Vec<_>>(),
-        vec![(base, 3500.0, 3520.0, 3490.0, 3492.0, 350.0), (base + 300 * S, 3492.0, 3493.0, 3480.0, 3481.0, 10.0)]
+        five.iter()
+            .map(|b| (b.ts, b.open, b.high, b.low, b.close, b.volume))
+            .collect::<Vec<_>>(),
+        vec![
+            (base, 3500.0, 3520.0, 3490.0, 3492.0, 350.0),
+            (base + 300 * S, 3492.0, 3493.0, 3480.0, 3481.0, 10.0)
+        ]
     );
     let cov = s.coverage().await.unwrap();
     assert_eq!(cov[0].bars[0].interval, "1m");
     assert_eq!(cov[0].bars[0].count, 4);
 
-    let broken = write(&dir, "broken.csv", "symbol,ts,open,high,low,close,volume\nIF,2024-01-02T01:30:00Z,3500,3490,3495,3505,100\nIF,2024-01-02T01:30:30Z,1,1,1,1,1\n");
+    let broken = write(
+        &dir,
+        "broken.csv",
+        "symbol,ts,open,high,low,close,volume\nIF,2024-01-02T01:30:00Z,3500,3490,3495,3505,100\nIF,2024-01-02T01:30:30Z,1,1,1,1,1\n",
+    );
     let mut r = req(&broken, ImportFormat::BarsCsv);
     r.interval = Some("1m".into());
     let rep = s.import(&r, &no_progress).unwrap();
-    assert_eq!(rep.rejections.iter().map(|x| x.line).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        rep.rejections.iter().map(|x| x.line).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
     assert!(rep.rejections[0].reason.contains("inconsistent"));
     assert!(rep.rejections[1].reason.contains("aligned"));
 }

@@ -38,10 +38,22 @@ fn chrono_like(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
 async fn ctp_layout_night_sessions_sentinel_and_volume_reset() {
     let (dir, s) = store();
     let path = write(&dir, "ctp.csv", CTP);
-    let r = s.import(&req(&path, ImportFormat::Ctp), &no_progress).unwrap();
-    assert_eq!((r.rows_read, r.rows_stored, r.rows_rejected), (7, 7, 0), "{r:?}");
+    let r = s
+        .import(&req(&path, ImportFormat::Ctp), &no_progress)
+        .unwrap();
+    assert_eq!(
+        (r.rows_read, r.rows_stored, r.rows_rejected),
+        (7, 7, 0),
+        "{r:?}"
+    );
     let t = s
-        .ticks(TickQuery { symbol: "m2405".into(), start: None, end: None, after: None, limit: 100 })
+        .ticks(TickQuery {
+            symbol: "m2405".into(),
+            start: None,
+            end: None,
+            after: None,
+            limit: 100,
+        })
         .await
         .unwrap();
     // Shanghai = UTC+8. Friday 2024-01-05 20:59 local = 12:59 UTC.
@@ -56,7 +68,10 @@ async fn ctp_layout_night_sessions_sentinel_and_volume_reset() {
     ];
     assert_eq!(t.iter().map(|t| t.ts).collect::<Vec<_>>(), expect_ts);
     // Cumulative volume -> per-tick size, restarting with the trading day.
-    assert_eq!(t.iter().map(|t| t.size).collect::<Vec<_>>(), vec![10.0, 5.0, 5.0, 6.0, 4.0, 4.0, 5.0]);
+    assert_eq!(
+        t.iter().map(|t| t.size).collect::<Vec<_>>(),
+        vec![10.0, 5.0, 5.0, 6.0, 4.0, 4.0, 5.0]
+    );
     assert_eq!(t[1].turnover, Some(150050.0));
     assert_eq!(t[5].turnover, Some(120400.0));
     assert_eq!(t[1].volume, Some(15.0), "the cumulative figure is kept");
@@ -66,8 +81,14 @@ async fn ctp_layout_night_sessions_sentinel_and_volume_reset() {
 
     let bad = CTP.replace("20240108,20240108,09:00:00,0", "20240108,20240108,9h00,0");
     let bad_path = write(&dir, "bad.csv", &bad);
-    let r = s.import(&req(&bad_path, ImportFormat::Ctp), &no_progress).unwrap();
+    let r = s
+        .import(&req(&bad_path, ImportFormat::Ctp), &no_progress)
+        .unwrap();
     assert_eq!(r.rows_stored, 0);
     assert_eq!(r.rejections[0].line, 6);
-    assert!(r.rejections[0].reason.starts_with("UpdateTime"), "{:?}", r.rejections);
+    assert!(
+        r.rejections[0].reason.starts_with("UpdateTime"),
+        "{:?}",
+        r.rejections
+    );
 }

@@ -18,20 +18,43 @@ async fn appends_are_idempotent_and_keep_same_time_ticks_apart() {
     let r = s.append(batch).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (0, 4));
     let got = s
-        .ticks(TickQuery { symbol: "rb".into(), start: None, end: None, after: None, limit: 10 })
+        .ticks(TickQuery {
+            symbol: "rb".into(),
+            start: None,
+            end: None,
+            after: None,
+            limit: 10,
+        })
         .await
         .unwrap();
     let seen: Vec<(i64, i32, f64)> = got.iter().map(|t| (t.ts, t.seq, t.price)).collect();
-    assert_eq!(seen, vec![(DAY0, 0, 3900.0), (DAY0, 1, 3901.0), (DAY0 + S, 0, 3902.0)]);
+    assert_eq!(
+        seen,
+        vec![(DAY0, 0, 3900.0), (DAY0, 1, 3901.0), (DAY0 + S, 0, 3902.0)]
+    );
     // Keyset paging.
     let next = s
-        .ticks(TickQuery { symbol: "rb".into(), start: None, end: None, after: Some((DAY0, 0)), limit: 1 })
+        .ticks(TickQuery {
+            symbol: "rb".into(),
+            start: None,
+            end: None,
+            after: Some((DAY0, 0)),
+            limit: 1,
+        })
         .await
         .unwrap();
     assert_eq!((next[0].ts, next[0].seq), (DAY0, 1));
     let cov = s.coverage().await.unwrap();
     assert_eq!(cov.len(), 2);
-    assert_eq!((cov[1].symbol.as_str(), cov[1].ticks, cov[1].first_ts, cov[1].last_ts), ("rb", 3, Some(DAY0), Some(DAY0 + S)));
+    assert_eq!(
+        (
+            cov[1].symbol.as_str(),
+            cov[1].ticks,
+            cov[1].first_ts,
+            cov[1].last_ts
+        ),
+        ("rb", 3, Some(DAY0), Some(DAY0 + S))
+    );
 
     // Committed data survives reopening the file.
     let path = s.path().to_path_buf();
@@ -39,10 +62,19 @@ async fn appends_are_idempotent_and_keep_same_time_ticks_apart() {
     let s = qb_market::DuckStore::open(&path).unwrap();
     assert_eq!(s.coverage().await.unwrap()[1].ticks, 3);
     // Doubles come back bit for bit.
-    let exact = vec![tick("x", DAY0, 0.1 + 0.2, 1e-9), tick("x", DAY0 + 1, 123456789.123456, 3.0)];
+    let exact = vec![
+        tick("x", DAY0, 0.1 + 0.2, 1e-9),
+        tick("x", DAY0 + 1, 123456789.123456, 3.0),
+    ];
     s.append(exact.clone()).await.unwrap();
     let back = s
-        .ticks(TickQuery { symbol: "x".into(), start: None, end: None, after: None, limit: 10 })
+        .ticks(TickQuery {
+            symbol: "x".into(),
+            start: None,
+            end: None,
+            after: None,
+            limit: 10,
+        })
         .await
         .unwrap();
     assert_eq!(back[0].price.to_bits(), exact[0].price.to_bits());
@@ -51,6 +83,14 @@ async fn appends_are_idempotent_and_keep_same_time_ticks_apart() {
 
     // Retention drops old rows only.
     assert_eq!(s.retain(DAY0 + 1).await.unwrap(), 4);
-    assert_eq!(s.coverage().await.unwrap().iter().map(|c| c.ticks).sum::<u64>(), 2);
+    assert_eq!(
+        s.coverage()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.ticks)
+            .sum::<u64>(),
+        2
+    );
     drop(dir);
 }

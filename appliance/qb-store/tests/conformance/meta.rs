@@ -221,7 +221,12 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
     rb.margin_ratio = "0.13".parse().unwrap();
     db.upsert_instrument(&rb).await.unwrap();
     assert_eq!(
-        db.instrument("rb2410").await.unwrap().unwrap().margin_ratio.to_string(),
+        db.instrument("rb2410")
+            .await
+            .unwrap()
+            .unwrap()
+            .margin_ratio
+            .to_string(),
         "0.13"
     );
     let created = db

@@ -225,7 +225,7 @@ fn sigterm_drains_and_hands_running_jobs_back() {
 fn schedules_fire_once_per_due_time() {
     let s = Server::start(&[]);
     let t = s.admin_token();
-    // The two default maintenance schedules exist from the first start.
+    // The default maintenance schedules exist from the first start.
     let list: Value = s
         .get("/api/v1/schedules")
         .bearer_auth(&t)
@@ -239,7 +239,10 @@ fn schedules_fire_once_per_due_time() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["retention", "store-checkpoint"]);
+    assert_eq!(
+        names,
+        vec!["market-retention", "retention", "store-checkpoint"]
+    );
     assert!(list["items"][0]["next_run_at"].is_string());
 
     let r = s

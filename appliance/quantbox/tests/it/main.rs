@@ -7,4 +7,5 @@ mod auth;
 mod cli;
 mod http;
 mod jobs;
+mod market;
 mod observability;

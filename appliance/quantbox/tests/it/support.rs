@@ -35,6 +35,7 @@ pub fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
 pub struct Server {
     child: Option<Child>,
     pub base: String,
+    dir: std::path::PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub log: Arc<Mutex<String>>,
     pub http: Client,
@@ -81,6 +82,7 @@ impl Server {
         let s = Server {
             child: Some(child),
             base,
+            dir: dir.to_path_buf(),
             _tmp: None,
             log,
             http: Client::builder()
@@ -111,6 +113,10 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.clone()
     }
 
     pub fn log(&self) -> String {

@@ -1,0 +1,762 @@
+//! `/api/v1/market/*`: live ingest, file imports, symbols, ticks, bars and
+//! exports.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use qb_core::market::*;
+use qb_core::model::{Job, JobSpec, Role};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Principal;
+use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, FieldError, Problem};
+use crate::state::AppState;
+
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(create_import))
+        .routes(routes!(ingest_ticks, list_ticks))
+        .layer(DefaultBodyLimit::max(state.config.limits.upload_bytes));
+    OpenApiRouter::new()
+        .routes(routes!(symbols))
+        .routes(routes!(bars))
+        .routes(routes!(export))
+        .merge(uploads)
+}
+
+/// A time in a query: RFC 3339 or integer nanoseconds since the epoch.
+pub fn parse_time(field: &str, s: &str) -> ApiResult<Nanos> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{s:?} is not an RFC 3339 time or integer nanoseconds"),
+            )
+        })
+}
+
+fn opt_time(field: &str, s: &Option<String>) -> ApiResult<Option<Nanos>> {
+    s.as_deref().map(|v| parse_time(field, v)).transpose()
+}
+
+fn rfc3339(ns: Nanos) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+// ---------------------------------------------------------------- ingest
+
+/// A time in a tick: RFC 3339 text or integer nanoseconds.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TimeIn {
+    Nanos(i64),
+    Text(String),
+}
+
+/// One tick as sent to the ingest endpoint.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TickIn {
+    pub symbol: String,
+    pub ts: TimeIn,
+    pub price: f64,
+    pub size: f64,
+    pub bid: Option<f64>,
+    pub bid_size: Option<f64>,
+    pub ask: Option<f64>,
+    pub ask_size: Option<f64>,
+    /// Cumulative volume as the source reports it.
+    pub volume: Option<f64>,
+    /// Amount traded with this tick.
+    pub turnover: Option<f64>,
+    pub open_interest: Option<f64>,
+}
+
+impl TickIn {
+    fn into_tick(self) -> Result<Tick, String> {
+        check_symbol(&self.symbol)?;
+        let ts = match self.ts {
+            TimeIn::Nanos(n) => n,
+            TimeIn::Text(s) => DateTime::parse_from_rfc3339(&s)
+                .ok()
+                .and_then(|t| t.timestamp_nanos_opt())
+                .ok_or_else(|| format!("ts: {s:?} is not an RFC 3339 time"))?,
+        };
+        if !self.price.is_finite() {
+            return Err("price: not finite".into());
+        }
+        if !self.size.is_finite() || self.size < 0.0 {
+            return Err("size: must be a finite number >= 0".into());
+        }
+        for (name, v) in [
+            ("bid", self.bid),
+            ("bid_size", self.bid_size),
+            ("ask", self.ask),
+            ("ask_size", self.ask_size),
+            ("volume", self.volume),
+            ("turnover", self.turnover),
+            ("open_interest", self.open_interest),
+        ] {
+            if v.is_some_and(|v| !v.is_finite()) {
+                return Err(format!("{name}: not finite"));
+            }
+        }
+        Ok(Tick {
+            symbol: self.symbol,
+            ts,
+            seq: 0,
+            price: self.price,
+            size: self.size,
+            volume: self.volume,
+            turnover: self.turnover,
+            open_interest: self.open_interest,
+            bid: self.bid,
+            bid_size: self.bid_size,
+            ask: self.ask,
+            ask_size: self.ask_size,
+        })
+    }
+}
+
+fn row_error(kind: &str, at: usize, msg: String) -> ApiError {
+    let (field, detail) = match kind {
+        "index" => (format!("[{at}]"), format!("tick at index {at}: {msg}")),
+        _ => (format!("line {at}"), format!("line {at}: {msg}")),
+    };
+    let mut e = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+        format!("{detail}; nothing was stored"),
+    );
+    e.errors.push(FieldError {
+        field,
+        message: msg,
+    });
+    e
+}
+
+fn parse_json_array(body: &[u8]) -> ApiResult<Vec<Tick>> {
+    let values: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            format!("body is not a JSON array: {e}"),
+        )
+    })?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_json::from_value::<TickIn>(v)
+                .map_err(|e| e.to_string())
+                .and_then(TickIn::into_tick)
+                .map_err(|e| row_error("index", i, e))
+        })
+        .collect()
+}
+
+fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Tick>> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not UTF-8: {e}")))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str::<TickIn>(l)
+                .map_err(|e| e.to_string())
+                .and_then(TickIn::into_tick)
+                .map_err(|e| row_error("line", i + 1, e))
+        })
+        .collect()
+}
+
+fn parse_csv(body: &[u8]) -> ApiResult<Vec<Tick>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(body);
+    let headers = reader
+        .headers()
+        .map_err(|e| row_error("line", 1, e.to_string()))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    for required in ["symbol", "ts", "price", "size"] {
+        if col(required).is_none() {
+            return Err(row_error("line", 1, format!("missing column {required:?}")));
+        }
+    }
+    let mut out = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| row_error("line", line, e.to_string()))?;
+        let get = |name: &str| {
+            col(name)
+                .and_then(|c| record.get(c))
+                .filter(|s| !s.is_empty())
+        };
+        let num = |name: &str| -> Result<Option<f64>, String> {
+            match get(name) {
+                None => Ok(None),
+                Some(s) if !fits_f64(s) => Err(format!(
+                    "{name}: {s:?} is not a number a double holds exactly"
+                )),
+                Some(s) => s
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{name}: {s:?} is not a number")),
+            }
+        };
+        let tick = (|| -> Result<Tick, String> {
+            let ts_text = get("ts").ok_or("ts: missing")?;
+            let ts = match ts_text.parse::<i64>() {
+                Ok(n) => TimeIn::Nanos(n),
+                Err(_) => TimeIn::Text(ts_text.to_string()),
+            };
+            TickIn {
+                symbol: get("symbol").ok_or("symbol: missing")?.to_string(),
+                ts,
+                price: num("price")?.ok_or("price: missing")?,
+                size: num("size")?.ok_or("size: missing")?,
+                bid: num("bid")?,
+                bid_size: num("bid_size")?,
+                ask: num("ask")?,
+                ask_size: num("ask_size")?,
+                volume: num("volume")?,
+                turnover: num("turnover")?,
+                open_interest: num("open_interest")?,
+            }
+            .into_tick()
+        })()
+        .map_err(|e| row_error("line", line, e))?;
+        out.push(tick);
+    }
+    Ok(out)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IngestResult {
+    /// Ticks stored now.
+    pub stored: u64,
+    /// Ticks already stored by an earlier request (a retry).
+    pub duplicates: u64,
+}
+
+/// Ingest live ticks: a JSON array, NDJSON (`application/x-ndjson`) or CSV
+/// (`text/csv`). Answers after the ticks are committed; a bad row rejects
+/// the whole request, naming its index or line, and stores nothing.
+#[utoipa::path(post, path = "/api/v1/market/ticks", tag = "market", security(("bearer" = [])),
+    request_body(content = Vec<TickIn>, description = "JSON array; NDJSON and CSV with the same fields are accepted too"),
+    responses((status = 200, body = IngestResult), (status = 422, body = Problem)))]
+async fn ingest_ticks(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<IngestResult>> {
+    p.require(Role::Trader)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let ticks = if ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl") {
+        parse_ndjson(&body)?
+    } else if ct.starts_with("text/csv") {
+        parse_csv(&body)?
+    } else if ct.starts_with("application/json") {
+        parse_json_array(&body)?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("{ct} is not application/json, application/x-ndjson or text/csv"),
+        ));
+    };
+    let max = state.config.market.max_ingest_rows;
+    if ticks.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("{} ticks in one request; at most {max}", ticks.len()),
+        ));
+    }
+    let published = group_for_subscribers(&ticks);
+    let report = state.ticks.append(ticks).await?;
+    state.metrics.ticks_ingested.inc_by(report.stored);
+    for event in published {
+        state.pubsub.publish(crate::TICKS_TOPIC, event);
+    }
+    Ok(Json(IngestResult {
+        stored: report.stored,
+        duplicates: report.duplicates,
+    }))
+}
+
+/// One event per symbol, columnar, for the `ticks` topic.
+fn group_for_subscribers(ticks: &[Tick]) -> Vec<serde_json::Value> {
+    let mut by: BTreeMap<&str, Vec<&Tick>> = BTreeMap::new();
+    for t in ticks {
+        by.entry(&t.symbol).or_default().push(t);
+    }
+    by.into_iter()
+        .map(|(symbol, ts)| {
+            serde_json::json!({
+                "symbol": symbol,
+                "ts": ts.iter().map(|t| t.ts).collect::<Vec<_>>(),
+                "price": ts.iter().map(|t| t.price).collect::<Vec<_>>(),
+                "size": ts.iter().map(|t| t.size).collect::<Vec<_>>(),
+                "bid": ts.iter().map(|t| t.bid).collect::<Vec<_>>(),
+                "ask": ts.iter().map(|t| t.ask).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- imports
+
+/// Multipart fields of an upload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ImportUpload {
+    /// The file (up to the upload limit, 50 MB by default).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    format: ImportFormat,
+    mode: Option<ImportMode>,
+    timezone: Option<String>,
+    /// JSON object: field -> column.
+    mapping: Option<String>,
+    symbol: Option<String>,
+    interval: Option<String>,
+    ts_unit: Option<String>,
+}
+
+fn sanitize(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("upload");
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    if clean.is_empty() {
+        "upload".into()
+    } else {
+        clean
+    }
+}
+
+async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<(ImportRequest, String)> {
+    let dir = state.config.data_dir.join("uploads");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut file: Option<(std::path::PathBuf, String)> = None;
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::new(
+            e.status(),
+            "bad-upload",
+            format!("cannot read the upload: {}", e.body_text()),
+        )
+    };
+    while let Some(mut field) = mp.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            let original = sanitize(field.file_name().unwrap_or("upload"));
+            let path = dir.join(format!("{}-{original}", uuid::Uuid::now_v7()));
+            let mut out = tokio::fs::File::create(&path)
+                .await
+                .map_err(ApiError::internal)?;
+            while let Some(chunk) = field.chunk().await.map_err(|e| {
+                let _ = std::fs::remove_file(&path);
+                bad(e)
+            })? {
+                out.write_all(&chunk).await.map_err(ApiError::internal)?;
+            }
+            out.sync_all().await.map_err(ApiError::internal)?;
+            file = Some((path, original));
+        } else {
+            let text = field.text().await.map_err(bad)?;
+            fields.insert(name, text);
+        }
+    }
+    let (path, original) = file
+        .ok_or_else(|| ApiError::invalid("file", "missing: attach the file as the `file` field"))?;
+    let cleanup = |e: ApiError| {
+        let _ = std::fs::remove_file(&path);
+        e
+    };
+    let mut req = serde_json::json!({ "path": path.to_string_lossy() });
+    for (k, v) in &fields {
+        let text = serde_json::Value::String(v.trim().to_string());
+        match k.as_str() {
+            "format" => {
+                serde_json::from_value::<ImportFormat>(text.clone())
+                    .map_err(|e| cleanup(ApiError::invalid("format", e.to_string())))?;
+                req[k] = text;
+            }
+            "mode" => {
+                serde_json::from_value::<ImportMode>(text.clone())
+                    .map_err(|e| cleanup(ApiError::invalid("mode", e.to_string())))?;
+                req[k] = text;
+            }
+            "timezone" | "symbol" | "interval" | "ts_unit" => {
+                req[k] = text;
+            }
+            "mapping" => {
+                let m: BTreeMap<String, String> = serde_json::from_str(v).map_err(|e| {
+                    cleanup(ApiError::invalid(
+                        "mapping",
+                        format!("not a JSON object of strings: {e}"),
+                    ))
+                })?;
+                req["mapping"] = serde_json::json!(m);
+            }
+            other => {
+                return Err(cleanup(ApiError::invalid(other, "unknown field")));
+            }
+        }
+    }
+    if req.get("format").is_none() {
+        return Err(cleanup(ApiError::invalid(
+            "format",
+            "missing: csv, ctp, bars_csv or parquet",
+        )));
+    }
+    let request: ImportRequest = serde_json::from_value(req)
+        .map_err(|e| cleanup(ApiError::invalid("body", e.to_string())))?;
+    Ok((request, original))
+}
+
+fn check_request(r: &ImportRequest) -> ApiResult<()> {
+    if let Some(s) = &r.symbol {
+        check_symbol(s).map_err(|e| ApiError::invalid("symbol", e))?;
+    }
+    if let Some(i) = &r.interval {
+        i.parse::<Interval>()
+            .map_err(|e| ApiError::invalid("interval", e))?;
+    }
+    if r.format == ImportFormat::BarsCsv && r.interval.is_none() {
+        return Err(ApiError::invalid(
+            "interval",
+            "bars_csv imports need an interval, e.g. 1m",
+        ));
+    }
+    if let Some(u) = &r.ts_unit
+        && !["ns", "us", "ms", "s"].contains(&u.as_str())
+    {
+        return Err(ApiError::invalid(
+            "ts_unit",
+            format!("{u:?} is not ns, us, ms or s"),
+        ));
+    }
+    Ok(())
+}
+
+/// Import a file as a job on the `data` queue: a multipart upload (traders),
+/// or a JSON body naming a file on the server (admins).
+#[utoipa::path(post, path = "/api/v1/market/imports", tag = "market", security(("bearer" = [])),
+    request_body(content(
+        (ImportUpload = "multipart/form-data"),
+        (ImportRequest = "application/json"),
+    )),
+    responses((status = 202, body = Job), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn create_import(
+    State(state): State<AppState>,
+    p: Principal,
+    req: Request,
+) -> ApiResult<(StatusCode, Json<Job>)> {
+    p.require(Role::Trader)?;
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (request, original, delete_after) = if multipart {
+        let mp = Multipart::from_request(req, &state).await.map_err(|e| {
+            ApiError::bad_request(format!("not a multipart body: {}", e.body_text()))
+        })?;
+        let (r, name) = receive_upload(&state, mp).await?;
+        (r, Some(name), true)
+    } else {
+        p.require(Role::Admin).map_err(|_| {
+            ApiError::forbidden(
+                "importing a server-side path needs the admin role; upload the file instead",
+            )
+        })?;
+        let ApiJson(r) = ApiJson::<ImportRequest>::from_request(req, &state).await?;
+        if !std::path::Path::new(&r.path).is_file() {
+            return Err(ApiError::invalid(
+                "path",
+                format!("{} is not a file on the server", r.path),
+            ));
+        }
+        (r, None, false)
+    };
+    if let Err(e) = check_request(&request) {
+        if delete_after {
+            let _ = std::fs::remove_file(&request.path);
+        }
+        return Err(e);
+    }
+    let params = serde_json::to_value(qb_jobs::handlers::ImportParams {
+        request,
+        delete_after,
+        original_name: original,
+    })
+    .map_err(ApiError::internal)?;
+    let spec = JobSpec {
+        kind: "market.import".into(),
+        queue: None,
+        params,
+    };
+    let new = state
+        .registry
+        .prepare(&spec, Some(p.actor()), state.config.queues.max_attempts)
+        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+    let job = state.jobs.enqueue(new).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+// ---------------------------------------------------------------- queries
+
+/// Symbols with what the store holds for each.
+#[utoipa::path(get, path = "/api/v1/market/symbols", tag = "market", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Coverage>)))]
+async fn symbols(State(state): State<AppState>, _p: Principal) -> ApiResult<Json<Vec<Coverage>>> {
+    Ok(Json(state.ticks.coverage().await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TickParams {
+    pub symbol: String,
+    /// Inclusive; RFC 3339 or integer nanoseconds.
+    pub start: Option<String>,
+    /// Exclusive.
+    pub end: Option<String>,
+    /// Cursor from the previous page (`next`).
+    pub after: Option<String>,
+    /// Ticks per page (default 1000, at most 10000).
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TickPage {
+    pub items: Vec<Tick>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// Ticks of one symbol in time order, keyset-paginated.
+#[utoipa::path(get, path = "/api/v1/market/ticks", tag = "market", security(("bearer" = [])),
+    params(TickParams), responses((status = 200, body = TickPage), (status = 422, body = Problem)))]
+async fn list_ticks(
+    State(state): State<AppState>,
+    _p: Principal,
+    ApiQuery(q): ApiQuery<TickParams>,
+) -> ApiResult<Json<TickPage>> {
+    check_symbol(&q.symbol).map_err(|e| ApiError::invalid("symbol", e))?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("{limit} is not between 1 and 10000"),
+        ));
+    }
+    let after = match &q.after {
+        None => None,
+        Some(c) => {
+            let parsed = c
+                .split_once(':')
+                .and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i32>().ok()?)));
+            Some(parsed.ok_or_else(|| ApiError::invalid("after", "not a cursor from `next`"))?)
+        }
+    };
+    let items = state
+        .ticks
+        .ticks(TickQuery {
+            symbol: q.symbol,
+            start: opt_time("start", &q.start)?,
+            end: opt_time("end", &q.end)?,
+            after,
+            limit,
+        })
+        .await?;
+    let next = (items.len() == limit as usize)
+        .then(|| items.last().map(|t| format!("{}:{}", t.ts, t.seq)))
+        .flatten();
+    Ok(Json(TickPage { items, next }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BarParams {
+    pub symbol: String,
+    /// `1s` to `1d`, dividing a day: `1m`, `5m`, `1h`, `1d`, ...
+    pub interval: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// Align buckets to local midnight of this zone (e.g. `Asia/Shanghai`).
+    pub tz: Option<String>,
+}
+
+/// One bar as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct BarOut {
+    /// Bucket start, RFC 3339 UTC.
+    pub ts: String,
+    /// Bucket start, nanoseconds.
+    pub ts_ns: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turnover: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_interest: Option<f64>,
+}
+
+fn bar_query(q: &BarParams) -> ApiResult<BarQuery> {
+    check_symbol(&q.symbol).map_err(|e| ApiError::invalid("symbol", e))?;
+    Ok(BarQuery {
+        symbol: q.symbol.clone(),
+        interval: q
+            .interval
+            .parse()
+            .map_err(|e| ApiError::invalid("interval", e))?,
+        start: opt_time("start", &q.start)?,
+        end: opt_time("end", &q.end)?,
+        timezone: q.tz.clone(),
+    })
+}
+
+/// Bars at any interval, from ticks (or from imported bars).
+#[utoipa::path(get, path = "/api/v1/market/bars", tag = "market", security(("bearer" = [])),
+    params(BarParams), responses((status = 200, body = Vec<BarOut>), (status = 422, body = Problem)))]
+async fn bars(
+    State(state): State<AppState>,
+    _p: Principal,
+    ApiQuery(q): ApiQuery<BarParams>,
+) -> ApiResult<Json<Vec<BarOut>>> {
+    let bq = bar_query(&q)?;
+    let bars = state.ticks.bars(bq).await.map_err(|e| match e {
+        qb_core::StoreError::Invalid(m) => ApiError::invalid("tz", m),
+        other => other.into(),
+    })?;
+    Ok(Json(
+        bars.into_iter()
+            .map(|b| BarOut {
+                ts: rfc3339(b.ts),
+                ts_ns: b.ts,
+                open: b.open,
+                high: b.high,
+                low: b.low,
+                close: b.close,
+                volume: b.volume,
+                turnover: b.turnover,
+                open_interest: b.open_interest,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `ticks` or `bars`.
+    pub kind: String,
+    pub format: ExportFormat,
+    pub symbol: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// For bars.
+    pub interval: Option<String>,
+    pub tz: Option<String>,
+}
+
+/// Download ticks or bars as CSV or Parquet.
+#[utoipa::path(get, path = "/api/v1/market/export", tag = "market", security(("bearer" = [])),
+    params(ExportParams),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream"),
+               (status = 422, body = Problem)))]
+async fn export(
+    State(state): State<AppState>,
+    _p: Principal,
+    ApiQuery(q): ApiQuery<ExportParams>,
+) -> ApiResult<Response> {
+    let query = match q.kind.as_str() {
+        "ticks" => {
+            check_symbol(&q.symbol).map_err(|e| ApiError::invalid("symbol", e))?;
+            ExportQuery::Ticks {
+                symbol: q.symbol.clone(),
+                start: opt_time("start", &q.start)?,
+                end: opt_time("end", &q.end)?,
+            }
+        }
+        "bars" => ExportQuery::Bars(bar_query(&BarParams {
+            symbol: q.symbol.clone(),
+            interval: q
+                .interval
+                .clone()
+                .ok_or_else(|| ApiError::invalid("interval", "bars exports need an interval"))?,
+            start: q.start.clone(),
+            end: q.end.clone(),
+            tz: q.tz.clone(),
+        })?),
+        other => {
+            return Err(ApiError::invalid(
+                "kind",
+                format!("{other:?} is not ticks or bars"),
+            ));
+        }
+    };
+    let (ext, mime) = match q.format {
+        ExportFormat::Csv => ("csv", "text/csv; charset=utf-8"),
+        ExportFormat::Parquet => ("parquet", "application/vnd.apache.parquet"),
+    };
+    let dir = state.config.data_dir.join("exports");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let path = dir.join(format!("{}.{ext}", uuid::Uuid::now_v7()));
+    let result = state.ticks.export(query, q.format, &path).await;
+    let file = tokio::fs::File::open(&path).await;
+    // The open handle keeps the data readable; the name goes at once.
+    let _ = tokio::fs::remove_file(&path).await;
+    result?;
+    let file = file.map_err(ApiError::internal)?;
+    let name = format!("{}-{}.{ext}", q.symbol.replace('/', "_"), q.kind);
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+    )
+        .into_response())
+}
