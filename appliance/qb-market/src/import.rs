@@ -17,7 +17,7 @@ use qb_core::market::*;
 use qb_core::seams::Progress;
 use qb_core::{StoreError, StoreResult};
 
-use crate::store::{DuckStore, TICK_COLS, backend, insert_new_ticks};
+use crate::store::{DuckStore, backend, insert_new_ticks};
 
 /// How many rejections a strict import reports.
 const STRICT_REPORT: usize = 20;
@@ -46,7 +46,7 @@ CREATE OR REPLACE TEMP MACRO qb_num_error(field, x) AS (
     CASE WHEN x IS NULL OR trim(x) = '' THEN NULL
          WHEN TRY_CAST(trim(x) AS DOUBLE) IS NULL THEN field || ': ' || '"' || x || '" is not a number'
          WHEN NOT isfinite(TRY_CAST(trim(x) AS DOUBLE)) THEN field || ': ' || '"' || x || '" is not finite'
-         WHEN qb_sig(x) <> qb_sig(CAST(TRY_CAST(trim(x) AS DOUBLE) AS VARCHAR))
+         WHEN length(trim(x)) > 15 AND qb_sig(x) <> qb_sig(CAST(TRY_CAST(trim(x) AS DOUBLE) AS VARCHAR))
               THEN field || ': ' || '"' || x || '" has more digits than a double holds; it would lose precision'
          ELSE NULL END);
 "#;
@@ -63,12 +63,20 @@ fn columns(c: &Connection, table: &str) -> StoreResult<Vec<(String, String)>> {
 /// Reads a CSV file as text with line numbers into `raw`.
 fn load_csv(c: &Connection, path: &str) -> StoreResult<()> {
     c.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE raw AS
-         SELECT (row_number() OVER ()) + 1 AS qb_line, *
-         FROM read_csv({}, all_varchar = true, header = true, parallel = false, strict_mode = true)",
+        "CREATE OR REPLACE TEMP TABLE raw_file AS
+         SELECT * FROM read_csv({}, all_varchar = true, header = true, strict_mode = true)",
         quote(path)
     ))
-    .map_err(|e| invalid(format!("cannot read the CSV file: {e}")))
+    .map_err(|e| invalid(format!("cannot read the CSV file: {e}")))?;
+    // Insertion order is preserved, so rowid is the data row's position in
+    // the file: line = rowid + 2 (line 1 is the header).
+    // Rows written inside a transaction get transaction-local row ids that
+    // start at an offset, hence the subtraction.
+    c.execute_batch(
+        "CREATE OR REPLACE TEMP VIEW raw AS
+         SELECT rowid - (SELECT min(rowid) FROM raw_file) + 2 AS qb_line, * FROM raw_file",
+    )
+    .map_err(backend)
 }
 
 /// Resolves field -> column name, checking required fields exist.
@@ -130,7 +138,7 @@ fn ts_sql(col: &str, tz: &str, unit_mult: i64) -> String {
         )
     };
     format!(
-        "CASE WHEN regexp_full_match(trim({col}), '-?[0-9]+') THEN TRY_CAST(trim({col}) AS BIGINT) * {unit_mult}
+        "CASE WHEN TRY_CAST(trim({col}) AS BIGINT) IS NOT NULL THEN TRY_CAST(trim({col}) AS BIGINT) * {unit_mult}
               WHEN regexp_matches(trim({col}), '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$') THEN epoch_ns(TRY_CAST(trim({col}) AS TIMESTAMPTZ))
               ELSE {local} END"
     )
@@ -308,7 +316,8 @@ fn typed_from_ctp(c: &Connection) -> StoreResult<()> {
 /// Reads a Parquet file into `typed`.
 fn typed_from_parquet(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
     c.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE raw AS SELECT row_number() OVER () AS qb_line, * FROM read_parquet({})",
+        "CREATE OR REPLACE TEMP VIEW raw AS SELECT file_row_number + 1 AS qb_line, * EXCLUDE (file_row_number)
+         FROM read_parquet({}, file_row_number = true)",
         quote(&req.path)
     ))
     .map_err(|e| invalid(format!("cannot read the Parquet file: {e}")))?;
@@ -477,6 +486,8 @@ pub(crate) fn run(
     let mut conn = store.inner.writer.lock();
     let tx = conn.transaction().map_err(backend)?;
     tx.execute_batch(MACROS).map_err(backend)?;
+    let clock = std::time::Instant::now();
+    let step = |what: &str| tracing::debug!(step = what, ms = clock.elapsed().as_millis() as u64, "import");
     progress(0.05, "reading the file");
     let bars = req.format == ImportFormat::BarsCsv;
     match req.format {
@@ -494,6 +505,7 @@ pub(crate) fn run(
         }
         ImportFormat::Parquet => typed_from_parquet(&tx, req)?,
     }
+    step("typed");
     progress(0.5, "rows read and checked");
     let rows_read: i64 = tx
         .query_row("SELECT count(*) FROM typed", [], |r| r.get(0))
@@ -510,6 +522,7 @@ pub(crate) fn run(
         // Nothing is stored: the transaction is dropped, i.e. rolled back.
         return Ok(report);
     }
+    step("rejections counted");
     report.symbols = symbols_of(&tx)?;
     let (lo, hi): (Option<i64>, Option<i64>) = tx
         .query_row(
@@ -531,12 +544,28 @@ pub(crate) fn run(
             )
             .map_err(backend)? as u64,
         (Some(lo), Some(hi)) => {
+            // seq numbers ticks sharing (symbol, ts); most ticks share with
+            // none, so only the shared keys are ranked.
+            tx.execute_batch(
+                "CREATE OR REPLACE TEMP TABLE dup_seq AS
+                 SELECT line, (row_number() OVER (PARTITION BY symbol, ts ORDER BY line) - 1)::INTEGER AS seq
+                 FROM typed t SEMI JOIN (SELECT symbol, ts FROM typed WHERE error IS NULL
+                                         GROUP BY symbol, ts HAVING count(*) > 1) d USING (symbol, ts)
+                 WHERE t.error IS NULL",
+            )
+            .map_err(backend)?;
+            let dups: i64 = tx
+                .query_row("SELECT count(*) FROM dup_seq", [], |r| r.get(0))
+                .map_err(backend)?;
+            let seq = if dups == 0 { "0::INTEGER" } else { "COALESCE(d.seq, 0)" };
+            let join = if dups == 0 { "" } else { "LEFT JOIN dup_seq d ON d.line = s.line" };
             tx.execute_batch(&format!(
-                "CREATE OR REPLACE TEMP TABLE good AS SELECT {TICK_COLS} FROM (
-                    SELECT *, (row_number() OVER (PARTITION BY symbol, ts ORDER BY line) - 1)::INTEGER AS seq
-                    FROM typed WHERE error IS NULL)"
+                "CREATE OR REPLACE TEMP VIEW good AS SELECT s.symbol, s.ts, {seq} AS seq, s.price, s.size,
+                    s.volume, s.turnover, s.open_interest, s.bid, s.bid_size, s.ask, s.ask_size
+                 FROM typed s {join} WHERE s.error IS NULL"
             ))
             .map_err(backend)?;
+            step("seq");
             progress(0.7, "storing");
             insert_new_ticks(&tx, "good", lo, hi)?
         }
@@ -545,11 +574,14 @@ pub(crate) fn run(
     report.rows_stored = stored;
     report.rows_duplicate = good - stored;
     tx.execute_batch(
-        "DROP TABLE IF EXISTS temp.raw; DROP TABLE IF EXISTS temp.typed; DROP TABLE IF EXISTS temp.good;
+        "DROP VIEW IF EXISTS temp.good; DROP VIEW IF EXISTS temp.raw; DROP TABLE IF EXISTS temp.raw_file;
+         DROP TABLE IF EXISTS temp.typed; DROP TABLE IF EXISTS temp.dup_seq;
          DROP TABLE IF EXISTS temp.ctp; DROP TABLE IF EXISTS temp.ctp_ts; DROP TABLE IF EXISTS temp.ctp_ns;",
     )
     .map_err(backend)?;
+    step("inserted");
     tx.commit().map_err(backend)?;
+    step("committed");
     progress(1.0, "committed");
     Ok(report)
 }

@@ -147,35 +147,26 @@ impl DuckStore {
             (lo.min(t.ts), hi.max(t.ts))
         });
         let n = ticks.len() as u64;
+        let mut symbols: Vec<&str> = ticks.iter().map(|t| t.symbol.as_str()).collect();
+        symbols.sort_unstable();
+        symbols.dedup();
         let mut conn = self.inner.writer.lock();
         let tx = conn.transaction().map_err(backend)?;
+        if !overlaps(&tx, &symbols, lo, hi)? {
+            // Nothing stored for these symbols in this range: append straight
+            // into the table, no staging, no anti-join.
+            append_rows(&tx, "ticks", "main", &ticks)?;
+            tx.commit().map_err(backend)?;
+            return Ok(AppendReport {
+                stored: n,
+                duplicates: 0,
+            });
+        }
         tx.execute_batch(&format!(
             "CREATE OR REPLACE TEMP TABLE stage_ticks AS SELECT {TICK_COLS} FROM ticks LIMIT 0"
         ))
         .map_err(backend)?;
-        {
-            let mut app = tx
-                .appender_to_catalog_and_db("stage_ticks", "temp", "main")
-                .map_err(backend)?;
-            for t in &ticks {
-                app.append_row(params![
-                    t.symbol,
-                    t.ts,
-                    t.seq,
-                    t.price,
-                    t.size,
-                    t.volume,
-                    t.turnover,
-                    t.open_interest,
-                    t.bid,
-                    t.bid_size,
-                    t.ask,
-                    t.ask_size
-                ])
-                .map_err(backend)?;
-            }
-            app.flush().map_err(backend)?;
-        }
+        append_rows(&tx, "stage_ticks", "temp", &ticks)?;
         let stored = insert_new_ticks(&tx, "stage_ticks", lo, hi)?;
         tx.execute_batch("DROP TABLE temp.stage_ticks")
             .map_err(backend)?;
@@ -185,6 +176,52 @@ impl DuckStore {
             duplicates: n - stored,
         })
     }
+}
+
+/// Whether any tick of `symbols` is stored in `[lo, hi]`.
+fn overlaps(c: &Connection, symbols: &[&str], lo: i64, hi: i64) -> StoreResult<bool> {
+    let list = symbols
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    c.query_row(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM ticks WHERE ts BETWEEN ?1 AND ?2 AND symbol IN ({list}))"
+        ),
+        params![lo, hi],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+/// Appends to `table` of the database (`catalog` "main") or of the
+/// connection's temporary objects (`catalog` "temp").
+fn append_rows(c: &Connection, table: &str, catalog: &str, ticks: &[Tick]) -> StoreResult<()> {
+    let mut app = if catalog == "temp" {
+        c.appender_to_catalog_and_db(table, "temp", "main")
+    } else {
+        c.appender(table)
+    }
+    .map_err(backend)?;
+    for t in ticks {
+        app.append_row(params![
+            t.symbol,
+            t.ts,
+            t.seq,
+            t.price,
+            t.size,
+            t.volume,
+            t.turnover,
+            t.open_interest,
+            t.bid,
+            t.bid_size,
+            t.ask,
+            t.ask_size
+        ])
+        .map_err(backend)?;
+    }
+    app.flush().map_err(backend)
 }
 
 /// Numbers ticks that share `(symbol, ts)` within one batch, in batch order.
@@ -204,6 +241,24 @@ fn assign_seq(ticks: &mut [Tick]) {
 /// Inserts the rows of `stage` (ticks columns) that are not stored yet;
 /// returns how many were inserted.
 pub(crate) fn insert_new_ticks(c: &Connection, stage: &str, lo: i64, hi: i64) -> StoreResult<u64> {
+    // Nothing stored for these symbols in this time range: no duplicates
+    // are possible, skip the anti-join.
+    let overlap: bool = c
+        .query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM ticks WHERE ts BETWEEN ?1 AND ?2
+                                AND symbol IN (SELECT DISTINCT symbol FROM {stage}))"
+            ),
+            params![lo, hi],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if !overlap {
+        let n = c
+            .execute(&format!("INSERT INTO ticks SELECT {TICK_COLS} FROM {stage}"), [])
+            .map_err(backend)?;
+        return Ok(n as u64);
+    }
     let n = c
         .execute(
             &format!(
