@@ -13,8 +13,13 @@ use qb_core::market::*;
 use qb_market::DuckStore;
 
 fn main() {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    let rows: u64 = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(10_000_000);
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let rows: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(10_000_000);
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("ticks.csv");
     let parquet = dir.path().join("ticks.parquet");

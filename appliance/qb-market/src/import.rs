@@ -487,7 +487,13 @@ pub(crate) fn run(
     let tx = conn.transaction().map_err(backend)?;
     tx.execute_batch(MACROS).map_err(backend)?;
     let clock = std::time::Instant::now();
-    let step = |what: &str| tracing::debug!(step = what, ms = clock.elapsed().as_millis() as u64, "import");
+    let step = |what: &str| {
+        tracing::debug!(
+            step = what,
+            ms = clock.elapsed().as_millis() as u64,
+            "import"
+        )
+    };
     progress(0.05, "reading the file");
     let bars = req.format == ImportFormat::BarsCsv;
     match req.format {

@@ -255,7 +255,10 @@ pub(crate) fn insert_new_ticks(c: &Connection, stage: &str, lo: i64, hi: i64) ->
         .map_err(backend)?;
     if !overlap {
         let n = c
-            .execute(&format!("INSERT INTO ticks SELECT {TICK_COLS} FROM {stage}"), [])
+            .execute(
+                &format!("INSERT INTO ticks SELECT {TICK_COLS} FROM {stage}"),
+                [],
+            )
             .map_err(backend)?;
         return Ok(n as u64);
     }

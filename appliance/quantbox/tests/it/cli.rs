@@ -167,3 +167,65 @@ fn migrate_and_user_commands() {
         format!("quantbox {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn import_command_runs_the_import_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("t.csv");
+    std::fs::write(
+        &csv,
+        "time,last,qty\n2024-01-02 09:00:00,3900,1\n2024-01-02 09:00:01,3901,2\n",
+    )
+    .unwrap();
+    let args = [
+        "import",
+        csv.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--symbol",
+        "rb2410",
+        "--map",
+        "ts=time",
+        "--map",
+        "price=last",
+        "--map",
+        "size=qty",
+        "--timezone",
+        "Asia/Shanghai",
+    ];
+    let (code, out, err) = run(dir.path(), &[], &args);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["rows_stored"], 2);
+    assert_eq!(report["symbols_created"], serde_json::json!(["rb2410"]));
+    let (code, out, _) = run(dir.path(), &[], &args);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"rows_duplicate\": 2"), "{out}");
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "symbol,ts,price,size\nrb,2024-01-02T00:00:00Z,x,1\n").unwrap();
+    let (code, out, _) = run(
+        dir.path(),
+        &[],
+        &["import", bad.to_str().unwrap(), "--format", "csv"],
+    );
+    assert_eq!(code, 3, "strict rejection exits 3");
+    assert!(out.contains("\"line\": 2"), "{out}");
+
+    // The server sees what the command imported.
+    let s = Server::start_in(dir.path(), &[]);
+    let t = s.admin_token();
+    let syms: serde_json::Value = s
+        .get("/api/v1/market/symbols")
+        .bearer_auth(&t)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(syms[0]["symbol"], "rb2410");
+    assert_eq!(syms[0]["ticks"], 2);
+    assert_eq!(
+        syms[0]["first_ts"], 1_704_157_200_000_000_000i64,
+        "09:00 Shanghai = 01:00 UTC"
+    );
+}
