@@ -12,7 +12,7 @@ VERSION="1.5.6-r.1"
 INTEGRITY="sha512-IXcrZJE6kEqM0Z4wwdVnGBHX/frOS33VPNAwDXQ/Q+Fs84b058Qe94chrCCIcNJlG8Y3UHIUU4eBeCQxW5mN1Q=="
 DEST="$ROOT/.cache/duckdb"
 
-if [ -f "$DEST/libduckdb.so" ] && [ "$(cat "$DEST/VERSION" 2>/dev/null)" = "$VERSION" ]; then
+if [ -f "$DEST/libduckdb.so" ] && [ "$(cat "$DEST/VERSION" 2>/dev/null)" = "$VERSION stripped" ]; then
     echo "$DEST"
     exit 0
 fi
@@ -27,7 +27,9 @@ if [ "$GOT" != "$INTEGRITY" ]; then
 fi
 tar -xzf "$TGZ" -C "$TMP" package/libduckdb.so package/LICENSE
 mkdir -p "$DEST"
-install -m 0644 "$TMP/package/libduckdb.so" "$DEST/libduckdb.so"
+# Debug symbols stay out of the shipped library (lintian: unstripped-binary-or-object).
+strip --strip-unneeded -o "$TMP/libduckdb.so" "$TMP/package/libduckdb.so"
+install -m 0644 "$TMP/libduckdb.so" "$DEST/libduckdb.so"
 install -m 0644 "$TMP/package/LICENSE" "$DEST/LICENSE"
-echo "$VERSION" > "$DEST/VERSION"
+echo "$VERSION stripped" > "$DEST/VERSION"
 echo "$DEST"
