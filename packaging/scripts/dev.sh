@@ -14,9 +14,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
-# Debian packages the test suite drives (promtool for the metrics checks).
-DEB_PACKAGES=(prometheus)
-DEB_COMMANDS=(promtool)
+# Debian packages the test suite drives, and the command each provides.
+DEB_PACKAGES=(prometheus prometheus-alertmanager nginx-light lintian)
+DEB_COMMANDS=(promtool amtool nginx lintian)
 
 ensure_debian_tools() {
     local missing=()
@@ -28,6 +28,8 @@ ensure_debian_tools() {
         log "installing Debian packages: ${missing[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null \
             || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+        # The distribution's nginx unit must not hold port 80 on test machines.
+        if command -v nginx >/dev/null; then nginx -s stop 2>/dev/null || true; fi
     else
         echo "missing Debian packages: ${missing[*]} (install them with apt-get as root)" >&2
         exit 1
@@ -50,15 +52,25 @@ cmd_serve() {
     exec "$CARGO_TARGET_DIR/release/quantbox" serve "$@"
 }
 
+ensure_cargo_deb() {
+    if ! command -v cargo-deb >/dev/null 2>&1; then
+        log "installing cargo-deb"
+        cargo install cargo-deb --locked --version 3.8.0 >/dev/null
+    fi
+}
+
 cmd_test() {
     setup
     ensure_debian_tools
+    ensure_cargo_deb
     log "cargo fmt --check"
     cargo fmt --all -- --check
     log "cargo clippy"
     cargo clippy --workspace --all-targets -- -D warnings
     log "cargo test"
     cargo test --workspace
+    log "packaging checks"
+    "$ROOT/packaging/scripts/check-packaging.sh"
 }
 
 case "${1:-}" in

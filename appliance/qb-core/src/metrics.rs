@@ -97,6 +97,13 @@ impl Metrics {
         )
         .unwrap();
         build_info.with_label_values(&[version]).set(1);
+        // Series exist from the start (at 0), so rates and alerts see them.
+        for zone in ["api", "trading"] {
+            rate_limited.with_label_values(&[zone]);
+        }
+        for result in ["ok", "failure", "locked"] {
+            logins.with_label_values(&[result]);
+        }
 
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,

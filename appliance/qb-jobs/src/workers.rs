@@ -44,6 +44,11 @@ impl Workers {
         let live = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
         for (queue, n) in queues {
+            deps.metrics.queue_length.with_label_values(&[queue]);
+            deps.metrics.jobs_running.with_label_values(&[queue]);
+            for outcome in ["succeeded", "failed", "cancelled"] {
+                deps.metrics.jobs_total.with_label_values(&[queue, outcome]);
+            }
             for i in 0..*n {
                 let (deps, stop, live) = (deps.clone(), stop.clone(), live.clone());
                 let queue = queue.to_string();

@@ -9,3 +9,4 @@ mod http;
 mod jobs;
 mod market;
 mod observability;
+mod packaging;
