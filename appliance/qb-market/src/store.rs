@@ -196,31 +196,58 @@ fn overlaps(c: &Connection, symbols: &[&str], lo: i64, hi: i64) -> StoreResult<b
 }
 
 /// Appends to `table` of the database (`catalog` "main") or of the
-/// connection's temporary objects (`catalog` "temp").
+/// connection's temporary objects (`catalog` "temp"), column by column
+/// through Arrow (one call per column chunk, not per value).
 fn append_rows(c: &Connection, table: &str, catalog: &str, ticks: &[Tick]) -> StoreResult<()> {
+    use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
+    use duckdb::arrow::datatypes::{DataType, Field, Schema};
+    use duckdb::arrow::record_batch::RecordBatch;
+
+    let f64s = |get: fn(&Tick) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(ticks.iter().map(get)))
+    };
+    let opt = |get: fn(&Tick) -> Option<f64>| -> ArrayRef {
+        Arc::new(Float64Array::from_iter(ticks.iter().map(get)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            ticks.iter().map(|t| t.symbol.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(ticks.iter().map(|t| t.ts))),
+        Arc::new(Int32Array::from_iter_values(ticks.iter().map(|t| t.seq))),
+        f64s(|t| t.price),
+        f64s(|t| t.size),
+        opt(|t| t.volume),
+        opt(|t| t.turnover),
+        opt(|t| t.open_interest),
+        opt(|t| t.bid),
+        opt(|t| t.bid_size),
+        opt(|t| t.ask),
+        opt(|t| t.ask_size),
+    ];
+    let field = |name: &str, dt: DataType, nullable: bool| Field::new(name, dt, nullable);
+    let schema = Arc::new(Schema::new(vec![
+        field("symbol", DataType::Utf8, false),
+        field("ts", DataType::Int64, false),
+        field("seq", DataType::Int32, false),
+        field("price", DataType::Float64, false),
+        field("size", DataType::Float64, false),
+        field("volume", DataType::Float64, true),
+        field("turnover", DataType::Float64, true),
+        field("open_interest", DataType::Float64, true),
+        field("bid", DataType::Float64, true),
+        field("bid_size", DataType::Float64, true),
+        field("ask", DataType::Float64, true),
+        field("ask_size", DataType::Float64, true),
+    ]));
+    let batch = RecordBatch::try_new(schema, columns).map_err(backend)?;
     let mut app = if catalog == "temp" {
         c.appender_to_catalog_and_db(table, "temp", "main")
     } else {
         c.appender(table)
     }
     .map_err(backend)?;
-    for t in ticks {
-        app.append_row(params![
-            t.symbol,
-            t.ts,
-            t.seq,
-            t.price,
-            t.size,
-            t.volume,
-            t.turnover,
-            t.open_interest,
-            t.bid,
-            t.bid_size,
-            t.ask,
-            t.ask_size
-        ])
-        .map_err(backend)?;
-    }
+    app.append_record_batch(batch).map_err(backend)?;
     app.flush().map_err(backend)
 }
 

@@ -393,3 +393,67 @@ fn acknowledged_ticks_survive_sigkill() {
         "{stored} stored, {acked} acknowledged: at most one unacknowledged batch"
     );
 }
+
+#[test]
+fn the_retention_job_deletes_old_market_data() {
+    let s = Server::start(&[("QUANTBOX_MARKET__RETENTION_DAYS", "30")]);
+    let t = s.admin_token();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let day = 86_400_000_000_000i64;
+    let ticks = json!([
+        {"symbol": "OLD", "ts": now_ns - 40 * day, "price": 1.0, "size": 1},
+        {"symbol": "OLD", "ts": now_ns - 20 * day, "price": 2.0, "size": 1},
+        {"symbol": "NEW", "ts": now_ns - day, "price": 3.0, "size": 1},
+    ]);
+    let r = s
+        .post("/api/v1/market/ticks")
+        .bearer_auth(&t)
+        .json(&ticks)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sched: Value = s
+        .get("/api/v1/schedules")
+        .bearer_auth(&t)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        sched["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["job"]["kind"] == "market.retention")
+    );
+    let job: Value = s
+        .post("/api/v1/jobs")
+        .bearer_auth(&t)
+        .json(&json!({"kind": "market.retention"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let done = s.wait_job(&t, job["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded"
+    });
+    assert_eq!(done["result"]["rows_deleted"], 1);
+    let syms: Value = s
+        .get("/api/v1/market/symbols")
+        .bearer_auth(&t)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let count = |sym: &str| {
+        syms.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["symbol"] == sym)
+            .map(|c| c["ticks"].as_u64().unwrap())
+    };
+    assert_eq!((count("OLD"), count("NEW")), (Some(1), Some(1)));
+}
