@@ -109,6 +109,7 @@ pub fn app(state: AppState) -> Router {
     let c = &state.config;
     let mut router = router
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", api))
+        .route("/ws", axum::routing::get(routes::ws::handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(

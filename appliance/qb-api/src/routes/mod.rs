@@ -9,6 +9,7 @@ pub mod market;
 pub mod schedules;
 pub mod system;
 pub mod users;
+pub mod ws;
 
 use qb_core::model::PageRequest;
 use serde::Deserialize;

@@ -10,3 +10,4 @@ mod jobs;
 mod market;
 mod observability;
 mod packaging;
+mod ws;
