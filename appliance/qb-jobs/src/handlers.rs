@@ -45,11 +45,71 @@ impl JobHandler for Checkpoint {
 }
 
 /// `maintenance.retention`: deletes audit entries, finished jobs and expired
-/// refresh tokens older than the configured retention.
+/// refresh tokens older than the configured retention, and files left in
+/// the upload and export folders (an upload whose import job was cancelled
+/// before it ran, an export interrupted by a crash).
 pub struct Retention {
     pub meta: Arc<dyn MetaStore>,
     pub queue: Arc<dyn JobQueue>,
     pub retention: RetentionConfig,
+    /// `data/uploads` and `data/exports`.
+    pub scratch_dirs: Vec<std::path::PathBuf>,
+}
+
+/// Files untouched for this long are leftovers unless a pending job names them.
+const SCRATCH_AGE: Duration = Duration::from_secs(3600);
+
+impl Retention {
+    /// Paths that queued or running import jobs still need.
+    fn pending_paths(&self, ctx: &JobContext<'_>) -> Result<Vec<String>, JobError> {
+        use qb_core::model::{JobFilter, JobState, PageRequest};
+        let mut paths = Vec::new();
+        for state in [JobState::Queued, JobState::Running] {
+            let filter = JobFilter {
+                state: Some(state),
+                kind: Some("market.import".into()),
+                ..Default::default()
+            };
+            let page = ctx
+                .block_on(self.queue.list(
+                    &filter,
+                    PageRequest {
+                        page: 1,
+                        page_size: 10_000,
+                    },
+                ))
+                .map_err(JobError::failed)?;
+            paths.extend(
+                page.items
+                    .iter()
+                    .filter_map(|j| j.params["path"].as_str().map(String::from)),
+            );
+        }
+        Ok(paths)
+    }
+
+    fn sweep_scratch(&self, pending: &[String]) -> u64 {
+        let mut removed = 0;
+        for dir in &self.scratch_dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= SCRATCH_AGE);
+                let needed = pending.iter().any(|p| std::path::Path::new(p) == path);
+                if old && !needed && std::fs::remove_file(&path).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
 }
 
 impl JobHandler for Retention {
@@ -77,10 +137,13 @@ impl JobHandler for Retention {
         let jobs = ctx
             .block_on(self.queue.purge_finished(jobs_cut))
             .map_err(JobError::failed)?;
+        let pending = self.pending_paths(ctx)?;
+        let files = self.sweep_scratch(&pending);
         Ok(serde_json::json!({
             "audit_entries_removed": audit,
             "refresh_tokens_removed": tokens,
             "jobs_removed": jobs,
+            "scratch_files_removed": files,
         }))
     }
 }

@@ -104,6 +104,10 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             meta: meta.clone(),
             queue: jobs.clone(),
             retention: config.retention.clone(),
+            scratch_dirs: vec![
+                config.data_dir.join("uploads"),
+                config.data_dir.join("exports"),
+            ],
         })
         .register(Sleep)
         .register(MarketImport {

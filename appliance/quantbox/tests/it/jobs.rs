@@ -83,9 +83,25 @@ fn jobs_run_fail_and_cancel_through_the_queues() {
             .unwrap()
             .contains("checkpoint")
     );
+    // Retention sweeps leftovers from the scratch folders, not fresh files.
+    let uploads = s.data_dir().join("uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    let stale = uploads.join("stale.csv");
+    let fresh = uploads.join("fresh.csv");
+    std::fs::write(&stale, "x").unwrap();
+    std::fs::write(&fresh, "x").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
     let id = enqueue(&s, &t, json!({"kind": "maintenance.retention"}));
     let done = s.wait_job(&t, &id, |j| j["state"] == "succeeded");
     assert_eq!(done["result"]["jobs_removed"], 0);
+    assert_eq!(done["result"]["scratch_files_removed"], 1);
+    assert!(!stale.exists() && fresh.exists());
 
     // Filters and outcome metrics.
     let failed: Value = s
