@@ -1,0 +1,110 @@
+//! SMA crossover, long only: buy `size` when the fast average crosses above
+//! the slow one while flat; sell the position when it crosses below.
+
+use quantbox_sdk::indicators::Sma;
+use quantbox_sdk::*;
+
+/// The strategy's state.
+pub struct SmaCrossover {
+    fast: Sma,
+    slow: Sma,
+    size: f64,
+    /// Whether fast was above slow at the previous bar.
+    above: Option<bool>,
+    orders: u64,
+}
+
+impl Strategy for SmaCrossover {
+    fn describe() -> Info {
+        info(
+            "sma-crossover",
+            env!("CARGO_PKG_VERSION"),
+            "Long-only SMA crossover: buy when the fast SMA crosses above the slow one, exit when it crosses below",
+            vec![
+                param("fast", ParamType::Integer, 10.0, Some(1.0), Some(500.0), "fast SMA period (bars)"),
+                param("slow", ParamType::Integer, 30.0, Some(2.0), Some(2000.0), "slow SMA period (bars)"),
+                param("size", ParamType::Float, 1.0, Some(0.0), None, "quantity per entry"),
+            ],
+        )
+    }
+
+    fn init(params: &Params, state: Option<Vec<u8>>) -> Result<Self, String> {
+        let (fast, slow) = (params.int("fast") as usize, params.int("slow") as usize);
+        if fast >= slow {
+            return Err(format!("fast ({fast}) must be shorter than slow ({slow})"));
+        }
+        let size = params.get("size");
+        if size <= 0.0 {
+            return Err("size must be positive".into());
+        }
+        let mut s = Self {
+            fast: Sma::new(fast),
+            slow: Sma::new(slow),
+            size,
+            above: None,
+            orders: 0,
+        };
+        // Restored state: the closes the previous instance had seen.
+        if let Some(bytes) = state {
+            for chunk in bytes.chunks_exact(8) {
+                let close = f64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+                s.step(close);
+            }
+        }
+        Ok(s)
+    }
+
+    fn on_bars(&mut self, ctx: &mut dyn Ctx, _now: i64, bars: &Bars) {
+        for &close in &bars.close {
+            let Some(cross) = self.step(close) else { continue };
+            let held = ctx.position(&bars.symbol).quantity;
+            let side = match cross {
+                Cross::Up if held == 0.0 => Side::Buy,
+                Cross::Down if held > 0.0 => Side::Sell,
+                _ => continue,
+            };
+            let quantity = if side == Side::Buy { self.size } else { held };
+            self.orders += 1;
+            let order = Order {
+                client_id: format!("sma-{}", self.orders),
+                symbol: bars.symbol.clone(),
+                side,
+                quantity,
+                type_: OrderType::Market,
+            };
+            if let Err(e) = ctx.submit_order(order) {
+                ctx.log(LogLevel::Warn, &format!("order refused: {e}"));
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        // Enough history to rebuild both averages.
+        Vec::new()
+    }
+}
+
+/// A crossing of the fast average through the slow one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cross {
+    Up,
+    Down,
+}
+
+impl SmaCrossover {
+    /// Feeds one close; the crossing it caused, if any.
+    pub fn step(&mut self, close: f64) -> Option<Cross> {
+        let f = self.fast.update(close);
+        let s = self.slow.update(close);
+        let now_above = f? > s?;
+        let cross = match self.above {
+            Some(false) if now_above => Some(Cross::Up),
+            Some(true) if !now_above => Some(Cross::Down),
+            _ => None,
+        };
+        self.above = Some(now_above);
+        cross
+    }
+}
+
+export_strategy!(SmaCrossover);
