@@ -39,6 +39,7 @@ ensure_debian_tools() {
 setup() {
     log "toolchain"
     rustup show active-toolchain >/dev/null
+    rustup target add wasm32-wasip2 wasm32-unknown-unknown >/dev/null 2>&1 || true
     log "libduckdb (prebuilt)"
     DUCKDB_LIB_DIR="$("$ROOT/packaging/scripts/fetch-libduckdb.sh")"
     export DUCKDB_LIB_DIR
@@ -67,6 +68,8 @@ cmd_test() {
     cargo fmt --all -- --check
     log "cargo clippy"
     cargo clippy --workspace --all-targets -- -D warnings
+    log "example plugins (wasm32-wasip2)"
+    cargo build --release --target wasm32-wasip2 -p sma-crossover -p misbehave
     log "cargo test"
     cargo test --workspace
     log "packaging checks"

@@ -5,7 +5,9 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use crate::bindings::quantbox::strategy::host;
-use crate::{Account, Bars, Ctx, Info, LogLevel, Order, OrderEvent, Param, Params, Position, Strategy, Ticks};
+use crate::{
+    Account, Bars, Ctx, Info, LogLevel, Order, OrderEvent, Param, Params, Position, Strategy, Ticks,
+};
 
 thread_local! {
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
@@ -43,7 +45,11 @@ impl Ctx for HostCtx {
 
 fn with<S: Strategy>(f: impl FnOnce(&mut S)) {
     INSTANCE.with(|slot| {
-        if let Some(s) = slot.borrow_mut().as_mut().and_then(|b| b.downcast_mut::<S>()) {
+        if let Some(s) = slot
+            .borrow_mut()
+            .as_mut()
+            .and_then(|b| b.downcast_mut::<S>())
+        {
             f(s);
         }
     });

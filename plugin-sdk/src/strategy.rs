@@ -1,6 +1,8 @@
 //! The trait strategies implement and the context they act through.
 
-use crate::{Account, Bars, Info, LogLevel, Order, OrderEvent, Param, ParamSpec, ParamType, Position, Ticks};
+use crate::{
+    Account, Bars, Info, LogLevel, Order, OrderEvent, Param, ParamSpec, ParamType, Position, Ticks,
+};
 
 /// What a strategy can do while handling an event. In WebAssembly the calls
 /// go to the quantbox host; natively the engine provides an implementation.
@@ -59,7 +61,10 @@ impl Params {
         }
         let mut out = Vec::with_capacity(specs.len());
         for s in specs {
-            let v = given.iter().find(|g| g.name == s.name).map_or(s.default, |g| g.value);
+            let v = given
+                .iter()
+                .find(|g| g.name == s.name)
+                .map_or(s.default, |g| g.value);
             if !v.is_finite() {
                 return Err(format!("{}: {v} is not a finite number", s.name));
             }
@@ -72,8 +77,12 @@ impl Params {
                 ));
             }
             match s.type_ {
-                ParamType::Integer if v.fract() != 0.0 => return Err(format!("{}: {v} is not an integer", s.name)),
-                ParamType::Boolean if v != 0.0 && v != 1.0 => return Err(format!("{}: {v} is not 0 or 1", s.name)),
+                ParamType::Integer if v.fract() != 0.0 => {
+                    return Err(format!("{}: {v} is not an integer", s.name));
+                }
+                ParamType::Boolean if v != 0.0 && v != 1.0 => {
+                    return Err(format!("{}: {v} is not 0 or 1", s.name));
+                }
                 _ => {}
             }
             out.push((s.name.clone(), v));
@@ -83,7 +92,10 @@ impl Params {
 
     /// A parameter's value (0 for names not declared).
     pub fn get(&self, name: &str) -> f64 {
-        self.0.iter().find(|(n, _)| n == name).map_or(0.0, |(_, v)| *v)
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0.0, |(_, v)| *v)
     }
 
     /// A parameter as an integer.
@@ -105,7 +117,14 @@ pub fn info(name: &str, version: &str, description: &str, params: Vec<ParamSpec>
 }
 
 /// Builds a [`ParamSpec`].
-pub fn param(name: &str, type_: ParamType, default: f64, min: Option<f64>, max: Option<f64>, description: &str) -> ParamSpec {
+pub fn param(
+    name: &str,
+    type_: ParamType,
+    default: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+    description: &str,
+) -> ParamSpec {
     ParamSpec {
         name: name.into(),
         type_,

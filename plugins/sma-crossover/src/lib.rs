@@ -1,6 +1,8 @@
 //! SMA crossover, long only: buy `size` when the fast average crosses above
 //! the slow one while flat; sell the position when it crosses below.
 
+use std::collections::VecDeque;
+
 use quantbox_sdk::indicators::Sma;
 use quantbox_sdk::*;
 
@@ -12,6 +14,8 @@ pub struct SmaCrossover {
     /// Whether fast was above slow at the previous bar.
     above: Option<bool>,
     orders: u64,
+    /// The last `slow` closes: the state handed to a successor.
+    history: VecDeque<f64>,
 }
 
 impl Strategy for SmaCrossover {
@@ -21,9 +25,30 @@ impl Strategy for SmaCrossover {
             env!("CARGO_PKG_VERSION"),
             "Long-only SMA crossover: buy when the fast SMA crosses above the slow one, exit when it crosses below",
             vec![
-                param("fast", ParamType::Integer, 10.0, Some(1.0), Some(500.0), "fast SMA period (bars)"),
-                param("slow", ParamType::Integer, 30.0, Some(2.0), Some(2000.0), "slow SMA period (bars)"),
-                param("size", ParamType::Float, 1.0, Some(0.0), None, "quantity per entry"),
+                param(
+                    "fast",
+                    ParamType::Integer,
+                    10.0,
+                    Some(1.0),
+                    Some(500.0),
+                    "fast SMA period (bars)",
+                ),
+                param(
+                    "slow",
+                    ParamType::Integer,
+                    30.0,
+                    Some(2.0),
+                    Some(2000.0),
+                    "slow SMA period (bars)",
+                ),
+                param(
+                    "size",
+                    ParamType::Float,
+                    1.0,
+                    Some(0.0),
+                    None,
+                    "quantity per entry",
+                ),
             ],
         )
     }
@@ -43,6 +68,7 @@ impl Strategy for SmaCrossover {
             size,
             above: None,
             orders: 0,
+            history: VecDeque::with_capacity(slow + 1),
         };
         // Restored state: the closes the previous instance had seen.
         if let Some(bytes) = state {
@@ -56,7 +82,9 @@ impl Strategy for SmaCrossover {
 
     fn on_bars(&mut self, ctx: &mut dyn Ctx, _now: i64, bars: &Bars) {
         for &close in &bars.close {
-            let Some(cross) = self.step(close) else { continue };
+            let Some(cross) = self.step(close) else {
+                continue;
+            };
             let held = ctx.position(&bars.symbol).quantity;
             let side = match cross {
                 Cross::Up if held == 0.0 => Side::Buy,
@@ -80,7 +108,7 @@ impl Strategy for SmaCrossover {
 
     fn snapshot(&self) -> Vec<u8> {
         // Enough history to rebuild both averages.
-        Vec::new()
+        self.history.iter().flat_map(|c| c.to_le_bytes()).collect()
     }
 }
 
@@ -94,6 +122,10 @@ pub enum Cross {
 impl SmaCrossover {
     /// Feeds one close; the crossing it caused, if any.
     pub fn step(&mut self, close: f64) -> Option<Cross> {
+        self.history.push_back(close);
+        if self.history.len() > self.slow.period() {
+            self.history.pop_front();
+        }
         let f = self.fast.update(close);
         let s = self.slow.update(close);
         let now_above = f? > s?;
