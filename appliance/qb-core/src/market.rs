@@ -350,6 +350,40 @@ pub struct ImportRequest {
     pub ts_unit: Option<String>,
 }
 
+impl ImportRequest {
+    /// Checks what can be checked without the file; the error names the field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(s) = &self.symbol {
+            check_symbol(s).map_err(|e| ("symbol", e))?;
+        }
+        match (&self.interval, self.format) {
+            (Some(i), _) => {
+                i.parse::<Interval>().map_err(|e| ("interval", e))?;
+            }
+            (None, ImportFormat::BarsCsv) => {
+                return Err(("interval", "bars_csv imports need an interval, e.g. 1m".into()));
+            }
+            (None, _) => {}
+        }
+        if let Some(u) = &self.ts_unit
+            && !["ns", "us", "ms", "s"].contains(&u.as_str())
+        {
+            return Err(("ts_unit", format!("{u:?} is not ns, us, ms or s")));
+        }
+        Ok(())
+    }
+
+    /// Nanoseconds per unit of integer timestamps (`ts_unit`, default ns).
+    pub fn ts_multiplier(&self) -> i64 {
+        match self.ts_unit.as_deref() {
+            Some("us") => 1_000,
+            Some("ms") => 1_000_000,
+            Some("s") => 1_000_000_000,
+            _ => 1,
+        }
+    }
+}
+
 /// One rejected row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Rejection {

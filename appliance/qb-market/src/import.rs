@@ -115,13 +115,16 @@ impl Columns {
     }
 }
 
-fn unit_multiplier(unit: Option<&str>) -> StoreResult<i64> {
-    Ok(match unit.unwrap_or("ns") {
-        "ns" => 1,
-        "us" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        other => return Err(invalid(format!("ts_unit {other:?} is not ns, us, ms or s"))),
+/// The symbol column as SQL: the request's fixed symbol, or the file's
+/// `symbol` column passed through `convert` (trim for text, a cast for Parquet).
+fn symbol_sql(
+    req: &ImportRequest,
+    cols: &Columns,
+    convert: impl Fn(&str) -> String,
+) -> StoreResult<String> {
+    Ok(match &req.symbol {
+        Some(s) => quote(s),
+        None => convert(&cols.require("symbol")?),
     })
 }
 
@@ -154,19 +157,12 @@ fn symbol_error(sym: &str) -> String {
 /// Builds `typed` from `raw` for generic tick CSV.
 fn typed_from_csv(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
     let cols = Columns::new(columns(c, "raw")?, &req.mapping);
-    let symbol = match (&req.symbol, cols.get("symbol")) {
-        (Some(s), _) => {
-            check_symbol(s).map_err(invalid)?;
-            quote(s)
-        }
-        (None, Some(col)) => format!("trim({col})"),
-        (None, None) => cols.require("symbol")?,
-    };
+    let symbol = symbol_sql(req, &cols, |c| format!("trim({c})"))?;
     let ts_col = cols.require("ts")?;
     let price = cols.require("price")?;
     let size = cols.or_null("size");
     let tz = req.timezone.as_deref().unwrap_or("UTC");
-    let ts = ts_sql(&ts_col, tz, unit_multiplier(req.ts_unit.as_deref())?);
+    let ts = ts_sql(&ts_col, tz, req.ts_multiplier());
     let optional = [
         "volume",
         "turnover",
@@ -323,13 +319,7 @@ fn typed_from_parquet(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
     .map_err(|e| invalid(format!("cannot read the Parquet file: {e}")))?;
     let have = columns(c, "raw")?;
     let cols = Columns::new(have.clone(), &req.mapping);
-    let symbol = match (&req.symbol, cols.get("symbol")) {
-        (Some(s), _) => {
-            check_symbol(s).map_err(invalid)?;
-            quote(s)
-        }
-        (None, _) => format!("CAST({} AS VARCHAR)", cols.require("symbol")?),
-    };
+    let symbol = symbol_sql(req, &cols, |c| format!("CAST({c} AS VARCHAR)"))?;
     let ts_col = cols.require("ts")?;
     let ts_type = have
         .iter()
@@ -341,7 +331,7 @@ fn typed_from_parquet(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
     } else {
         format!(
             "TRY_CAST({ts_col} AS BIGINT) * {}",
-            unit_multiplier(req.ts_unit.as_deref())?
+            req.ts_multiplier()
         )
     };
     let price = cols.require("price")?;
@@ -376,22 +366,17 @@ fn typed_from_parquet(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
 /// Builds `typed_bars` from `raw` for bar CSV files.
 fn typed_bars(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
     let cols = Columns::new(columns(c, "raw")?, &req.mapping);
+    // Present and valid: `ImportRequest::validate` ran first.
     let interval: Interval = req
         .interval
         .as_deref()
-        .ok_or_else(|| invalid("bars_csv imports need an interval (e.g. 1m)"))?
+        .unwrap_or_default()
         .parse()
         .map_err(invalid)?;
-    let symbol = match (&req.symbol, cols.get("symbol")) {
-        (Some(s), _) => {
-            check_symbol(s).map_err(invalid)?;
-            quote(s)
-        }
-        (None, _) => format!("trim({})", cols.require("symbol")?),
-    };
+    let symbol = symbol_sql(req, &cols, |c| format!("trim({c})"))?;
     let ts_col = cols.require("ts")?;
     let tz = req.timezone.as_deref().unwrap_or("UTC");
-    let ts = ts_sql(&ts_col, tz, unit_multiplier(req.ts_unit.as_deref())?);
+    let ts = ts_sql(&ts_col, tz, req.ts_multiplier());
     let [o, h, l, cl, v] = ["open", "high", "low", "close", "volume"].map(|f| cols.require(f));
     let (o, h, l, cl, v) = (o?, h?, l?, cl?, v?);
     let (tu, oi) = (cols.or_null("turnover"), cols.or_null("open_interest"));
@@ -480,6 +465,8 @@ pub(crate) fn run(
     req: &ImportRequest,
     progress: Progress<'_>,
 ) -> StoreResult<ImportReport> {
+    req.validate()
+        .map_err(|(field, msg)| invalid(format!("{field}: {msg}")))?;
     if !std::path::Path::new(&req.path).is_file() {
         return Err(invalid(format!("{} is not a readable file", req.path)));
     }

@@ -448,28 +448,7 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<(Impor
 }
 
 fn check_request(r: &ImportRequest) -> ApiResult<()> {
-    if let Some(s) = &r.symbol {
-        check_symbol(s).map_err(|e| ApiError::invalid("symbol", e))?;
-    }
-    if let Some(i) = &r.interval {
-        i.parse::<Interval>()
-            .map_err(|e| ApiError::invalid("interval", e))?;
-    }
-    if r.format == ImportFormat::BarsCsv && r.interval.is_none() {
-        return Err(ApiError::invalid(
-            "interval",
-            "bars_csv imports need an interval, e.g. 1m",
-        ));
-    }
-    if let Some(u) = &r.ts_unit
-        && !["ns", "us", "ms", "s"].contains(&u.as_str())
-    {
-        return Err(ApiError::invalid(
-            "ts_unit",
-            format!("{u:?} is not ns, us, ms or s"),
-        ));
-    }
-    Ok(())
+    r.validate().map_err(|(field, msg)| ApiError::invalid(field, msg))
 }
 
 /// Import a file as a job on the `data` queue: a multipart upload (traders),
