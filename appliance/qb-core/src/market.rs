@@ -361,7 +361,10 @@ impl ImportRequest {
                 i.parse::<Interval>().map_err(|e| ("interval", e))?;
             }
             (None, ImportFormat::BarsCsv) => {
-                return Err(("interval", "bars_csv imports need an interval, e.g. 1m".into()));
+                return Err((
+                    "interval",
+                    "bars_csv imports need an interval, e.g. 1m".into(),
+                ));
             }
             (None, _) => {}
         }

@@ -329,10 +329,7 @@ fn typed_from_parquet(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
     let ts = if ts_type.starts_with("TIMESTAMP") {
         format!("epoch_ns({ts_col})")
     } else {
-        format!(
-            "TRY_CAST({ts_col} AS BIGINT) * {}",
-            req.ts_multiplier()
-        )
+        format!("TRY_CAST({ts_col} AS BIGINT) * {}", req.ts_multiplier())
     };
     let price = cols.require("price")?;
     let num = |f: &str| match cols.get(f) {

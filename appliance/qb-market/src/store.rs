@@ -152,7 +152,12 @@ impl DuckStore {
         symbols.dedup();
         let mut conn = self.inner.writer.lock();
         let tx = conn.transaction().map_err(backend)?;
-        if !overlaps(&tx, &symbols, lo, hi)? {
+        let list = symbols
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !overlaps(&tx, &list, lo, hi)? {
             // Nothing stored for these symbols in this range: append straight
             // into the table, no staging, no anti-join.
             append_rows(&tx, "ticks", "main", &ticks)?;
@@ -178,16 +183,12 @@ impl DuckStore {
     }
 }
 
-/// Whether any tick of `symbols` is stored in `[lo, hi]`.
-fn overlaps(c: &Connection, symbols: &[&str], lo: i64, hi: i64) -> StoreResult<bool> {
-    let list = symbols
-        .iter()
-        .map(|s| format!("'{}'", s.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// Whether any tick of the symbols in `symbols` (a SQL list or subquery)
+/// is stored in `[lo, hi]`.
+fn overlaps(c: &Connection, symbols: &str, lo: i64, hi: i64) -> StoreResult<bool> {
     c.query_row(
         &format!(
-            "SELECT EXISTS (SELECT 1 FROM ticks WHERE ts BETWEEN ?1 AND ?2 AND symbol IN ({list}))"
+            "SELECT EXISTS (SELECT 1 FROM ticks WHERE ts BETWEEN ?1 AND ?2 AND symbol IN ({symbols}))"
         ),
         params![lo, hi],
         |r| r.get(0),
@@ -270,16 +271,7 @@ fn assign_seq(ticks: &mut [Tick]) {
 pub(crate) fn insert_new_ticks(c: &Connection, stage: &str, lo: i64, hi: i64) -> StoreResult<u64> {
     // Nothing stored for these symbols in this time range: no duplicates
     // are possible, skip the anti-join.
-    let overlap: bool = c
-        .query_row(
-            &format!(
-                "SELECT EXISTS (SELECT 1 FROM ticks WHERE ts BETWEEN ?1 AND ?2
-                                AND symbol IN (SELECT DISTINCT symbol FROM {stage}))"
-            ),
-            params![lo, hi],
-            |r| r.get(0),
-        )
-        .map_err(backend)?;
+    let overlap = overlaps(c, &format!("SELECT DISTINCT symbol FROM {stage}"), lo, hi)?;
     if !overlap {
         let n = c
             .execute(

@@ -448,7 +448,8 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<(Impor
 }
 
 fn check_request(r: &ImportRequest) -> ApiResult<()> {
-    r.validate().map_err(|(field, msg)| ApiError::invalid(field, msg))
+    r.validate()
+        .map_err(|(field, msg)| ApiError::invalid(field, msg))
 }
 
 /// Import a file as a job on the `data` queue: a multipart upload (traders),
