@@ -278,6 +278,15 @@ fn get_schedule(conn: &Connection, id: &str) -> StoreResult<Option<Schedule>> {
     .map_err(backend)
 }
 
+fn page_of<T>(items: Vec<T>, page: PageRequest, total: u64) -> Page<T> {
+    Page {
+        items,
+        page: page.page,
+        page_size: page.page_size,
+        total,
+    }
+}
+
 fn count(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> StoreResult<u64> {
     conn.query_row(sql, args, |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
@@ -383,12 +392,7 @@ impl MetaStore for Sqlite {
                 &[&page.page_size, &(page.offset() as i64)],
                 user_row,
             )?;
-            Ok(Page {
-                items,
-                page: page.page,
-                page_size: page.page_size,
-                total,
-            })
+            Ok(page_of(items, page, total))
         })
         .await
     }
@@ -610,12 +614,7 @@ impl MetaStore for Sqlite {
                 &[&owner, &page.page_size, &(page.offset() as i64)],
                 key_row,
             )?;
-            Ok(Page {
-                items,
-                page: page.page,
-                page_size: page.page_size,
-                total,
-            })
+            Ok(page_of(items, page, total))
         })
         .await
     }
@@ -791,12 +790,7 @@ impl MetaStore for Sqlite {
                     })
                 },
             )?;
-            Ok(Page {
-                items,
-                page: page.page,
-                page_size: page.page_size,
-                total,
-            })
+            Ok(page_of(items, page, total))
         })
         .await
     }
@@ -883,12 +877,7 @@ impl MetaStore for Sqlite {
                 .iter()
                 .map(|s| serde_json::from_str(s).map_err(backend))
                 .collect::<StoreResult<Vec<Instrument>>>()?;
-            Ok(Page {
-                items,
-                page: page.page,
-                page_size: page.page_size,
-                total,
-            })
+            Ok(page_of(items, page, total))
         })
         .await
     }
@@ -1114,12 +1103,7 @@ impl JobQueue for Sqlite {
                 ],
                 job_row,
             )?;
-            Ok(Page {
-                items,
-                page: page.page,
-                page_size: page.page_size,
-                total,
-            })
+            Ok(page_of(items, page, total))
         })
         .await
     }
@@ -1264,12 +1248,7 @@ impl JobQueue for Sqlite {
                 &[&page.page_size, &(page.offset() as i64)],
                 schedule_row,
             )?;
-            Ok(Page {
-                items,
-                page: page.page,
-                page_size: page.page_size,
-                total,
-            })
+            Ok(page_of(items, page, total))
         })
         .await
     }

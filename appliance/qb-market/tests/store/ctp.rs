@@ -46,16 +46,7 @@ async fn ctp_layout_night_sessions_sentinel_and_volume_reset() {
         (7, 7, 0),
         "{r:?}"
     );
-    let t = s
-        .ticks(TickQuery {
-            symbol: "m2405".into(),
-            start: None,
-            end: None,
-            after: None,
-            limit: 100,
-        })
-        .await
-        .unwrap();
+    let t = all_ticks(&s, "m2405").await;
     // Shanghai = UTC+8. Friday 2024-01-05 20:59 local = 12:59 UTC.
     let expect_ts = [
         utc(2024, 1, 5, 12, 59, 0, 0),

@@ -26,16 +26,7 @@ async fn csv_strict_skip_and_reimport() {
         (0, 3),
         "re-import stores nothing"
     );
-    let t = s
-        .ticks(TickQuery {
-            symbol: "rb".into(),
-            start: None,
-            end: None,
-            after: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let t = all_ticks(&s, "rb").await;
     assert_eq!(t[0].ts, DAY0 + 9 * 3600 * S);
     assert_eq!(t[1].ts, DAY0 + 9 * 3600 * S + S / 2);
     assert_eq!(t[2].ts, DAY0 + 9 * 3600 * S + S);
@@ -116,16 +107,7 @@ cu,2024-01-02T09:00:05Z,70020,2
     r2.timezone = Some("Asia/Shanghai".into());
     let r = s.import(&r2, &no_progress).unwrap();
     assert_eq!(r.rows_stored, 1);
-    let t = s
-        .ticks(TickQuery {
-            symbol: "IF".into(),
-            start: None,
-            end: None,
-            after: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let t = all_ticks(&s, "IF").await;
     assert_eq!(
         t[0].ts,
         DAY0 + 9 * 3600 * S,
@@ -170,26 +152,8 @@ cu,2024-01-02T09:00:05Z,70020,2
         .collect();
     let r = s2.import(&pr, &no_progress).unwrap();
     assert_eq!((r.rows_read, r.rows_stored), (3, 3));
-    let a = s
-        .ticks(TickQuery {
-            symbol: "rb".into(),
-            start: None,
-            end: None,
-            after: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
-    let b = s2
-        .ticks(TickQuery {
-            symbol: "rb".into(),
-            start: None,
-            end: None,
-            after: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let a = all_ticks(&s, "rb").await;
+    let b = all_ticks(&s2, "rb").await;
     assert_eq!(a, b);
     let r = s2.import(&pr, &no_progress).unwrap();
     assert_eq!(r.rows_duplicate, 3);

@@ -17,16 +17,7 @@ async fn appends_are_idempotent_and_keep_same_time_ticks_apart() {
     // Sending the same batch again (a retry) stores nothing.
     let r = s.append(batch).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (0, 4));
-    let got = s
-        .ticks(TickQuery {
-            symbol: "rb".into(),
-            start: None,
-            end: None,
-            after: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let got = all_ticks(&s, "rb").await;
     let seen: Vec<(i64, i32, f64)> = got.iter().map(|t| (t.ts, t.seq, t.price)).collect();
     assert_eq!(
         seen,
@@ -67,16 +58,7 @@ async fn appends_are_idempotent_and_keep_same_time_ticks_apart() {
         tick("x", DAY0 + 1, 123456789.123456, 3.0),
     ];
     s.append(exact.clone()).await.unwrap();
-    let back = s
-        .ticks(TickQuery {
-            symbol: "x".into(),
-            start: None,
-            end: None,
-            after: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let back = all_ticks(&s, "x").await;
     assert_eq!(back[0].price.to_bits(), exact[0].price.to_bits());
     assert_eq!(back[0].size.to_bits(), exact[0].size.to_bits());
     assert_eq!(back[1].price.to_bits(), exact[1].price.to_bits());

@@ -35,6 +35,20 @@ pub fn req(path: &str, format: ImportFormat) -> ImportRequest {
     }
 }
 
+/// Every stored tick of `symbol`, in order.
+pub async fn all_ticks(s: &DuckStore, symbol: &str) -> Vec<Tick> {
+    use qb_core::TickStore;
+    s.ticks(TickQuery {
+        symbol: symbol.into(),
+        start: None,
+        end: None,
+        after: None,
+        limit: 10_000,
+    })
+    .await
+    .unwrap()
+}
+
 pub fn no_progress(_: f64, _: &str) {}
 
 pub fn tick(symbol: &str, ts: i64, price: f64, size: f64) -> Tick {
