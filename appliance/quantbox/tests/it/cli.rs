@@ -215,13 +215,7 @@ fn import_command_runs_the_import_code() {
     // The server sees what the command imported.
     let s = Server::start_in(dir.path(), &[]);
     let t = s.admin_token();
-    let syms: serde_json::Value = s
-        .get("/api/v1/market/symbols")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let syms: serde_json::Value = s.get_json(&t, "/api/v1/market/symbols");
     assert_eq!(syms[0]["symbol"], "rb2410");
     assert_eq!(syms[0]["ticks"], 2);
     assert_eq!(

@@ -62,13 +62,7 @@ fn bad_input_gets_problem_json_saying_where() {
         400,
     );
     assert!(doc["detail"].as_str().unwrap().contains("page"));
-    let page: Value = s
-        .get("/api/v1/jobs")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let page: Value = s.get_json(&t, "/api/v1/jobs");
     assert_eq!(page["page_size"], 20, "DEFAULT_PAGE_SIZE");
 
     // Unknown routes, unknown ids, wrong methods.
@@ -102,13 +96,7 @@ fn bad_input_gets_problem_json_saying_where() {
     );
     assert_eq!(doc["errors"][0]["field"], "job.kind");
     // Nothing was stored by the rejected requests.
-    let jobs: Value = s
-        .get("/api/v1/jobs")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jobs: Value = s.get_json(&t, "/api/v1/jobs");
     assert_eq!(jobs["total"], 0);
 }
 

@@ -104,13 +104,7 @@ fn jobs_run_fail_and_cancel_through_the_queues() {
     assert!(!stale.exists() && fresh.exists());
 
     // Filters and outcome metrics.
-    let failed: Value = s
-        .get("/api/v1/jobs?state=failed")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let failed: Value = s.get_json(&t, "/api/v1/jobs?state=failed");
     assert_eq!(failed["total"], 1);
     let metrics = s.get("/metrics").send().unwrap().text().unwrap();
     for line in [
@@ -120,13 +114,7 @@ fn jobs_run_fail_and_cancel_through_the_queues() {
     ] {
         assert!(metrics.contains(line), "missing {line}");
     }
-    let queues: Value = s
-        .get("/api/v1/queues")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let queues: Value = s.get_json(&t, "/api/v1/queues");
     assert_eq!(queues[0]["queue"], "backtest");
     assert_eq!(queues[0]["concurrency"], 2);
     assert_eq!(queues[1]["concurrency"], 4);
@@ -156,13 +144,7 @@ fn a_backlog_is_visible() {
         "{metrics}"
     );
     assert!(metrics.contains("quantbox_jobs_running{queue=\"data\"} 1"));
-    let queues: Value = s
-        .get("/api/v1/queues")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let queues: Value = s.get_json(&t, "/api/v1/queues");
     assert_eq!(
         (queues[1]["queued"].as_u64(), queues[1]["running"].as_u64()),
         (Some(3), Some(1))
@@ -219,13 +201,7 @@ fn sigterm_drains_and_hands_running_jobs_back() {
     }
     let s = Server::start_in(tmp.path(), &[]);
     let t = s.admin_token();
-    let job: Value = s
-        .get(&format!("/api/v1/jobs/{id}"))
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let job: Value = s.get_json(&t, &format!("/api/v1/jobs/{id}"));
     // Handed back without spending an attempt, and picked up again.
     assert!(
         job["state"] == "queued" || job["state"] == "running",
@@ -242,13 +218,7 @@ fn schedules_fire_once_per_due_time() {
     let s = Server::start(&[]);
     let t = s.admin_token();
     // The default maintenance schedules exist from the first start.
-    let list: Value = s
-        .get("/api/v1/schedules")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let list: Value = s.get_json(&t, "/api/v1/schedules");
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -282,13 +252,7 @@ fn schedules_fire_once_per_due_time() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let elapsed = created.elapsed().as_secs_f64();
-    let jobs: Value = s
-        .get("/api/v1/jobs?kind=diag.sleep&page_size=100")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jobs: Value = s.get_json(&t, "/api/v1/jobs?kind=diag.sleep&page_size=100");
     let fired = jobs["items"].as_array().unwrap();
     let n = fired.len();
     assert!(
@@ -301,13 +265,7 @@ fn schedules_fire_once_per_due_time() {
             .iter()
             .all(|j| j["created_by"] == "schedule:every-second")
     );
-    let got: Value = s
-        .get(&format!("/api/v1/schedules/{sid}"))
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let got: Value = s.get_json(&t, &format!("/api/v1/schedules/{sid}"));
     assert!(got["last_run_at"].is_string() && got["last_job_id"].is_string());
     assert!(
         got["next_run_at"].is_null(),
@@ -318,12 +276,6 @@ fn schedules_fire_once_per_due_time() {
     }
     // Disabled: no further runs.
     std::thread::sleep(Duration::from_millis(1500));
-    let again: Value = s
-        .get("/api/v1/jobs?kind=diag.sleep&page_size=100")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let again: Value = s.get_json(&t, "/api/v1/jobs?kind=diag.sleep&page_size=100");
     assert_eq!(again["total"].as_u64(), Some(n as u64));
 }

@@ -55,13 +55,7 @@ fn uploads_become_import_jobs_with_line_numbers() {
     assert_eq!(done["result"]["symbols_created"], json!(["rb2410"]));
     assert_eq!(done["result"]["file"], "rb.csv");
     // The unknown symbol was registered with defaults.
-    let inst: Value = s
-        .get("/api/v1/instruments/rb2410")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let inst: Value = s.get_json(&t, "/api/v1/instruments/rb2410");
     assert_eq!(inst["multiplier"], "1");
     // Re-importing the same file stores nothing new.
     let r = upload(&s, &t, "rb.csv", CSV, &[("format", "csv")]);
@@ -88,13 +82,7 @@ fn uploads_become_import_jobs_with_line_numbers() {
         "{err}"
     );
     assert_eq!(failed["result"]["rejections"][0]["line"], 3);
-    let syms: Value = s
-        .get("/api/v1/market/symbols")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let syms: Value = s.get_json(&t, "/api/v1/market/symbols");
     assert!(syms.as_array().unwrap().iter().all(|c| c["symbol"] != "cu"));
     // Skip: the good row is stored and every bad one reported.
     let r = upload(
@@ -203,13 +191,7 @@ fn live_ingest_queries_and_exports() {
         422,
     );
     assert!(doc["detail"].as_str().unwrap().contains("line 3"), "{doc}");
-    let syms: Value = s
-        .get("/api/v1/market/symbols")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let syms: Value = s.get_json(&t, "/api/v1/market/symbols");
     assert_eq!(
         syms.as_array().unwrap().len(),
         1,
@@ -218,35 +200,18 @@ fn live_ingest_queries_and_exports() {
     assert_eq!(syms[0]["ticks"], 5);
 
     // Ticks, paged by cursor.
-    let page: Value = s
-        .get("/api/v1/market/ticks?symbol=IF2409&limit=3")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let page: Value = s.get_json(&t, "/api/v1/market/ticks?symbol=IF2409&limit=3");
     assert_eq!(page["items"].as_array().unwrap().len(), 3);
     let next = page["next"].as_str().unwrap();
-    let page2: Value = s
-        .get(&format!(
-            "/api/v1/market/ticks?symbol=IF2409&limit=3&after={next}"
-        ))
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let page2: Value = s.get_json(
+        &t,
+        &format!("/api/v1/market/ticks?symbol=IF2409&limit=3&after={next}"),
+    );
     assert_eq!(page2["items"].as_array().unwrap().len(), 2);
     assert!(page2["next"].is_null());
 
     // 1-minute bars: [01:00, 01:01) has 3500.2 and 3501; [01:01, 01:02) two; 01:02 one.
-    let bars: Value = s
-        .get("/api/v1/market/bars?symbol=IF2409&interval=1m")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let bars: Value = s.get_json(&t, "/api/v1/market/bars?symbol=IF2409&interval=1m");
     let b = bars.as_array().unwrap();
     assert_eq!(b.len(), 3);
     assert_eq!(b[0]["ts"], "2024-01-02T01:00:00Z");
@@ -379,13 +344,7 @@ fn acknowledged_ticks_survive_sigkill() {
     );
     let s = Server::start_in(tmp.path(), &[]);
     let t = s.admin_token();
-    let syms: Value = s
-        .get("/api/v1/market/symbols")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let syms: Value = s.get_json(&t, "/api/v1/market/symbols");
     let stored = syms[0]["ticks"].as_u64().unwrap();
     assert!(stored >= acked, "{stored} stored < {acked} acknowledged");
     assert!(
@@ -415,13 +374,7 @@ fn the_retention_job_deletes_old_market_data() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    let sched: Value = s
-        .get("/api/v1/schedules")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let sched: Value = s.get_json(&t, "/api/v1/schedules");
     assert!(
         sched["items"]
             .as_array()
@@ -441,13 +394,7 @@ fn the_retention_job_deletes_old_market_data() {
         j["state"] == "succeeded"
     });
     assert_eq!(done["result"]["rows_deleted"], 1);
-    let syms: Value = s
-        .get("/api/v1/market/symbols")
-        .bearer_auth(&t)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let syms: Value = s.get_json(&t, "/api/v1/market/symbols");
     let count = |sym: &str| {
         syms.as_array()
             .unwrap()

@@ -127,6 +127,16 @@ impl Server {
         self.http.get(self.url(path))
     }
 
+    /// GET with a bearer token, parsed as JSON.
+    pub fn get_json(&self, token: &str, path: &str) -> Value {
+        self.get(path)
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     pub fn post(&self, path: &str) -> RequestBuilder {
         self.http.post(self.url(path))
     }
@@ -168,13 +178,7 @@ impl Server {
     pub fn wait_job(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let job: Value = self
-                .get(&format!("/api/v1/jobs/{id}"))
-                .bearer_auth(token)
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
+            let job = self.get_json(token, &format!("/api/v1/jobs/{id}"));
             if done(&job) {
                 return job;
             }
