@@ -3,7 +3,7 @@
 //! A strategy is a type implementing [`Strategy`], exported with
 //! [`export_strategy!`] and built for `wasm32-wasip2`:
 //!
-//! ```ignore
+//! ```no_run
 //! use quantbox_sdk::*;
 //!
 //! struct Hold;
