@@ -80,7 +80,11 @@ step "the unpacked package runs with its own config"
 dpkg-deb -x "$DEB" "$WORK/root"
 BIN="$WORK/root/usr/bin/quantbox"
 readelf -d "$BIN" | grep -q 'RUNPATH.*\[\$ORIGIN/../lib/quantbox\]' || fail "RUNPATH is not \$ORIGIN/../lib/quantbox only"
-ldd "$BIN" | grep -qF "$WORK/root/usr/bin/../lib/quantbox/libduckdb.so" || fail "libduckdb.so not found next to the binary"
+# ld.so expands $ORIGIN from the real path of the binary, so compare real paths
+# (a symlinked TMPDIR would otherwise print a different prefix).
+FOUND="$(ldd "$BIN" | awk '$1 == "libduckdb.so" {print $3}')"
+[ -n "$FOUND" ] && [ "$(realpath "$FOUND")" = "$(realpath "$WORK/root/usr/lib/quantbox/libduckdb.so")" ] \
+    || fail "libduckdb.so resolves to '$FOUND', not the one in the package: $(ldd "$BIN")"
 "$BIN" --version
 mkdir -p "$WORK/data"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/secret_key"

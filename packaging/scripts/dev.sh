@@ -60,6 +60,21 @@ ensure_cargo_deb() {
     fi
 }
 
+# The example strategies the tests run: Rust ones as core modules
+# (wasm32-unknown-unknown; the host componentizes them), the misbehaving
+# one also for wasm32-wasip2 (a plugin importing WASI, which must be
+# refused), Python ones with componentize-py.
+build_plugins() {
+    log "example plugins"
+    local rust_plugins=()
+    for manifest in plugins/*/Cargo.toml; do
+        rust_plugins+=(-p "$(basename "$(dirname "$manifest")")")
+    done
+    cargo build --release --target wasm32-unknown-unknown "${rust_plugins[@]}"
+    cargo build --release --target wasm32-wasip2 -p misbehave
+    plugins/python/build.sh "$CARGO_TARGET_DIR/plugins"
+}
+
 cmd_test() {
     setup
     ensure_debian_tools
@@ -68,8 +83,7 @@ cmd_test() {
     cargo fmt --all -- --check
     log "cargo clippy"
     cargo clippy --workspace --all-targets -- -D warnings
-    log "example plugins (wasm32-wasip2)"
-    cargo build --release --target wasm32-wasip2 -p sma-crossover -p misbehave
+    build_plugins
     log "cargo test"
     cargo test --workspace
     log "packaging checks"

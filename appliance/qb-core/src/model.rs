@@ -337,3 +337,39 @@ pub struct Page<T> {
     /// Total matching items over all pages.
     pub total: u64,
 }
+
+/// One tunable parameter a strategy plugin declares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PluginParam {
+    pub name: String,
+    /// `integer`, `float` or `boolean`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub default: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    pub description: String,
+}
+
+/// A strategy plugin in the registry. Its identity is the sha256 of the
+/// component; name and version come from the plugin's own `describe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PluginInfo {
+    /// Lowercase hex sha256 of the uploaded component.
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// The WIT interface it was built for, e.g. `quantbox:strategy/host@0.1.0`.
+    pub interface: String,
+    pub params: Vec<PluginParam>,
+    /// How many symbols it trades at once.
+    pub symbols: u32,
+    /// Bar intervals it wants; empty for tick strategies.
+    pub intervals: Vec<String>,
+    pub size_bytes: u64,
+    pub uploaded_by: Option<String>,
+    pub uploaded_at: DateTime<Utc>,
+}

@@ -2,7 +2,7 @@
 //!
 //! | trait        | single box (`qb-store`)         | cluster mode                     |
 //! |--------------|---------------------------------|----------------------------------|
-//! | [`MetaStore`]| SQLite (users, keys, audit)     | PostgreSQL                       |
+//! | [`MetaStore`]| SQLite (users, keys, audit, instruments, plugins) | PostgreSQL |
 //! | [`JobQueue`] | SQLite (jobs, schedules)        | PostgreSQL records + Redis wakeups|
 //! | [`KvStore`]  | redb (hot state)                | Redis                            |
 //! | [`PubSub`]   | tokio broadcast                 | Redis pub/sub                    |
@@ -112,6 +112,22 @@ pub trait MetaStore: Send + Sync {
     async fn delete_instrument(&self, symbol: &str) -> StoreResult<()>;
     /// Creates the symbols not registered yet with defaults; returns those created.
     async fn ensure_instruments(&self, symbols: &[String]) -> StoreResult<Vec<String>>;
+
+    /// Stores a plugin and its component. `Conflict` when the id, or the
+    /// name and version, are taken.
+    async fn insert_plugin(&self, info: &PluginInfo, wasm: &[u8]) -> StoreResult<()>;
+    async fn plugin(&self, id: &str) -> StoreResult<Option<PluginInfo>>;
+    /// The newest upload of `name` (of `version` when given).
+    async fn plugin_by_name(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> StoreResult<Option<PluginInfo>>;
+    /// The component bytes of a plugin.
+    async fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Newest first.
+    async fn list_plugins(&self, page: PageRequest) -> StoreResult<Page<PluginInfo>>;
+    async fn delete_plugin(&self, id: &str) -> StoreResult<()>;
 }
 
 /// Persistent named job queues and the cron schedules that feed them.

@@ -100,6 +100,20 @@ pub const STEPS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     "#,
+    // 3: the strategy plugin registry (component bytes kept with the
+    // metadata, so every process of a cluster reads them from one place).
+    r#"
+    CREATE TABLE plugins (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        spec        TEXT NOT NULL,
+        uploaded_at INTEGER NOT NULL,
+        wasm        BLOB NOT NULL,
+        UNIQUE (name, version)
+    );
+    CREATE INDEX plugins_by_time ON plugins (uploaded_at DESC, id);
+    "#,
 ];
 
 /// The schema version this build expects.

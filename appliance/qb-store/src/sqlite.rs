@@ -921,6 +921,116 @@ impl MetaStore for Sqlite {
         })
         .await
     }
+
+    async fn insert_plugin(&self, info: &PluginInfo, wasm: &[u8]) -> StoreResult<()> {
+        let (info, wasm) = (info.clone(), wasm.to_vec());
+        self.write(move |c| {
+            let spec = serde_json::to_string(&info).map_err(backend)?;
+            c.execute(
+                "INSERT INTO plugins (id, name, version, spec, uploaded_at, wasm)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    info.id,
+                    info.name,
+                    info.version,
+                    spec,
+                    info.uploaded_at.timestamp_millis(),
+                    wasm
+                ],
+            )
+            .map_err(|e| match map_sql(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!(
+                    "plugin {} {} is already registered",
+                    info.name, info.version
+                )),
+                other => other,
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn plugin(&self, id: &str) -> StoreResult<Option<PluginInfo>> {
+        let id = id.to_string();
+        self.read(move |c| plugin_spec(c, "SELECT spec FROM plugins WHERE id = ?1", &[&id]))
+            .await
+    }
+
+    async fn plugin_by_name(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> StoreResult<Option<PluginInfo>> {
+        let (name, version) = (name.to_string(), version.map(str::to_string));
+        self.read(move |c| match &version {
+            Some(v) => plugin_spec(
+                c,
+                "SELECT spec FROM plugins WHERE name = ?1 AND version = ?2",
+                &[&name, v],
+            ),
+            None => plugin_spec(
+                c,
+                "SELECT spec FROM plugins WHERE name = ?1 ORDER BY uploaded_at DESC, rowid DESC LIMIT 1",
+                &[&name],
+            ),
+        })
+        .await
+    }
+
+    async fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            c.query_row("SELECT wasm FROM plugins WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_plugins(&self, page: PageRequest) -> StoreResult<Page<PluginInfo>> {
+        self.read(move |c| {
+            let total = count(c, "SELECT COUNT(*) FROM plugins", &[])?;
+            let specs = collect(
+                c,
+                "SELECT spec FROM plugins ORDER BY uploaded_at DESC, rowid DESC LIMIT ?1 OFFSET ?2",
+                &[&page.page_size, &(page.offset() as i64)],
+                |r| r.get::<_, String>(0),
+            )?;
+            let items = specs
+                .iter()
+                .map(|s| serde_json::from_str(s).map_err(backend))
+                .collect::<StoreResult<Vec<PluginInfo>>>()?;
+            Ok(page_of(items, page, total))
+        })
+        .await
+    }
+
+    async fn delete_plugin(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM plugins WHERE id = ?1", [&id])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("plugin {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn plugin_spec(
+    c: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Option<PluginInfo>> {
+    let spec: Option<String> = c
+        .query_row(sql, args, |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    spec.map(|s| serde_json::from_str(&s).map_err(backend))
+        .transpose()
 }
 
 #[async_trait]

@@ -1,6 +1,9 @@
-//! Misbehaves on purpose in `on_bars`, chosen by parameter `mode`:
-//! 1 loops forever, 2 allocates without bound, 3 panics (a trap). The host
-//! must stop and report each and keep running.
+//! Misbehaves on purpose, chosen by parameter `mode`:
+//! 0 behaves (logs a line per bar, to test the log limit), 1 loops forever,
+//! 2 allocates without bound, 3 traps (panics) in every callback,
+//! 4 recurses without bound. The host must stop and report each and keep
+//! serving. Built for wasm32-wasip2 too, it is also the plugin that
+//! imports WASI (which the host refuses).
 
 use quantbox_sdk::*;
 
@@ -8,33 +11,18 @@ struct Misbehave {
     mode: i64,
 }
 
-impl Strategy for Misbehave {
-    fn describe() -> Info {
-        info(
-            "misbehave",
-            "0.1.0",
-            "sandbox test plugin",
-            vec![param(
-                "mode",
-                ParamType::Integer,
-                0.0,
-                Some(0.0),
-                Some(3.0),
-                "0 ok, 1 loop, 2 memory, 3 trap",
-            )],
-        )
-    }
+/// Recursion the optimiser cannot turn into a loop; nothing of it lives
+/// in linear memory, so it exhausts the WebAssembly call stack.
+#[allow(unconditional_recursion)]
+fn dive(depth: u64) -> u64 {
+    std::hint::black_box(dive(depth.wrapping_add(1))).wrapping_mul(depth | 1)
+}
 
-    fn init(params: &Params, _: Option<Vec<u8>>) -> Result<Self, String> {
-        Ok(Self {
-            mode: params.int("mode"),
-        })
-    }
-
-    fn on_bars(&mut self, ctx: &mut dyn Ctx, _now: i64, bars: &Bars) {
+impl Misbehave {
+    fn act(&self, ctx: &mut dyn Ctx, n: usize) {
         match self.mode {
             1 => {
-                let mut x: u64 = bars.close.len() as u64;
+                let mut x: u64 = n as u64;
                 loop {
                     x = std::hint::black_box(
                         x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
@@ -49,8 +37,51 @@ impl Strategy for Misbehave {
                 }
             }
             3 => panic!("strategy bug"),
-            _ => ctx.log(LogLevel::Info, "fine"),
+            4 => {
+                std::hint::black_box(dive(n as u64));
+            }
+            _ => {
+                for i in 0..n {
+                    ctx.log(LogLevel::Info, &format!("fine {i}"));
+                }
+            }
         }
+    }
+}
+
+impl Strategy for Misbehave {
+    fn describe() -> Info {
+        info(
+            "misbehave",
+            "0.1.0",
+            "sandbox test plugin",
+            vec![param(
+                "mode",
+                ParamType::Integer,
+                0.0,
+                Some(0.0),
+                Some(4.0),
+                "0 ok, 1 loop, 2 memory, 3 trap, 4 recursion",
+            )],
+        )
+    }
+
+    fn init(params: &Params, _: Option<Vec<u8>>) -> Result<Self, String> {
+        Ok(Self {
+            mode: params.int("mode"),
+        })
+    }
+
+    fn on_bars(&mut self, ctx: &mut dyn Ctx, _now: i64, bars: &Bars) {
+        self.act(ctx, bars.close.len());
+    }
+
+    fn on_ticks(&mut self, ctx: &mut dyn Ctx, _now: i64, ticks: &Ticks) {
+        self.act(ctx, ticks.price.len());
+    }
+
+    fn on_timer(&mut self, ctx: &mut dyn Ctx, _now: i64) {
+        self.act(ctx, 1);
     }
 }
 

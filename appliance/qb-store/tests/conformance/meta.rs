@@ -243,4 +243,75 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
         Err(StoreError::NotFound(_))
     ));
     assert!(db.instrument("cu2409").await.unwrap().is_none());
+
+    plugins(&*db).await;
+}
+
+fn plugin_info(id: &str, name: &str, version: &str, at_secs: i64) -> PluginInfo {
+    PluginInfo {
+        id: id.into(),
+        name: name.into(),
+        version: version.into(),
+        description: "test".into(),
+        interface: "quantbox:strategy/host@0.1.0".into(),
+        params: vec![PluginParam {
+            name: "fast".into(),
+            kind: "integer".into(),
+            default: 10.0,
+            min: Some(1.0),
+            max: None,
+            description: "fast period".into(),
+        }],
+        symbols: 1,
+        intervals: vec!["1m".into()],
+        size_bytes: 3,
+        uploaded_by: Some("admin".into()),
+        uploaded_at: chrono::DateTime::from_timestamp(1_700_000_000 + at_secs, 0).unwrap(),
+    }
+}
+
+/// The plugin registry: bytes kept exactly, name+version unique, newest first.
+async fn plugins(db: &dyn MetaStore) {
+    let a = plugin_info(&"a".repeat(64), "sma", "0.1.0", 0);
+    let b = plugin_info(&"b".repeat(64), "sma", "0.2.0", 10);
+    let c = plugin_info(&"c".repeat(64), "donchian", "1.0.0", 5);
+    let wasm: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    db.insert_plugin(&a, &wasm).await.unwrap();
+    db.insert_plugin(&b, b"bbb").await.unwrap();
+    db.insert_plugin(&c, b"ccc").await.unwrap();
+    // Same name and version under another hash is refused; so is the same hash.
+    let clash = plugin_info(&"d".repeat(64), "sma", "0.1.0", 20);
+    assert!(matches!(
+        db.insert_plugin(&clash, b"ddd").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        db.insert_plugin(&a, &wasm).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(db.plugin(&a.id).await.unwrap().unwrap(), a);
+    assert_eq!(db.plugin_wasm(&a.id).await.unwrap().unwrap(), wasm);
+    assert!(db.plugin(&"e".repeat(64)).await.unwrap().is_none());
+    assert!(db.plugin_wasm(&"e".repeat(64)).await.unwrap().is_none());
+    assert_eq!(db.plugin_by_name("sma", None).await.unwrap().unwrap(), b);
+    assert_eq!(
+        db.plugin_by_name("sma", Some("0.1.0"))
+            .await
+            .unwrap()
+            .unwrap(),
+        a
+    );
+    assert!(db.plugin_by_name("sma", Some("9")).await.unwrap().is_none());
+    let page1 = db.list_plugins(page(1, 2)).await.unwrap();
+    assert_eq!(page1.total, 3);
+    let ids: Vec<&str> = page1.items.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(ids, ["sma", "donchian"]);
+    assert_eq!(page1.items[0].version, "0.2.0");
+    db.delete_plugin(&b.id).await.unwrap();
+    assert!(matches!(
+        db.delete_plugin(&b.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(db.plugin_by_name("sma", None).await.unwrap().unwrap(), a);
+    assert_eq!(db.list_plugins(page(1, 10)).await.unwrap().total, 2);
 }

@@ -1,0 +1,131 @@
+//! A checked, compiled plugin: from bytes to something that can be
+//! instantiated many times.
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use crate::compile::{ArtifactCache, Compiler};
+use crate::componentize::{WasmKind, kind};
+use crate::engine::PluginEngine;
+use crate::error::PluginError;
+
+/// The plugin interface version this host speaks.
+pub const INTERFACE: &str = "quantbox:strategy/host@0.1.0";
+/// The types interface of the same version.
+pub const TYPES: &str = "quantbox:strategy/types@0.1.0";
+
+/// A compiled plugin that passed the import check.
+pub struct Plugin {
+    pub(crate) engine: PluginEngine,
+    pub(crate) component: Component,
+    sha256: String,
+    size: usize,
+    cached: bool,
+}
+
+/// Lowercase hex sha256 of `bytes`: a plugin's identity.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks size and format before anything is compiled.
+fn precheck(engine: &PluginEngine, bytes: &[u8]) -> Result<(), PluginError> {
+    let limit = engine.limits.max_module_bytes;
+    if bytes.len() > limit {
+        return Err(PluginError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    match kind(bytes) {
+        WasmKind::Component => Ok(()),
+        WasmKind::CoreModule => Err(PluginError::Invalid(
+            "this is a core WebAssembly module, not a component; build strategies with \
+             `quantbox plugin build` (Rust) or componentize-py (Python)"
+                .into(),
+        )),
+        WasmKind::NotWasm => Err(PluginError::Invalid(
+            "not WebAssembly (the file does not start with the \\0asm header)".into(),
+        )),
+    }
+}
+
+/// Refuses components importing anything but the strategy interface of
+/// this version: no WASI, no other interface, no other version.
+fn check_imports(engine: &PluginEngine, component: &Component) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(&engine.engine) {
+        if name == INTERFACE || name == TYPES {
+            continue;
+        }
+        let unversioned = name.split('@').next().unwrap_or(name);
+        if unversioned.starts_with("quantbox:strategy/") {
+            return Err(PluginError::Incompatible(format!(
+                "plugin was built for {name}; this quantbox speaks {INTERFACE}: rebuild it with a matching quantbox-sdk"
+            )));
+        }
+        let what = if unversioned.starts_with("wasi:") {
+            "a WASI interface; strategies run without WASI (no clock, files, network or \
+             randomness: time and a seeded random number come from the host). Rust: build \
+             with `quantbox plugin build`; Python: componentize-py --stub-wasi"
+        } else {
+            "an interface outside the quantbox:strategy world"
+        };
+        return Err(PluginError::Incompatible(format!(
+            "plugin imports {name}, {what}"
+        )));
+    }
+    Ok(())
+}
+
+impl Plugin {
+    /// Compiles here, without a cache (tests, benchmarks, one-off tools).
+    pub fn compile(engine: &PluginEngine, bytes: &[u8]) -> Result<Self, PluginError> {
+        precheck(engine, bytes)?;
+        let component = Component::new(&engine.engine, bytes)
+            .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        Self::checked(engine, component, bytes, false)
+    }
+
+    /// Loads from the artifact cache, compiling with `compiler` on a miss.
+    pub fn load(
+        engine: &PluginEngine,
+        cache: &ArtifactCache,
+        compiler: &Compiler,
+        bytes: &[u8],
+    ) -> Result<Self, PluginError> {
+        precheck(engine, bytes)?;
+        let sha = sha256_hex(bytes);
+        let (component, cached) = cache.load(engine, compiler, &sha, bytes)?;
+        Self::checked(engine, component, bytes, cached)
+    }
+
+    fn checked(
+        engine: &PluginEngine,
+        component: Component,
+        bytes: &[u8],
+        cached: bool,
+    ) -> Result<Self, PluginError> {
+        check_imports(engine, &component)?;
+        Ok(Self {
+            engine: engine.clone(),
+            component,
+            sha256: sha256_hex(bytes),
+            size: bytes.len(),
+            cached,
+        })
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether [`Plugin::load`] found a compiled artifact.
+    pub fn was_cached(&self) -> bool {
+        self.cached
+    }
+}

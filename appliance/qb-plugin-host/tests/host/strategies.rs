@@ -1,0 +1,148 @@
+//! The example strategies through real wasmtime: same orders as their
+//! native builds, Python as Rust, snapshot and restore.
+
+use qb_plugin_host::*;
+use quantbox_sdk::Strategy as _;
+
+use crate::support::*;
+
+/// The native build of the SMA strategy, through the SDK trait.
+fn native_sma_orders(p: &[Param], series: &[f64]) -> Vec<Side> {
+    let spec = sma_crossover::SmaCrossover::describe().params;
+    let given: Vec<quantbox_sdk::Param> = p
+        .iter()
+        .map(|p| quantbox_sdk::Param {
+            name: p.name.clone(),
+            value: p.value,
+        })
+        .collect();
+    let resolved = quantbox_sdk::Params::resolve(&spec, &given).unwrap();
+    let mut native = sma_crossover::SmaCrossover::init(&resolved, None).unwrap();
+    let mut held = 0.0;
+    let mut out = Vec::new();
+    for &c in series {
+        match native.step(c) {
+            Some(sma_crossover::Cross::Up) if held == 0.0 => {
+                held = 1.0;
+                out.push(Side::Buy);
+            }
+            Some(sma_crossover::Cross::Down) if held > 0.0 => {
+                held = 0.0;
+                out.push(Side::Sell);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn sma_plugin_matches_its_native_build() {
+    let engine = engine(Limits::default());
+    let plugin = Plugin::compile(&engine, &rust_plugin("sma_crossover")).unwrap();
+    let mut inst = plugin.instantiate(Recorder::default(), 7).unwrap();
+    let info = inst.info().clone();
+    assert_eq!(info.name, "sma-crossover");
+    let names: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["fast", "slow", "size"]);
+
+    let p = params(&[("fast", 5.0), ("slow", 20.0)]);
+    let series = closes(400);
+    let wasm_orders = run_bars(&plugin, &p, &series, 64);
+    assert!(wasm_orders.len() >= 3, "{wasm_orders:?}");
+    assert_eq!(
+        wasm_orders.iter().map(|o| o.1).collect::<Vec<_>>(),
+        native_sma_orders(&p, &series)
+    );
+    // Batch size does not change the result.
+    assert_eq!(run_bars(&plugin, &p, &series, 7), wasm_orders);
+
+    // Snapshot and restore (hot swap): the successor continues where the
+    // first left off.
+    inst.init(0, &p, None).unwrap();
+    inst.on_bars(0, &bars("rb", 0, &series[..250])).unwrap();
+    let snap = inst.snapshot_state().unwrap();
+    assert_eq!(snap.len(), 20 * 8, "the last `slow` closes");
+    let mut next = plugin
+        .instantiate(
+            Recorder {
+                position: inst.env().position,
+                ..Default::default()
+            },
+            7,
+        )
+        .unwrap();
+    next.init(0, &p, Some(&snap)).unwrap();
+    assert_eq!(next.snapshot_state().unwrap(), snap);
+    inst.on_bars(0, &bars("rb", 250, &series[250..])).unwrap();
+    next.on_bars(0, &bars("rb", 250, &series[250..])).unwrap();
+    let tail =
+        |r: &Recorder, skip: usize| -> Vec<Side> { r.orders[skip..].iter().map(|o| o.1).collect() };
+    let before = inst.env().orders.len() - next.env().orders.len();
+    assert_eq!(tail(inst.env(), before), tail(next.env(), 0));
+
+    // Bad parameters are refused with the reason.
+    let mut bad = plugin.instantiate(Recorder::default(), 7).unwrap();
+    let e = bad
+        .init(0, &params(&[("fast", 30.0), ("slow", 20.0)]), None)
+        .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Refused(m) if m.contains("fast")),
+        "{e}"
+    );
+    let e = bad.init(0, &params(&[("fats", 1.0)]), None).unwrap_err();
+    assert!(e.to_string().contains("unknown parameter"), "{e}");
+}
+
+#[test]
+fn python_plugin_trades_like_the_rust_one() {
+    let engine = engine(Limits::default());
+    let rust = Plugin::compile(&engine, &rust_plugin("sma_crossover")).unwrap();
+    let python = Plugin::compile(&engine, &python_plugin("sma_crossover")).unwrap();
+    let mut inst = python.instantiate(Recorder::default(), 7).unwrap();
+    assert_eq!(inst.info().name, "sma-crossover-py");
+    let spec: Vec<(String, f64)> = inst
+        .info()
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), p.default))
+        .collect();
+    let rust_spec: Vec<(String, f64)> = rust
+        .instantiate(Recorder::default(), 7)
+        .unwrap()
+        .info()
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), p.default))
+        .collect();
+    assert_eq!(spec, rust_spec, "same parameter schema");
+
+    let p = params(&[("fast", 5.0), ("slow", 20.0), ("size", 2.0)]);
+    // A noisy series: many crossings.
+    let series: Vec<f64> = closes(2000)
+        .iter()
+        .enumerate()
+        .map(|(i, c)| c + ((i * 7919) % 13) as f64 * 0.2)
+        .collect();
+    let from_rust = run_bars(&rust, &p, &series, 256);
+    let from_python = run_bars(&python, &p, &series, 256);
+    assert!(from_rust.len() >= 5);
+    assert_eq!(from_python, from_rust, "client ids, sides and sizes");
+
+    // Same refusals, same snapshot bytes.
+    let e = inst
+        .init(0, &params(&[("fast", 30.0), ("slow", 20.0)]), None)
+        .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Refused(m) if m.contains("fast")),
+        "{e}"
+    );
+    let mut r = rust.instantiate(Recorder::default(), 7).unwrap();
+    let mut py = python.instantiate(Recorder::default(), 7).unwrap();
+    r.init(0, &p, None).unwrap();
+    py.init(0, &p, None).unwrap();
+    let b = bars("rb", 0, &series[..100]);
+    r.on_bars(0, &b).unwrap();
+    py.on_bars(0, &b).unwrap();
+    assert_eq!(py.snapshot_state().unwrap(), r.snapshot_state().unwrap());
+}
