@@ -92,30 +92,41 @@ pub fn snapshot_state<S: Strategy>() -> Vec<u8> {
 #[macro_export]
 macro_rules! export_strategy {
     ($strategy:ty) => {
-        struct __QuantboxPlugin;
-        impl $crate::bindings::Guest for __QuantboxPlugin {
-            fn describe() -> $crate::Info {
-                $crate::guest::describe::<$strategy>()
+        // The component exports exist only in the WebAssembly build, so
+        // native builds of several strategies link into one program (the
+        // engine's differential tests and benchmarks).
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __QuantboxPlugin;
+            impl $crate::bindings::Guest for __QuantboxPlugin {
+                fn describe() -> $crate::Info {
+                    $crate::guest::describe::<$strategy>()
+                }
+                fn init(params: ::std::vec::Vec<$crate::Param>, state: ::std::option::Option<::std::vec::Vec<u8>>) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::guest::init::<$strategy>(params, state)
+                }
+                fn on_bars(now: i64, bars: $crate::Bars) {
+                    $crate::guest::on_bars::<$strategy>(now, bars)
+                }
+                fn on_ticks(now: i64, ticks: $crate::Ticks) {
+                    $crate::guest::on_ticks::<$strategy>(now, ticks)
+                }
+                fn on_order(now: i64, event: $crate::OrderEvent) {
+                    $crate::guest::on_order::<$strategy>(now, event)
+                }
+                fn on_timer(now: i64) {
+                    $crate::guest::on_timer::<$strategy>(now)
+                }
+                fn snapshot_state() -> ::std::vec::Vec<u8> {
+                    $crate::guest::snapshot_state::<$strategy>()
+                }
             }
-            fn init(params: ::std::vec::Vec<$crate::Param>, state: ::std::option::Option<::std::vec::Vec<u8>>) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::guest::init::<$strategy>(params, state)
-            }
-            fn on_bars(now: i64, bars: $crate::Bars) {
-                $crate::guest::on_bars::<$strategy>(now, bars)
-            }
-            fn on_ticks(now: i64, ticks: $crate::Ticks) {
-                $crate::guest::on_ticks::<$strategy>(now, ticks)
-            }
-            fn on_order(now: i64, event: $crate::OrderEvent) {
-                $crate::guest::on_order::<$strategy>(now, event)
-            }
-            fn on_timer(now: i64) {
-                $crate::guest::on_timer::<$strategy>(now)
-            }
-            fn snapshot_state() -> ::std::vec::Vec<u8> {
-                $crate::guest::snapshot_state::<$strategy>()
-            }
-        }
-        $crate::bindings::__export_strategy_world!(__QuantboxPlugin with_types_in $crate::bindings);
+            $crate::bindings::__export_strategy_world!(__QuantboxPlugin with_types_in $crate::bindings);
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = || {
+            fn is_strategy<S: $crate::Strategy>() {}
+            is_strategy::<$strategy>();
+        };
     };
 }

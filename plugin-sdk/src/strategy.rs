@@ -1,7 +1,8 @@
 //! The trait strategies implement and the context they act through.
 
 use crate::{
-    Account, Bars, Info, LogLevel, Order, OrderEvent, Param, ParamSpec, ParamType, Position, Ticks,
+    Account, Bars, Info, LogLevel, Order, OrderEvent, OrderType, Param, ParamSpec, ParamType,
+    Position, Side, Ticks,
 };
 
 /// What a strategy can do while handling an event. In WebAssembly the calls
@@ -23,6 +24,27 @@ pub trait Ctx {
     fn state_set(&mut self, key: &str, value: &[u8]);
     /// A deterministic random number (seeded by the host per run).
     fn random_u64(&mut self) -> u64;
+
+    /// Submits a market order; a refusal is logged as a warning and
+    /// returned.
+    fn market(
+        &mut self,
+        client_id: String,
+        symbol: &str,
+        side: Side,
+        quantity: f64,
+    ) -> Result<(), String> {
+        let order = Order {
+            client_id,
+            symbol: symbol.to_string(),
+            side,
+            quantity,
+            type_: OrderType::Market,
+        };
+        self.submit_order(order).inspect_err(|e| {
+            self.log(LogLevel::Warn, &format!("order refused: {e}"));
+        })
+    }
 }
 
 /// A trading strategy. Only `describe` and `init` are required.

@@ -21,6 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "schedules", description = "Cron schedules"),
         (name = "audit", description = "Audit log (admin)"),
         (name = "market", description = "Market data: ingest, imports, ticks, bars, exports"),
+        (name = "plugins", description = "Strategy plugins: upload, list, inspect, delete"),
         (name = "instruments", description = "Instrument registry"),
         (name = "system", description = "Health, readiness, metrics, host figures"),
     )

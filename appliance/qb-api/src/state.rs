@@ -9,6 +9,7 @@ use qb_core::config::Config;
 use qb_core::metrics::Metrics;
 use qb_core::{JobQueue, KvStore, MetaStore, PubSub, TickStore};
 use qb_jobs::{Registry, Scheduler};
+use qb_plugin_host::registry::PluginRegistry;
 
 use crate::auth::tokens::TokenKeys;
 use crate::middleware::rate_limit::RateLimits;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub pubsub: Arc<dyn PubSub>,
     pub ticks: Arc<dyn TickStore>,
     pub registry: Registry,
+    /// Strategy plugins.
+    pub plugins: Arc<PluginRegistry>,
     pub scheduler: Arc<OnceLock<Arc<Scheduler>>>,
     pub metrics: Metrics,
     pub tokens: Arc<TokenKeys>,
@@ -62,6 +65,7 @@ pub struct Deps {
     pub pubsub: Arc<dyn PubSub>,
     pub ticks: Arc<dyn TickStore>,
     pub registry: Registry,
+    pub plugins: Arc<PluginRegistry>,
     pub metrics: Metrics,
     /// Signing secret for access tokens.
     pub secret: Vec<u8>,
@@ -84,6 +88,7 @@ impl AppState {
             pubsub: d.pubsub,
             ticks: d.ticks,
             registry: d.registry,
+            plugins: d.plugins,
             scheduler: Arc::new(OnceLock::new()),
             metrics: d.metrics,
             tokens,

@@ -195,6 +195,46 @@ impl Default for MarketConfig {
     }
 }
 
+/// The strategy plugin sandbox (see `qb-plugin-host`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Linear memory per strategy instance (Python plugins need >= 16).
+    pub memory_mib: u32,
+    /// Wall-clock budget of one call into a strategy.
+    pub call_timeout_ms: u64,
+    /// Deterministic mode: an instruction budget per call; 0 is off.
+    pub fuel_per_call: u64,
+    /// Largest plugin upload, checked before compiling.
+    pub max_module_mib: u32,
+    /// WebAssembly stack per call.
+    pub max_wasm_stack_kib: u32,
+    /// Log lines a strategy may write per simulated second.
+    pub log_lines_per_sec: u32,
+    /// Strategy instances that may exist at once.
+    pub max_instances: u32,
+    /// Deadline of compiling an upload (in a child process).
+    pub compile_timeout_secs: u64,
+    /// Address-space cap of the compiling child process.
+    pub compile_memory_mib: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            memory_mib: 64,
+            call_timeout_ms: 2000,
+            fuel_per_call: 0,
+            max_module_mib: 64,
+            max_wasm_stack_kib: 1024,
+            log_lines_per_sec: 20,
+            max_instances: 64,
+            compile_timeout_secs: 120,
+            compile_memory_mib: 4096,
+        }
+    }
+}
+
 /// How long finished records are kept by the retention job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -259,6 +299,7 @@ pub struct Config {
     pub limits: BodyLimits,
     pub retention: RetentionConfig,
     pub market: MarketConfig,
+    pub plugins: PluginsConfig,
 }
 
 impl Default for Config {
@@ -289,6 +330,7 @@ impl Default for Config {
             limits: BodyLimits::default(),
             retention: RetentionConfig::default(),
             market: MarketConfig::default(),
+            plugins: PluginsConfig::default(),
         }
     }
 }
@@ -587,6 +629,45 @@ impl Config {
                 "market.threads",
                 format!("{} is not between 1 and 64", self.market.threads),
             );
+        }
+        let p = &self.plugins;
+        for (key, value, lo, hi) in [
+            ("plugins.memory_mib", u64::from(p.memory_mib), 16, 4096),
+            ("plugins.call_timeout_ms", p.call_timeout_ms, 10, 600_000),
+            (
+                "plugins.max_module_mib",
+                u64::from(p.max_module_mib),
+                1,
+                1024,
+            ),
+            (
+                "plugins.max_wasm_stack_kib",
+                u64::from(p.max_wasm_stack_kib),
+                64,
+                8192,
+            ),
+            (
+                "plugins.max_instances",
+                u64::from(p.max_instances),
+                1,
+                10_000,
+            ),
+            (
+                "plugins.compile_timeout_secs",
+                p.compile_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "plugins.compile_memory_mib",
+                p.compile_memory_mib,
+                512,
+                1 << 20,
+            ),
+        ] {
+            if !(lo..=hi).contains(&value) {
+                bad(key, format!("{value} is not between {lo} and {hi}"));
+            }
         }
         if self.market.max_ingest_rows == 0 {
             bad("market.max_ingest_rows", "must be at least 1".into());

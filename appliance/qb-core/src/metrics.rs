@@ -34,6 +34,9 @@ pub struct Metrics {
     pub workers: IntGaugeVec,
     /// `quantbox_ticks_ingested_total`: ticks stored through the ingest API.
     pub ticks_ingested: prometheus::IntCounter,
+    /// `quantbox_plugin_traps_total{plugin,callback,reason}`: strategy calls
+    /// the sandbox stopped (trap, timeout, memory, stack, fuel).
+    pub plugin_traps: IntCounterVec,
 }
 
 impl Metrics {
@@ -91,6 +94,14 @@ impl Metrics {
             "Ticks stored through the ingest API",
         )
         .unwrap();
+        let plugin_traps = IntCounterVec::new(
+            Opts::new(
+                "quantbox_plugin_traps_total",
+                "Strategy plugin calls stopped by the sandbox",
+            ),
+            &["plugin", "callback", "reason"],
+        )
+        .unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new("quantbox_build_info", "Build information; always 1"),
             &["version"],
@@ -115,6 +126,7 @@ impl Metrics {
             Box::new(rate_limited.clone()),
             Box::new(workers.clone()),
             Box::new(ticks_ingested.clone()),
+            Box::new(plugin_traps.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).unwrap();
@@ -136,6 +148,7 @@ impl Metrics {
             rate_limited,
             workers,
             ticks_ingested,
+            plugin_traps,
         }
     }
 

@@ -14,7 +14,7 @@ pub mod workers;
 pub use context::{JobContext, JobError};
 pub use registry::{JobHandler, KindInfo, Registry};
 pub use scheduler::{Scheduler, normalize_cron};
-pub use workers::{WorkerDeps, Workers};
+pub use workers::{WORKER_STACK_BYTES, WorkerDeps, Workers};
 
 /// The queues quantbox runs, as the seed's Celery workers do.
 pub const QUEUE_BACKTEST: &str = "backtest";

@@ -16,6 +16,12 @@ use tracing::{error, info, warn};
 use crate::context::{JobContext, JobError};
 use crate::registry::Registry;
 
+/// Native stack of worker threads. Strategy plugins run on them: this is
+/// far above the WebAssembly stack limit (`plugins.max_wasm_stack_kib`), so
+/// runaway recursion in a plugin ends in a clean trap, never in the
+/// thread's guard page.
+pub const WORKER_STACK_BYTES: usize = 16 << 20;
+
 /// How long an idle worker waits for a job before re-checking for shutdown.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
@@ -55,6 +61,7 @@ impl Workers {
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("qb-{queue}-{i}"))
+                        .stack_size(WORKER_STACK_BYTES)
                         .spawn(move || worker_loop(deps, queue, stop, live))?,
                 );
             }

@@ -12,7 +12,7 @@ mod recorder;
 use std::time::Instant;
 
 use qb_plugin_host::*;
-use recorder::Recorder;
+use recorder::{NativeCtx, Recorder};
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
@@ -43,45 +43,6 @@ fn run(plugin: &Plugin, params: &[Param], closes: &[f64], batch: usize) -> (f64,
     (ns, inst.env().orders.len())
 }
 
-struct NativeCtx(Recorder);
-
-impl quantbox_sdk::Ctx for NativeCtx {
-    fn submit_order(&mut self, o: quantbox_sdk::Order) -> Result<(), String> {
-        self.0.position += if o.side == quantbox_sdk::Side::Buy {
-            o.quantity
-        } else {
-            -o.quantity
-        };
-        self.0.orders.push((o.client_id, Side::Buy, o.quantity));
-        Ok(())
-    }
-    fn cancel_order(&mut self, _: &str) -> Result<(), String> {
-        Ok(())
-    }
-    fn position(&mut self, s: &str) -> quantbox_sdk::Position {
-        quantbox_sdk::Position {
-            symbol: s.into(),
-            quantity: self.0.position,
-            average_price: 0.0,
-        }
-    }
-    fn account(&mut self) -> quantbox_sdk::Account {
-        quantbox_sdk::Account {
-            cash: 0.0,
-            equity: 0.0,
-            margin_used: 0.0,
-        }
-    }
-    fn log(&mut self, _: quantbox_sdk::LogLevel, _: &str) {}
-    fn state_get(&mut self, _: &str) -> Option<Vec<u8>> {
-        None
-    }
-    fn state_set(&mut self, _: &str, _: &[u8]) {}
-    fn random_u64(&mut self) -> u64 {
-        4
-    }
-}
-
 fn native(params: &[Param], closes: &[f64], batch: usize) -> (f64, usize) {
     use quantbox_sdk::Strategy as _;
     let spec = sma_crossover::SmaCrossover::describe().params;
@@ -94,7 +55,7 @@ fn native(params: &[Param], closes: &[f64], batch: usize) -> (f64, usize) {
         .collect();
     let resolved = quantbox_sdk::Params::resolve(&spec, &given).unwrap();
     let mut s = sma_crossover::SmaCrossover::init(&resolved, None).unwrap();
-    let mut ctx = NativeCtx(Recorder::default());
+    let mut rec = Recorder::default();
     let t = Instant::now();
     for (k, chunk) in closes.chunks(batch).enumerate() {
         let b = bars(k * batch, chunk);
@@ -107,10 +68,10 @@ fn native(params: &[Param], closes: &[f64], batch: usize) -> (f64, usize) {
             close: b.close,
             volume: b.volume,
         };
-        s.on_bars(&mut ctx, 0, &b);
+        s.on_bars(&mut NativeCtx(&mut rec), 0, &b);
     }
     let ns = t.elapsed().as_secs_f64() * 1e9 / closes.len() as f64;
-    (ns, ctx.0.orders.len())
+    (ns, rec.orders.len())
 }
 
 fn main() {

@@ -18,6 +18,37 @@ pub trait Env: Send {
     fn state_set(&mut self, key: &str, value: Vec<u8>);
 }
 
+/// An environment that refuses every order and holds nothing: what
+/// `describe` runs against when a plugin is checked.
+pub struct Inert;
+
+impl Env for Inert {
+    fn submit_order(&mut self, _: Order) -> Result<(), String> {
+        Err("no orders while checking a plugin".into())
+    }
+    fn cancel_order(&mut self, _: &str) -> Result<(), String> {
+        Err("no orders while checking a plugin".into())
+    }
+    fn position(&mut self, symbol: &str) -> Position {
+        Position {
+            symbol: symbol.into(),
+            quantity: 0.0,
+            average_price: 0.0,
+        }
+    }
+    fn account(&mut self) -> Account {
+        Account {
+            cash: 0.0,
+            equity: 0.0,
+            margin_used: 0.0,
+        }
+    }
+    fn state_get(&mut self, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn state_set(&mut self, _: &str, _: Vec<u8>) {}
+}
+
 /// A log line a strategy wrote, stamped with simulation time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {

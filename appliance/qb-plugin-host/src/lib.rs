@@ -42,6 +42,6 @@ pub use compile::{ArtifactCache, Compiler};
 pub use componentize::{WasmKind, componentize, kind};
 pub use engine::{EPOCH_TICK, PluginEngine};
 pub use error::{PluginError, Stop, StopReason};
-pub use instance::{Env, Instance, LogLine, PluginState};
-pub use limits::{Limits, WORKER_STACK_BYTES};
+pub use instance::{Env, Inert, Instance, LogLine, PluginState};
+pub use limits::Limits;
 pub use plugin::{INTERFACE, Plugin, TYPES, sha256_hex};

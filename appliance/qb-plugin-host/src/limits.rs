@@ -16,8 +16,8 @@ pub struct Limits {
     pub fuel_per_call: Option<u64>,
     /// Largest module accepted, checked before anything is compiled.
     pub max_module_bytes: usize,
-    /// WebAssembly stack per call; worker threads run with much larger
-    /// native stacks (see [`WORKER_STACK_BYTES`]).
+    /// WebAssembly stack per call; threads calling plugins need a native
+    /// stack well above it (the job workers have 16 MiB).
     pub max_wasm_stack: usize,
     /// Log lines a strategy may write per simulated second; the rest are
     /// counted and dropped.
@@ -25,11 +25,6 @@ pub struct Limits {
     /// Instances that may exist at once (pooling allocator slots).
     pub max_instances: u32,
 }
-
-/// Native stack of threads that call into plugins: far above
-/// [`Limits::max_wasm_stack`], so a runaway recursion hits the WebAssembly
-/// limit (a clean trap) long before the thread's own guard page.
-pub const WORKER_STACK_BYTES: usize = 16 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -41,6 +36,20 @@ impl Default for Limits {
             max_wasm_stack: 1 << 20,
             log_lines_per_sec: 20,
             max_instances: 64,
+        }
+    }
+}
+
+impl From<&qb_core::config::PluginsConfig> for Limits {
+    fn from(c: &qb_core::config::PluginsConfig) -> Self {
+        Self {
+            memory_bytes: (c.memory_mib as usize) << 20,
+            call_timeout: Duration::from_millis(c.call_timeout_ms),
+            fuel_per_call: (c.fuel_per_call > 0).then_some(c.fuel_per_call),
+            max_module_bytes: (c.max_module_mib as usize) << 20,
+            max_wasm_stack: (c.max_wasm_stack_kib as usize) << 10,
+            log_lines_per_sec: c.log_lines_per_sec,
+            max_instances: c.max_instances,
         }
     }
 }

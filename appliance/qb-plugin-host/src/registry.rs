@@ -18,9 +18,9 @@ use qb_core::{MetaStore, StoreError};
 use crate::compile::{ArtifactCache, Compiler};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
-use crate::instance::Env;
+use crate::instance::Inert;
 use crate::plugin::{INTERFACE, Plugin, sha256_hex};
-use crate::{Account, Info, Order, ParamType, Position};
+use crate::{Info, ParamType};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,36 +35,6 @@ pub enum RegistryError {
     /// The plugin is in use and cannot be deleted.
     #[error("{0}")]
     InUse(String),
-}
-
-/// An environment that refuses everything: what `describe` runs against.
-struct Inert;
-
-impl Env for Inert {
-    fn submit_order(&mut self, _: Order) -> Result<(), String> {
-        Err("no orders while describing".into())
-    }
-    fn cancel_order(&mut self, _: &str) -> Result<(), String> {
-        Err("no orders while describing".into())
-    }
-    fn position(&mut self, symbol: &str) -> Position {
-        Position {
-            symbol: symbol.into(),
-            quantity: 0.0,
-            average_price: 0.0,
-        }
-    }
-    fn account(&mut self) -> Account {
-        Account {
-            cash: 0.0,
-            equity: 0.0,
-            margin_used: 0.0,
-        }
-    }
-    fn state_get(&mut self, _: &str) -> Option<Vec<u8>> {
-        None
-    }
-    fn state_set(&mut self, _: &str, _: Vec<u8>) {}
 }
 
 /// Holds a plugin in use; the plugin cannot be deleted while one exists.

@@ -47,6 +47,30 @@ pub fn open_tick_store(c: &Config) -> anyhow::Result<qb_market::DuckStore> {
     })
 }
 
+/// The plugin registry: the sandbox engine sized by `[plugins]`, compiled
+/// artifacts cached under the data directory, uploads compiled in a child
+/// process of this binary.
+pub fn plugin_registry(
+    c: &Config,
+    meta: std::sync::Arc<dyn MetaStore>,
+    metrics: &qb_core::metrics::Metrics,
+) -> anyhow::Result<qb_plugin_host::registry::PluginRegistry> {
+    use qb_plugin_host::{ArtifactCache, Compiler, Limits, PluginEngine};
+    let engine = PluginEngine::new(Limits::from(&c.plugins))
+        .map_err(anyhow::Error::msg)?
+        .with_trap_counter(metrics.plugin_traps.clone());
+    let cache = ArtifactCache::open(c.data_dir.join("cache").join("plugins"))
+        .map_err(anyhow::Error::msg)?;
+    let compiler = Compiler::Child {
+        exe: std::env::current_exe().context("locating the quantbox binary")?,
+        timeout: std::time::Duration::from_secs(c.plugins.compile_timeout_secs),
+        memory_bytes: c.plugins.compile_memory_mib << 20,
+    };
+    Ok(qb_plugin_host::registry::PluginRegistry::new(
+        meta, engine, cache, compiler,
+    ))
+}
+
 pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         fs::DirBuilder::new()

@@ -49,6 +49,9 @@ pub enum Command {
     /// Import a market data file into this data directory (the same code as
     /// `POST /api/v1/market/imports`; stop the server first or use the API).
     Import(ImportArgs),
+    /// Strategy plugins: scaffold, build, check.
+    #[command(subcommand)]
+    Plugin(crate::plugin_cli::PluginCommand),
     /// Print the version.
     Version,
 }
@@ -184,6 +187,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             crate::import::run(&config, args)
+        }
+        Command::Plugin(cmd) => {
+            // The sandbox limits of this installation when its config
+            // loads, the built-in ones otherwise (plugins are often built
+            // on a workstation).
+            let limits = cli
+                .global
+                .load()
+                .map(|c| qb_plugin_host::Limits::from(&c.plugins))
+                .unwrap_or_default();
+            crate::plugin_cli::run(cmd, limits)
         }
         Command::Serve => {
             let config = match load_or_exit(&cli.global) {

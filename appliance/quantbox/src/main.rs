@@ -4,6 +4,7 @@
 mod bootstrap;
 mod cli;
 mod import;
+mod plugin_cli;
 mod serve;
 mod users;
 

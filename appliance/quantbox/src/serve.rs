@@ -54,6 +54,9 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
         .thread_name("qb-http")
+        // Plugin uploads are checked on blocking threads: room for the
+        // WebAssembly stack (plugins.max_wasm_stack_kib) and more.
+        .thread_stack_size(qb_jobs::WORKER_STACK_BYTES)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -120,6 +123,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         });
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let plugins = Arc::new(bootstrap::plugin_registry(&config, meta.clone(), &metrics)?);
     let state = AppState::new(Deps {
         config: config.clone(),
         meta: meta.clone(),
@@ -128,6 +132,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         pubsub: pubsub.clone(),
         ticks: ticks.clone(),
         registry: registry.clone(),
+        plugins,
         metrics: metrics.clone(),
         secret,
         version: env!("CARGO_PKG_VERSION"),

@@ -93,16 +93,7 @@ impl Strategy for SmaCrossover {
             };
             let quantity = if side == Side::Buy { self.size } else { held };
             self.orders += 1;
-            let order = Order {
-                client_id: format!("sma-{}", self.orders),
-                symbol: bars.symbol.clone(),
-                side,
-                quantity,
-                type_: OrderType::Market,
-            };
-            if let Err(e) = ctx.submit_order(order) {
-                ctx.log(LogLevel::Warn, &format!("order refused: {e}"));
-            }
+            let _ = ctx.market(format!("sma-{}", self.orders), &bars.symbol, side, quantity);
         }
     }
 

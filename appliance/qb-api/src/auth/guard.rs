@@ -140,6 +140,11 @@ fn viewer_may_mutate(route: &str) -> bool {
     matches!(route, "/api/v1/auth/logout" | "/api/v1/auth/password")
 }
 
+/// Put into a response's extensions by a handler: a detail for the audit
+/// record of the request (e.g. the hash of an uploaded plugin).
+#[derive(Debug, Clone)]
+pub struct AuditNote(pub String);
+
 /// Middleware: authenticate, check the viewer rule, audit mutations.
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
@@ -189,6 +194,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     req.extensions_mut().insert(principal);
     let resp = next.run(req).await;
     if is_mutating(&method) {
+        let note = resp.extensions().get::<AuditNote>().map(|n| n.0.clone());
         audit(
             &state,
             actor,
@@ -197,7 +203,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             &path,
             resp.status().as_u16(),
             ip,
-            None,
+            note,
         )
         .await;
     }

@@ -6,4 +6,4 @@ pub mod password;
 pub mod routes;
 pub mod tokens;
 
-pub use guard::Principal;
+pub use guard::{AuditNote, Principal};

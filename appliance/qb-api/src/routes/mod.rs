@@ -6,6 +6,7 @@ pub mod instruments;
 pub mod jobs;
 pub mod keys;
 pub mod market;
+pub mod plugins;
 pub mod schedules;
 pub mod system;
 pub mod users;

@@ -3,22 +3,23 @@
 
 use qb_plugin_host::{Account, Env, Order, Position, Side};
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Recorder {
-    pub orders: Vec<(String, Side, f64)>,
-    pub position: f64,
+    /// Client id, symbol, side, quantity.
+    pub orders: Vec<(String, String, Side, f64)>,
+    pub positions: std::collections::BTreeMap<String, f64>,
     pub state: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Env for Recorder {
     fn submit_order(&mut self, order: Order) -> Result<(), String> {
-        self.position += if order.side == Side::Buy {
+        *self.positions.entry(order.symbol.clone()).or_default() += if order.side == Side::Buy {
             order.quantity
         } else {
             -order.quantity
         };
         self.orders
-            .push((order.client_id, order.side, order.quantity));
+            .push((order.client_id, order.symbol, order.side, order.quantity));
         Ok(())
     }
     fn cancel_order(&mut self, _: &str) -> Result<(), String> {
@@ -27,7 +28,7 @@ impl Env for Recorder {
     fn position(&mut self, symbol: &str) -> Position {
         Position {
             symbol: symbol.into(),
-            quantity: self.position,
+            quantity: self.positions.get(symbol).copied().unwrap_or(0.0),
             average_price: 0.0,
         }
     }
@@ -43,5 +44,55 @@ impl Env for Recorder {
     }
     fn state_set(&mut self, key: &str, value: Vec<u8>) {
         self.state.insert(key.into(), value);
+    }
+}
+
+/// The SDK context over a [`Recorder`]: what a native run acts through.
+pub struct NativeCtx<'a>(pub &'a mut Recorder);
+
+fn to_host_side(s: quantbox_sdk::Side) -> Side {
+    match s {
+        quantbox_sdk::Side::Buy => Side::Buy,
+        quantbox_sdk::Side::Sell => Side::Sell,
+    }
+}
+
+impl quantbox_sdk::Ctx for NativeCtx<'_> {
+    fn submit_order(&mut self, o: quantbox_sdk::Order) -> Result<(), String> {
+        self.0.submit_order(Order {
+            client_id: o.client_id,
+            symbol: o.symbol,
+            side: to_host_side(o.side),
+            quantity: o.quantity,
+            type_: qb_plugin_host::OrderType::Market,
+        })
+    }
+    fn cancel_order(&mut self, id: &str) -> Result<(), String> {
+        self.0.cancel_order(id)
+    }
+    fn position(&mut self, s: &str) -> quantbox_sdk::Position {
+        let p = self.0.position(s);
+        quantbox_sdk::Position {
+            symbol: p.symbol,
+            quantity: p.quantity,
+            average_price: p.average_price,
+        }
+    }
+    fn account(&mut self) -> quantbox_sdk::Account {
+        quantbox_sdk::Account {
+            cash: 0.0,
+            equity: 0.0,
+            margin_used: 0.0,
+        }
+    }
+    fn log(&mut self, _: quantbox_sdk::LogLevel, _: &str) {}
+    fn state_get(&mut self, k: &str) -> Option<Vec<u8>> {
+        self.0.state_get(k)
+    }
+    fn state_set(&mut self, k: &str, v: &[u8]) {
+        self.0.state_set(k, v.to_vec())
+    }
+    fn random_u64(&mut self) -> u64 {
+        0
     }
 }

@@ -51,7 +51,7 @@ fn sma_plugin_matches_its_native_build() {
     let wasm_orders = run_bars(&plugin, &p, &series, 64);
     assert!(wasm_orders.len() >= 3, "{wasm_orders:?}");
     assert_eq!(
-        wasm_orders.iter().map(|o| o.1).collect::<Vec<_>>(),
+        wasm_orders.iter().map(|o| o.2).collect::<Vec<_>>(),
         native_sma_orders(&p, &series)
     );
     // Batch size does not change the result.
@@ -66,7 +66,7 @@ fn sma_plugin_matches_its_native_build() {
     let mut next = plugin
         .instantiate(
             Recorder {
-                position: inst.env().position,
+                positions: inst.env().positions.clone(),
                 ..Default::default()
             },
             7,
@@ -77,7 +77,7 @@ fn sma_plugin_matches_its_native_build() {
     inst.on_bars(0, &bars("rb", 250, &series[250..])).unwrap();
     next.on_bars(0, &bars("rb", 250, &series[250..])).unwrap();
     let tail =
-        |r: &Recorder, skip: usize| -> Vec<Side> { r.orders[skip..].iter().map(|o| o.1).collect() };
+        |r: &Recorder, skip: usize| -> Vec<Side> { r.orders[skip..].iter().map(|o| o.2).collect() };
     let before = inst.env().orders.len() - next.env().orders.len();
     assert_eq!(tail(inst.env(), before), tail(next.env(), 0));
 
@@ -145,4 +145,136 @@ fn python_plugin_trades_like_the_rust_one() {
     r.on_bars(0, &b).unwrap();
     py.on_bars(0, &b).unwrap();
     assert_eq!(py.snapshot_state().unwrap(), r.snapshot_state().unwrap());
+}
+
+/// The strategy compiled natively over the same batches.
+fn native_run<S: quantbox_sdk::Strategy>(p: &[Param], batches: &[Bars]) -> Orders {
+    let given: Vec<quantbox_sdk::Param> = p
+        .iter()
+        .map(|p| quantbox_sdk::Param {
+            name: p.name.clone(),
+            value: p.value,
+        })
+        .collect();
+    let resolved = quantbox_sdk::Params::resolve(&S::describe().params, &given).unwrap();
+    let mut s = S::init(&resolved, None).unwrap();
+    let mut rec = Recorder::default();
+    for b in batches {
+        let sdk = quantbox_sdk::Bars {
+            symbol: b.symbol.clone(),
+            ts: b.ts.clone(),
+            open: b.open.clone(),
+            high: b.high.clone(),
+            low: b.low.clone(),
+            close: b.close.clone(),
+            volume: b.volume.clone(),
+        };
+        s.on_bars(&mut NativeCtx(&mut rec), *b.ts.last().unwrap(), &sdk);
+    }
+    rec.orders
+}
+
+fn wasm_run(plugin: &Plugin, p: &[Param], batches: &[Bars]) -> Orders {
+    let mut inst = plugin.instantiate(Recorder::default(), 7).unwrap();
+    inst.init(0, p, None).unwrap();
+    for b in batches {
+        inst.on_bars(*b.ts.last().unwrap(), b).unwrap();
+    }
+    inst.env().orders.clone()
+}
+
+/// A mean-reverting random walk (deterministic LCG noise).
+fn walk(n: usize, seed: u64) -> Vec<f64> {
+    let mut x = seed;
+    let mut level = 100.0;
+    (0..n)
+        .map(|i| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let noise = ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5;
+            level += noise * 1.5 + (100.0 - level) * 0.01 + (i as f64 / 300.0).sin() * 0.2;
+            level
+        })
+        .collect()
+}
+
+fn batches(symbol: &str, closes: &[f64], size: usize) -> Vec<Bars> {
+    closes
+        .chunks(size)
+        .enumerate()
+        .map(|(i, c)| bars(symbol, (i * size) as i64, c))
+        .collect()
+}
+
+#[test]
+fn every_rust_example_matches_its_native_build() {
+    let engine = engine(Limits::default());
+    let series = walk(6000, 42);
+    let load = |name: &str| Plugin::compile(&engine, &rust_plugin(name)).unwrap();
+
+    let one = batches("rb", &series, 500);
+    let cases: Vec<(&str, Vec<Param>, Orders)> = vec![
+        (
+            "bollinger_reversion",
+            params(&[("period", 30.0), ("width", 1.5), ("short", 1.0)]),
+            native_run::<bollinger_reversion::Reversion>(
+                &params(&[("period", 30.0), ("width", 1.5), ("short", 1.0)]),
+                &one,
+            ),
+        ),
+        (
+            "donchian_breakout",
+            params(&[("entry", 40.0), ("exit", 15.0)]),
+            native_run::<donchian_breakout::Breakout>(
+                &params(&[("entry", 40.0), ("exit", 15.0)]),
+                &one,
+            ),
+        ),
+    ];
+    for (name, p, native) in cases {
+        let plugin = load(name);
+        let wasm = wasm_run(&plugin, &p, &one);
+        assert!(wasm.len() >= 10, "{name} trades: {wasm:?}");
+        assert_eq!(wasm, native, "{name}");
+    }
+
+    // The spread strategy: two symbols, batches interleaved and offset, and
+    // B's batches arriving first for some ranges.
+    let a = series.clone();
+    let b: Vec<f64> = walk(6000, 7)
+        .iter()
+        .zip(&series)
+        .map(|(n, s)| s * 0.5 + n * 0.5)
+        .collect();
+    let mut two = Vec::new();
+    for (i, (ca, cb)) in batches("AU", &a, 300)
+        .into_iter()
+        .zip(batches("AG", &b, 300))
+        .enumerate()
+    {
+        if i % 3 == 0 {
+            two.push(cb);
+            two.push(ca);
+        } else {
+            two.push(ca);
+            two.push(cb);
+        }
+    }
+    let p = params(&[
+        ("period", 50.0),
+        ("entry", 1.5),
+        ("exit", 0.3),
+        ("hedge", 1.0),
+    ]);
+    let wasm = wasm_run(&load("pairs_spread"), &p, &two);
+    assert_eq!(wasm, native_run::<pairs_spread::Spread>(&p, &two));
+    assert!(wasm.len() >= 10, "{wasm:?}");
+    // Both legs traded, in opposite directions per entry.
+    let first: Vec<(&str, Side)> = wasm[..2].iter().map(|o| (o.1.as_str(), o.2)).collect();
+    assert!(
+        first == [("AG", Side::Buy), ("AU", Side::Sell)]
+            || first == [("AG", Side::Sell), ("AU", Side::Buy)],
+        "legs in alphabetical order, opposite sides: {first:?}"
+    );
 }

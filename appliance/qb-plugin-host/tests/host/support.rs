@@ -48,7 +48,7 @@ pub fn engine(limits: Limits) -> PluginEngine {
 
 #[path = "../../examples/common/recorder.rs"]
 mod recorder;
-pub use recorder::Recorder;
+pub use recorder::{NativeCtx, Recorder};
 
 /// Two full sine cycles: the averages cross several times.
 pub fn closes(n: usize) -> Vec<f64> {
@@ -80,13 +80,10 @@ pub fn params(list: &[(&str, f64)]) -> Vec<Param> {
         .collect()
 }
 
+pub type Orders = Vec<(String, String, Side, f64)>;
+
 /// Feeds `series` in batches of `batch` to a fresh instance; the orders.
-pub fn run_bars(
-    plugin: &Plugin,
-    p: &[Param],
-    series: &[f64],
-    batch: usize,
-) -> Vec<(String, Side, f64)> {
+pub fn run_bars(plugin: &Plugin, p: &[Param], series: &[f64], batch: usize) -> Orders {
     let mut inst = plugin.instantiate(Recorder::default(), 7).unwrap();
     inst.init(0, p, None).unwrap();
     for (i, chunk) in series.chunks(batch).enumerate() {

@@ -10,4 +10,5 @@ mod jobs;
 mod market;
 mod observability;
 mod packaging;
+mod plugins;
 mod ws;

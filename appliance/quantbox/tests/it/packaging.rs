@@ -11,8 +11,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Metrics that components not built yet will export (plugin host, live
-/// trading) and node_exporter's.
+/// Metrics that appear only with their first labelled event (a stopped
+/// plugin call; tested in qb-plugin-host) or that live trading will export.
 const LATER: &[&str] = &[
     "quantbox_plugin_traps_total",
     "quantbox_strategies_running",
