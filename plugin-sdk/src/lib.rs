@@ -1,7 +1,8 @@
 //! The quantbox strategy SDK.
 //!
 //! A strategy is a type implementing [`Strategy`], exported with
-//! [`export_strategy!`] and built for `wasm32-wasip2`:
+//! [`export_strategy!`] and built for `wasm32-unknown-unknown` (then made a
+//! component by `quantbox plugin build`):
 //!
 //! ```no_run
 //! use quantbox_sdk::*;

@@ -2,6 +2,7 @@
 //! wasm32-unknown-unknown, componentized; Python with componentize-py).
 
 mod loading;
+mod registry;
 mod sandbox;
 mod strategies;
 mod support;
