@@ -25,10 +25,11 @@ pub trait Ctx {
     /// A deterministic random number (seeded by the host per run).
     fn random_u64(&mut self) -> u64;
 
-    /// Submits a market order; a refusal is logged as a warning and
-    /// returned.
+    /// Submits a market order decided on the bar or tick at `ts`; a
+    /// refusal is logged as a warning and returned.
     fn market(
         &mut self,
+        ts: i64,
         client_id: String,
         symbol: &str,
         side: Side,
@@ -40,6 +41,7 @@ pub trait Ctx {
             side,
             quantity,
             type_: OrderType::Market,
+            ts,
         };
         self.submit_order(order).inspect_err(|e| {
             self.log(LogLevel::Warn, &format!("order refused: {e}"));

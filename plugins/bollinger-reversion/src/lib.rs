@@ -69,7 +69,7 @@ impl Strategy for Reversion {
     }
 
     fn on_bars(&mut self, ctx: &mut dyn Ctx, _now: i64, bars: &Bars) {
-        for &close in &bars.close {
+        for (&ts, &close) in bars.ts.iter().zip(&bars.close) {
             let Some(b) = self.bands.update(close) else {
                 continue;
             };
@@ -87,7 +87,13 @@ impl Strategy for Reversion {
             };
             if let Some((side, quantity)) = trade {
                 self.orders += 1;
-                let _ = ctx.market(format!("bb-{}", self.orders), &bars.symbol, side, quantity);
+                let _ = ctx.market(
+                    ts,
+                    format!("bb-{}", self.orders),
+                    &bars.symbol,
+                    side,
+                    quantity,
+                );
             }
         }
     }

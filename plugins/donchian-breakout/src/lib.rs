@@ -82,7 +82,13 @@ impl Strategy for Breakout {
             };
             if let Some((side, quantity)) = trade {
                 self.orders += 1;
-                let _ = ctx.market(format!("dc-{}", self.orders), &bars.symbol, side, quantity);
+                let _ = ctx.market(
+                    bars.ts[i],
+                    format!("dc-{}", self.orders),
+                    &bars.symbol,
+                    side,
+                    quantity,
+                );
             }
             self.prev = (
                 self.entry.update(bars.high[i], bars.low[i]),

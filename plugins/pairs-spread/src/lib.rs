@@ -148,7 +148,7 @@ impl Strategy for Spread {
         // Process every timestamp both legs have, oldest first.
         while let Some((&ts, &[Some(a), Some(b)])) = self.pending.first_key_value() {
             self.pending.remove(&ts);
-            self.step(ctx, a, b);
+            self.step(ctx, ts, a, b);
         }
         // Unmatched closes older than the newest matched bar of the other leg
         // never pair up: keep the buffer bounded.
@@ -159,7 +159,7 @@ impl Strategy for Spread {
 }
 
 impl Spread {
-    fn step(&mut self, ctx: &mut dyn Ctx, a: f64, b: f64) {
+    fn step(&mut self, ctx: &mut dyn Ctx, ts: i64, a: f64, b: f64) {
         if a <= 0.0 || b <= 0.0 {
             return;
         }
@@ -188,7 +188,13 @@ impl Spread {
             if delta != 0.0 {
                 self.orders += 1;
                 let side = if delta > 0.0 { Side::Buy } else { Side::Sell };
-                let _ = ctx.market(format!("pair-{}", self.orders), &symbol, side, delta.abs());
+                let _ = ctx.market(
+                    ts,
+                    format!("pair-{}", self.orders),
+                    &symbol,
+                    side,
+                    delta.abs(),
+                );
             }
         }
         self.side = target;

@@ -91,7 +91,7 @@ class WitWorld(wit_world.WitWorld):
     def on_bars(self, now, bars):
         s = STRATEGY
         symbol = bars.symbol
-        for close in bars.close:
+        for ts, close in zip(bars.ts, bars.close):
             cross = s.step(close)
             if cross is None:
                 continue
@@ -104,7 +104,7 @@ class WitWorld(wit_world.WitWorld):
                 continue
             s.orders += 1
             try:
-                host.submit_order(Order(f"sma-{s.orders}", symbol, side, quantity, OrderType_Market()))
+                host.submit_order(Order(f"sma-{s.orders}", symbol, side, quantity, OrderType_Market(), ts))
             except Err as e:
                 host.log(LogLevel.WARN, f"order refused: {e.value}")
 

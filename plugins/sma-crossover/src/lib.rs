@@ -81,7 +81,7 @@ impl Strategy for SmaCrossover {
     }
 
     fn on_bars(&mut self, ctx: &mut dyn Ctx, _now: i64, bars: &Bars) {
-        for &close in &bars.close {
+        for (&ts, &close) in bars.ts.iter().zip(&bars.close) {
             let Some(cross) = self.step(close) else {
                 continue;
             };
@@ -93,7 +93,13 @@ impl Strategy for SmaCrossover {
             };
             let quantity = if side == Side::Buy { self.size } else { held };
             self.orders += 1;
-            let _ = ctx.market(format!("sma-{}", self.orders), &bars.symbol, side, quantity);
+            let _ = ctx.market(
+                ts,
+                format!("sma-{}", self.orders),
+                &bars.symbol,
+                side,
+                quantity,
+            );
         }
     }
 

@@ -5,8 +5,8 @@ use qb_plugin_host::{Account, Env, Order, Position, Side};
 
 #[derive(Default, Clone)]
 pub struct Recorder {
-    /// Client id, symbol, side, quantity.
-    pub orders: Vec<(String, String, Side, f64)>,
+    /// Client id, symbol, side, quantity, decision time.
+    pub orders: Vec<(String, String, Side, f64, i64)>,
     pub positions: std::collections::BTreeMap<String, f64>,
     pub state: std::collections::BTreeMap<String, Vec<u8>>,
 }
@@ -18,8 +18,13 @@ impl Env for Recorder {
         } else {
             -order.quantity
         };
-        self.orders
-            .push((order.client_id, order.symbol, order.side, order.quantity));
+        self.orders.push((
+            order.client_id,
+            order.symbol,
+            order.side,
+            order.quantity,
+            order.ts,
+        ));
         Ok(())
     }
     fn cancel_order(&mut self, _: &str) -> Result<(), String> {
@@ -64,7 +69,12 @@ impl quantbox_sdk::Ctx for NativeCtx<'_> {
             symbol: o.symbol,
             side: to_host_side(o.side),
             quantity: o.quantity,
-            type_: qb_plugin_host::OrderType::Market,
+            type_: match o.type_ {
+                quantbox_sdk::OrderType::Market => qb_plugin_host::OrderType::Market,
+                quantbox_sdk::OrderType::Limit(p) => qb_plugin_host::OrderType::Limit(p),
+                quantbox_sdk::OrderType::Stop(p) => qb_plugin_host::OrderType::Stop(p),
+            },
+            ts: o.ts,
         })
     }
     fn cancel_order(&mut self, id: &str) -> Result<(), String> {

@@ -6,36 +6,6 @@ use quantbox_sdk::Strategy as _;
 
 use crate::support::*;
 
-/// The native build of the SMA strategy, through the SDK trait.
-fn native_sma_orders(p: &[Param], series: &[f64]) -> Vec<Side> {
-    let spec = sma_crossover::SmaCrossover::describe().params;
-    let given: Vec<quantbox_sdk::Param> = p
-        .iter()
-        .map(|p| quantbox_sdk::Param {
-            name: p.name.clone(),
-            value: p.value,
-        })
-        .collect();
-    let resolved = quantbox_sdk::Params::resolve(&spec, &given).unwrap();
-    let mut native = sma_crossover::SmaCrossover::init(&resolved, None).unwrap();
-    let mut held = 0.0;
-    let mut out = Vec::new();
-    for &c in series {
-        match native.step(c) {
-            Some(sma_crossover::Cross::Up) if held == 0.0 => {
-                held = 1.0;
-                out.push(Side::Buy);
-            }
-            Some(sma_crossover::Cross::Down) if held > 0.0 => {
-                held = 0.0;
-                out.push(Side::Sell);
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 #[test]
 fn sma_plugin_matches_its_native_build() {
     let engine = engine(Limits::default());
@@ -50,9 +20,36 @@ fn sma_plugin_matches_its_native_build() {
     let series = closes(400);
     let wasm_orders = run_bars(&plugin, &p, &series, 64);
     assert!(wasm_orders.len() >= 3, "{wasm_orders:?}");
-    assert_eq!(
-        wasm_orders.iter().map(|o| o.2).collect::<Vec<_>>(),
-        native_sma_orders(&p, &series)
+    // Ids, sides, sizes and decision times, as the native build gives them.
+    let native = native_run::<sma_crossover::SmaCrossover>(&p, &batches("rb", &series, 64));
+    assert_eq!(wasm_orders, native);
+    // Each order is stamped with the bar whose close made the cross.
+    let mut check = sma_crossover::SmaCrossover::init(
+        &quantbox_sdk::Params::resolve(
+            &sma_crossover::SmaCrossover::describe().params,
+            &[
+                quantbox_sdk::Param {
+                    name: "fast".into(),
+                    value: 5.0,
+                },
+                quantbox_sdk::Param {
+                    name: "slow".into(),
+                    value: 20.0,
+                },
+            ],
+        )
+        .unwrap(),
+        None,
+    )
+    .unwrap();
+    let crossings: Vec<i64> = series
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &c)| check.step(c).map(|_| i as i64 * 60_000_000_000))
+        .collect();
+    assert!(
+        wasm_orders.iter().all(|o| crossings.contains(&o.4)),
+        "{wasm_orders:?}"
     );
     // Batch size does not change the result.
     assert_eq!(run_bars(&plugin, &p, &series, 7), wasm_orders);

@@ -80,7 +80,7 @@ pub fn params(list: &[(&str, f64)]) -> Vec<Param> {
         .collect()
 }
 
-pub type Orders = Vec<(String, String, Side, f64)>;
+pub type Orders = Vec<(String, String, Side, f64, i64)>;
 
 /// Feeds `series` in batches of `batch` to a fresh instance; the orders.
 pub fn run_bars(plugin: &Plugin, p: &[Param], series: &[f64], batch: usize) -> Orders {
