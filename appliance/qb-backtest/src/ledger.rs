@@ -1,0 +1,334 @@
+//! Cash, positions and fees: the accounting of one backtest.
+//!
+//! Rules (netting, one position per symbol):
+//! - A fill first reduces an opposite position (closing), any remainder
+//!   opens a new one. Closing quantity is matched against lots opened on
+//!   earlier trading days first, then today's (`close-today` fees apply to
+//!   the latter, as Chinese futures exchanges charge them).
+//! - Realized PnL of a close: `(fill - average) * qty * multiplier`,
+//!   negated for shorts. The average price changes only when opening.
+//! - Fees: `qty * price * multiplier * rate + qty * per_lot`, with the
+//!   open / close / close-today rates of the instrument's schedule.
+//! - Every instrument is margined: `margin = |qty| * price * multiplier *
+//!   margin_ratio` (ratio 1 is fully paid). Equity = cash + unrealized PnL;
+//!   cash moves by realized PnL and fees only. An order is accepted when
+//!   the margin after it fits within equity.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate};
+use qb_core::market::Instrument;
+use rust_decimal::Decimal;
+
+/// A fill as the ledger books it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Fill {
+    pub ts: i64,
+    pub symbol: String,
+    pub client_id: String,
+    /// Signed: positive buys.
+    pub qty: Decimal,
+    pub price: Decimal,
+    pub commission: Decimal,
+    /// Realized PnL of the closing part (before fees).
+    pub realized: Decimal,
+}
+
+/// One symbol's position.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Position {
+    /// Signed: negative is short.
+    pub qty: Decimal,
+    pub avg_price: Decimal,
+    /// Of `qty`, the part opened on `today`.
+    pub today_qty: Decimal,
+    pub today: Option<NaiveDate>,
+    pub realized: Decimal,
+    pub fees: Decimal,
+    /// The last price it was marked at.
+    pub mark: Decimal,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LedgerError {
+    #[error("unknown instrument {0}")]
+    UnknownSymbol(String),
+    #[error("arithmetic overflow booking {0}")]
+    Overflow(String),
+}
+
+/// Cash and positions.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pub cash: Decimal,
+    pub positions: BTreeMap<String, Position>,
+    instruments: BTreeMap<String, Instrument>,
+    zones: BTreeMap<String, chrono_tz::Tz>,
+}
+
+/// -1, 0 or 1.
+fn sign(x: Decimal) -> Decimal {
+    if x.is_zero() {
+        Decimal::ZERO
+    } else if x.is_sign_negative() {
+        Decimal::NEGATIVE_ONE
+    } else {
+        Decimal::ONE
+    }
+}
+
+/// The checked arithmetic every booking goes through.
+fn mul(a: Decimal, b: Decimal, what: &str) -> Result<Decimal, LedgerError> {
+    a.checked_mul(b)
+        .ok_or_else(|| LedgerError::Overflow(what.into()))
+}
+fn add(a: Decimal, b: Decimal, what: &str) -> Result<Decimal, LedgerError> {
+    a.checked_add(b)
+        .ok_or_else(|| LedgerError::Overflow(what.into()))
+}
+
+impl Ledger {
+    pub fn new(cash: Decimal, instruments: impl IntoIterator<Item = Instrument>) -> Self {
+        let instruments: BTreeMap<String, Instrument> = instruments
+            .into_iter()
+            .map(|i| (i.symbol.clone(), i))
+            .collect();
+        let zones = instruments
+            .iter()
+            .map(|(s, i)| (s.clone(), i.timezone.parse().unwrap_or(chrono_tz::UTC)))
+            .collect();
+        Self {
+            cash,
+            positions: BTreeMap::new(),
+            instruments,
+            zones,
+        }
+    }
+
+    pub fn instrument(&self, symbol: &str) -> Option<&Instrument> {
+        self.instruments.get(symbol)
+    }
+
+    /// The trading day of `ts` for `symbol`: the calendar date in the
+    /// instrument's time zone.
+    fn day(&self, symbol: &str, ts: i64) -> NaiveDate {
+        let tz = self.zones.get(symbol).copied().unwrap_or(chrono_tz::UTC);
+        DateTime::from_timestamp_nanos(ts)
+            .with_timezone(&tz)
+            .date_naive()
+    }
+
+    pub fn position(&self, symbol: &str) -> Decimal {
+        self.positions.get(symbol).map_or(Decimal::ZERO, |p| p.qty)
+    }
+
+    /// Fees of trading `qty` (unsigned) at `price` with the given rates.
+    fn fee(
+        inst: &Instrument,
+        qty: Decimal,
+        price: Decimal,
+        rate: Decimal,
+        per_lot: Decimal,
+    ) -> Result<Decimal, LedgerError> {
+        let notional = mul(mul(qty, price, "fee")?, inst.multiplier, "fee")?;
+        add(
+            mul(notional, rate, "fee")?,
+            mul(qty, per_lot, "fee")?,
+            "fee",
+        )
+    }
+
+    /// The commission a fill of signed `qty` at `price` would cost now.
+    pub fn commission(
+        &self,
+        symbol: &str,
+        ts: i64,
+        qty: Decimal,
+        price: Decimal,
+    ) -> Result<Decimal, LedgerError> {
+        let inst = self
+            .instruments
+            .get(symbol)
+            .ok_or_else(|| LedgerError::UnknownSymbol(symbol.into()))?;
+        let pos = self.positions.get(symbol).cloned().unwrap_or_default();
+        let (close_old, close_today, open) = self.split(&pos, symbol, ts, qty);
+        let f = &inst.fees;
+        let mut total = Self::fee(inst, close_old, price, f.close_rate, f.close_per_lot)?;
+        total = add(
+            total,
+            Self::fee(
+                inst,
+                close_today,
+                price,
+                f.close_today_rate,
+                f.close_today_per_lot,
+            )?,
+            "fee",
+        )?;
+        add(
+            total,
+            Self::fee(inst, open, price, f.open_rate, f.open_per_lot)?,
+            "fee",
+        )
+    }
+
+    /// How a signed fill splits into (closing older lots, closing today's
+    /// lots, opening), all unsigned.
+    fn split(
+        &self,
+        pos: &Position,
+        symbol: &str,
+        ts: i64,
+        qty: Decimal,
+    ) -> (Decimal, Decimal, Decimal) {
+        let opposite = !pos.qty.is_zero() && (pos.qty.is_sign_positive() != qty.is_sign_positive());
+        if !opposite {
+            return (Decimal::ZERO, Decimal::ZERO, qty.abs());
+        }
+        let closing = qty.abs().min(pos.qty.abs());
+        let today = if pos.today == Some(self.day(symbol, ts)) {
+            pos.today_qty.abs()
+        } else {
+            Decimal::ZERO
+        };
+        let older = pos.qty.abs() - today;
+        let close_old = closing.min(older);
+        (close_old, closing - close_old, qty.abs() - closing)
+    }
+
+    /// Books a fill: position, average price, realized PnL, fees, cash.
+    pub fn apply(
+        &mut self,
+        ts: i64,
+        symbol: &str,
+        client_id: &str,
+        qty: Decimal,
+        price: Decimal,
+    ) -> Result<Fill, LedgerError> {
+        let commission = self.commission(symbol, ts, qty, price)?;
+        let day = self.day(symbol, ts);
+        let inst = &self.instruments[symbol];
+        let mult = inst.multiplier;
+        let pos = self.positions.entry(symbol.to_string()).or_default();
+        if pos.today != Some(day) {
+            pos.today = Some(day);
+            pos.today_qty = Decimal::ZERO;
+        }
+        let opposite = !pos.qty.is_zero() && (pos.qty.is_sign_positive() != qty.is_sign_positive());
+        let mut realized = Decimal::ZERO;
+        let mut remaining = qty;
+        if opposite {
+            let closing = qty.abs().min(pos.qty.abs());
+            let direction = if pos.qty.is_sign_positive() {
+                Decimal::ONE
+            } else {
+                Decimal::NEGATIVE_ONE
+            };
+            realized = mul(
+                mul(price - pos.avg_price, closing, "pnl")?,
+                mul(mult, direction, "pnl")?,
+                "pnl",
+            )?;
+            // Older lots close first; today's after them.
+            let older = pos.qty.abs() - pos.today_qty.abs();
+            let from_today = (closing - older.min(closing)).min(pos.today_qty.abs());
+            pos.today_qty -= from_today * sign(pos.today_qty);
+            let signed_closing = closing * sign(qty);
+            pos.qty += signed_closing;
+            remaining -= signed_closing;
+            if pos.qty.is_zero() {
+                pos.avg_price = Decimal::ZERO;
+            }
+        }
+        if !remaining.is_zero() {
+            // Opening (or adding): the average price moves.
+            let cost = add(
+                mul(pos.avg_price, pos.qty.abs(), "avg")?,
+                mul(price, remaining.abs(), "avg")?,
+                "avg",
+            )?;
+            pos.qty += remaining;
+            pos.avg_price = cost / pos.qty.abs();
+            pos.today_qty += remaining;
+        }
+        pos.realized = add(pos.realized, realized, "pnl")?;
+        pos.fees = add(pos.fees, commission, "fees")?;
+        pos.mark = price;
+        self.cash = add(self.cash, realized - commission, "cash")?;
+        Ok(Fill {
+            ts,
+            symbol: symbol.into(),
+            client_id: client_id.into(),
+            qty,
+            price,
+            commission,
+            realized,
+        })
+    }
+
+    /// Marks a symbol at `price` (for unrealized PnL and margin).
+    pub fn mark(&mut self, symbol: &str, price: Decimal) {
+        if let Some(p) = self.positions.get_mut(symbol) {
+            p.mark = price;
+        }
+    }
+
+    /// Unrealized PnL at the marks.
+    pub fn unrealized(&self) -> Decimal {
+        self.positions
+            .iter()
+            .map(|(s, p)| (p.mark - p.avg_price) * p.qty * self.instruments[s].multiplier)
+            .sum()
+    }
+
+    pub fn equity(&self) -> Decimal {
+        self.cash + self.unrealized()
+    }
+
+    /// Margin held at the marks, optionally with `symbol` at `qty` instead.
+    pub fn margin(&self, replace: Option<(&str, Decimal, Decimal)>) -> Decimal {
+        let mut total = Decimal::ZERO;
+        let mut replaced = false;
+        for (s, p) in &self.positions {
+            let inst = &self.instruments[s];
+            let (qty, price) = match replace {
+                Some((sym, q, px)) if sym == s => {
+                    replaced = true;
+                    (q, px)
+                }
+                _ => (p.qty, p.mark),
+            };
+            total += qty.abs() * price * inst.multiplier * inst.margin_ratio;
+        }
+        if let Some((sym, q, px)) = replace
+            && !replaced
+            && let Some(inst) = self.instruments.get(sym)
+        {
+            total += q.abs() * px * inst.multiplier * inst.margin_ratio;
+        }
+        total
+    }
+
+    /// Why an order of signed `qty` at about `price` cannot be accepted, if
+    /// it cannot: the margin after it (and its fees) must fit in equity.
+    pub fn check_margin(
+        &self,
+        ts: i64,
+        symbol: &str,
+        held_after: Decimal,
+        qty: Decimal,
+        price: Decimal,
+    ) -> Result<(), String> {
+        let fee = self
+            .commission(symbol, ts, qty, price)
+            .map_err(|e| e.to_string())?;
+        let need = self.margin(Some((symbol, held_after, price)));
+        let equity = self.equity() - fee;
+        if need > equity {
+            return Err(format!(
+                "insufficient margin: position {held_after} {symbol} at {price} needs {need} margin in all, equity after fees is {equity}"
+            ));
+        }
+        Ok(())
+    }
+}
