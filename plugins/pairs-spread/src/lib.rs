@@ -40,6 +40,8 @@ pub struct Spread {
     /// Closes by timestamp until both legs have one.
     pending: BTreeMap<i64, [Option<f64>; 2]>,
     legs: Vec<String>,
+    /// The newest bar time seen per leg.
+    latest: [i64; 2],
     /// +1 long the spread, -1 short, 0 flat.
     side: i8,
     orders: u64,
@@ -118,6 +120,7 @@ impl Strategy for Spread {
             size,
             pending: BTreeMap::new(),
             legs: Vec::new(),
+            latest: [i64::MIN; 2],
             side: 0,
             orders: 0,
         })
@@ -139,6 +142,7 @@ impl Strategy for Spread {
                 for v in self.pending.values_mut() {
                     v.swap(0, 1);
                 }
+                self.latest.swap(0, 1);
             }
         }
         let leg = usize::from(self.legs[0] != bars.symbol);
@@ -150,11 +154,15 @@ impl Strategy for Spread {
             self.pending.remove(&ts);
             self.step(ctx, ts, a, b);
         }
-        // Unmatched closes older than the newest matched bar of the other leg
-        // never pair up: keep the buffer bounded.
-        while self.pending.len() > 4 * self.window.n {
-            self.pending.pop_first();
-        }
+        // Each leg's bars come in time order, so a close whose other leg
+        // has already moved past its time never pairs up: drop it.
+        self.latest[leg] = self.latest[leg].max(bars.ts.last().copied().unwrap_or(i64::MIN));
+        let latest = self.latest;
+        self.pending.retain(|&ts, legs| {
+            legs.iter()
+                .zip(latest)
+                .all(|(close, seen)| close.is_some() || seen < ts)
+        });
     }
 }
 

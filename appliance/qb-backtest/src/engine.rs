@@ -1,0 +1,505 @@
+//! The replay loop: bars of one or more symbols, merged in time, fed to a
+//! strategy plugin in batches; orders matched by [`crate::execution`] and
+//! booked by [`crate::ledger`].
+//!
+//! A run proceeds in windows of `batch` distinct timestamps:
+//! 1. each symbol's bars in the window go to the strategy in one call
+//!    (symbols in name order), with `now` = the batch's last bar time;
+//! 2. the window's bars are then replayed in time order: pending orders of
+//!    a symbol decided before a bar are tried on it (stops first, then in
+//!    submission order), fills are booked, the symbol is marked at the
+//!    close, and equity is recorded once per timestamp;
+//! 3. order events (filled, cancelled) go to the strategy, oldest first.
+//!
+//! Inside a call the strategy's view of its positions includes the market
+//! orders it submitted (they are certain to fill at the next bar's open);
+//! limit and stop fills become visible with the next call. Margin is
+//! checked when an order is submitted, at the last close at or before the
+//! order's decision time; a refused order returns the reason at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use qb_core::market::Instrument;
+use qb_plugin_host::{
+    Account, Bars, Env, Order, OrderEvent, OrderState, OrderType, Param, Plugin, PluginError,
+    Position, Side,
+};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::dec;
+use crate::execution::{BarPx, Kind, Slippage, fill_price, priority};
+use crate::ledger::{Fill, Ledger, LedgerError};
+
+/// Bars of one symbol, oldest first, columnar.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SymbolBars {
+    pub symbol: String,
+    pub ts: Vec<i64>,
+    pub open: Vec<f64>,
+    pub high: Vec<f64>,
+    pub low: Vec<f64>,
+    pub close: Vec<f64>,
+    pub volume: Vec<f64>,
+}
+
+/// What a run is configured with (all of it goes into the result hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub initial_cash: Decimal,
+    pub slippage: Slippage,
+    /// Distinct timestamps per strategy call.
+    pub batch: usize,
+    /// Seed of the strategy's `random-u64`.
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            initial_cash: Decimal::from(1_000_000),
+            slippage: Slippage::None,
+            batch: 1024,
+            seed: 0,
+        }
+    }
+}
+
+/// An order the strategy submitted that is not filled yet.
+#[derive(Debug, Clone)]
+struct Pending {
+    seq: u64,
+    client_id: String,
+    symbol: String,
+    /// Signed.
+    qty: Decimal,
+    kind: Kind,
+    decided: i64,
+}
+
+/// A refused order, kept with the run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rejection {
+    pub ts: i64,
+    pub client_id: String,
+    pub reason: String,
+}
+
+/// The simulated exchange and account a strategy acts on.
+pub struct SimEnv {
+    ledger: Ledger,
+    pending: Vec<Pending>,
+    /// Ledger position plus pending market orders, per symbol.
+    expected: BTreeMap<String, Decimal>,
+    seen_ids: BTreeSet<String>,
+    next_seq: u64,
+    /// Close prices by symbol (the whole series), to mark at decision time.
+    closes: BTreeMap<String, (Vec<i64>, Vec<f64>)>,
+    /// The latest bar time delivered so far: orders cannot be decided later.
+    horizon: i64,
+    state: BTreeMap<String, Vec<u8>>,
+    events: Vec<(i64, OrderEvent)>,
+    rejections: Vec<Rejection>,
+}
+
+impl SimEnv {
+    fn close_at(&self, symbol: &str, ts: i64) -> Option<f64> {
+        let (times, closes) = self.closes.get(symbol)?;
+        let i = times.partition_point(|&t| t <= ts);
+        (i > 0).then(|| closes[i - 1])
+    }
+
+    fn reject(&mut self, ts: i64, client_id: &str, reason: String) -> Result<(), String> {
+        self.rejections.push(Rejection {
+            ts,
+            client_id: client_id.into(),
+            reason: reason.clone(),
+        });
+        Err(reason)
+    }
+}
+
+impl Env for SimEnv {
+    fn submit_order(&mut self, order: Order) -> Result<(), String> {
+        if !self.seen_ids.insert(order.client_id.clone()) {
+            return Ok(()); // the same id twice is one order
+        }
+        let ts = order.ts;
+        let id = order.client_id.clone();
+        let Some(inst) = self.ledger.instrument(&order.symbol).cloned() else {
+            return self.reject(
+                ts,
+                &id,
+                format!("{} is not a symbol of this run", order.symbol),
+            );
+        };
+        if ts > self.horizon {
+            return self.reject(
+                ts,
+                &id,
+                format!(
+                    "decision time {ts} is after the latest bar delivered ({})",
+                    self.horizon
+                ),
+            );
+        }
+        let Some(qty) = dec(order.quantity).filter(|q| *q > Decimal::ZERO) else {
+            return self.reject(
+                ts,
+                &id,
+                format!("quantity {} must be a positive number", order.quantity),
+            );
+        };
+        if !(qty / inst.lot_size).fract().is_zero() {
+            return self.reject(
+                ts,
+                &id,
+                format!(
+                    "quantity {qty} is not a multiple of the lot size {}",
+                    inst.lot_size
+                ),
+            );
+        }
+        let kind = match order.type_ {
+            OrderType::Market => Kind::Market,
+            OrderType::Limit(p) | OrderType::Stop(p)
+                if dec(p).is_none_or(|p| p <= Decimal::ZERO) =>
+            {
+                return self.reject(ts, &id, format!("price {p} must be a positive number"));
+            }
+            OrderType::Limit(p) => Kind::Limit(dec(p).unwrap_or_default()),
+            OrderType::Stop(p) => Kind::Stop(dec(p).unwrap_or_default()),
+        };
+        let Some(mark) = self.close_at(&order.symbol, ts).and_then(dec) else {
+            return self.reject(
+                ts,
+                &id,
+                format!("no price for {} at or before {ts}", order.symbol),
+            );
+        };
+        let signed = if order.side == Side::Buy { qty } else { -qty };
+        let held = self
+            .expected
+            .get(&order.symbol)
+            .copied()
+            .unwrap_or_default();
+        // Only the part that adds exposure needs margin.
+        if (held + signed).abs() > held.abs()
+            && let Err(reason) =
+                self.ledger
+                    .check_margin(ts, &order.symbol, held + signed, signed, mark)
+        {
+            return self.reject(ts, &id, reason);
+        }
+        if kind == Kind::Market {
+            self.expected.insert(order.symbol.clone(), held + signed);
+        }
+        self.next_seq += 1;
+        self.pending.push(Pending {
+            seq: self.next_seq,
+            client_id: id,
+            symbol: order.symbol,
+            qty: signed,
+            kind,
+            decided: ts,
+        });
+        Ok(())
+    }
+
+    fn cancel_order(&mut self, client_id: &str) -> Result<(), String> {
+        let Some(i) = self.pending.iter().position(|p| p.client_id == client_id) else {
+            return Err(format!("no open order {client_id:?}"));
+        };
+        let p = self.pending.remove(i);
+        if p.kind == Kind::Market {
+            *self.expected.entry(p.symbol.clone()).or_default() -= p.qty;
+        }
+        self.events.push((
+            p.decided,
+            event(
+                &p,
+                OrderState::Cancelled,
+                Decimal::ZERO,
+                Decimal::ZERO,
+                "cancelled by the strategy",
+            ),
+        ));
+        Ok(())
+    }
+
+    fn position(&mut self, symbol: &str) -> Position {
+        let avg = self
+            .ledger
+            .positions
+            .get(symbol)
+            .map_or(Decimal::ZERO, |p| p.avg_price);
+        Position {
+            symbol: symbol.into(),
+            quantity: self
+                .expected
+                .get(symbol)
+                .copied()
+                .unwrap_or_default()
+                .to_f64()
+                .unwrap_or(0.0),
+            average_price: avg.to_f64().unwrap_or(0.0),
+        }
+    }
+
+    fn account(&mut self) -> Account {
+        Account {
+            cash: self.ledger.cash.to_f64().unwrap_or(0.0),
+            equity: self.ledger.equity().to_f64().unwrap_or(0.0),
+            margin_used: self.ledger.margin(None).to_f64().unwrap_or(0.0),
+        }
+    }
+
+    fn state_get(&mut self, key: &str) -> Option<Vec<u8>> {
+        self.state.get(key).cloned()
+    }
+
+    fn state_set(&mut self, key: &str, value: Vec<u8>) {
+        self.state.insert(key.into(), value);
+    }
+}
+
+fn event(p: &Pending, state: OrderState, qty: Decimal, price: Decimal, reason: &str) -> OrderEvent {
+    OrderEvent {
+        client_id: p.client_id.clone(),
+        symbol: p.symbol.clone(),
+        state,
+        fill_quantity: qty.abs().to_f64().unwrap_or(0.0),
+        fill_price: price.to_f64().unwrap_or(0.0),
+        reason: reason.into(),
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunResult {
+    pub fills: Vec<Fill>,
+    /// Equity after each timestamp (f64: a derived figure for analytics).
+    pub equity: Vec<(i64, f64)>,
+    pub rejections: Vec<Rejection>,
+    pub final_cash: Decimal,
+    pub final_equity: Decimal,
+    pub bars: u64,
+    pub log_lines_dropped: u64,
+}
+
+/// Replays `data` into a fresh instance of `plugin`. `progress` gets the
+/// fraction done after each window and returns false to cancel.
+pub fn run(
+    plugin: &Plugin,
+    params: &[Param],
+    data: &[SymbolBars],
+    instruments: Vec<Instrument>,
+    settings: &Settings,
+    mut progress: impl FnMut(f64) -> bool,
+) -> Result<RunResult, RunError> {
+    if settings.batch == 0 {
+        return Err(RunError::Invalid("batch must be at least 1".into()));
+    }
+    let mut data: Vec<&SymbolBars> = data.iter().collect();
+    data.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    for d in &data {
+        let n = d.ts.len();
+        if [
+            d.open.len(),
+            d.high.len(),
+            d.low.len(),
+            d.close.len(),
+            d.volume.len(),
+        ]
+        .iter()
+        .any(|&l| l != n)
+        {
+            return Err(RunError::Invalid(format!(
+                "{}: columns of different lengths",
+                d.symbol
+            )));
+        }
+        if d.ts.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(RunError::Invalid(format!(
+                "{}: bar times must increase",
+                d.symbol
+            )));
+        }
+        if !instruments.iter().any(|i| i.symbol == d.symbol) {
+            return Err(RunError::Invalid(format!("{}: no instrument", d.symbol)));
+        }
+    }
+    let env = SimEnv {
+        ledger: Ledger::new(settings.initial_cash, instruments),
+        pending: Vec::new(),
+        expected: BTreeMap::new(),
+        seen_ids: BTreeSet::new(),
+        next_seq: 0,
+        closes: data
+            .iter()
+            .map(|d| (d.symbol.clone(), (d.ts.clone(), d.close.clone())))
+            .collect(),
+        horizon: i64::MIN,
+        state: BTreeMap::new(),
+        events: Vec::new(),
+        rejections: Vec::new(),
+    };
+    let mut inst = plugin.instantiate(env, settings.seed)?;
+    let first = data
+        .iter()
+        .filter_map(|d| d.ts.first())
+        .min()
+        .copied()
+        .unwrap_or(0);
+    inst.init(first, params, None)?;
+
+    // The merged timeline of distinct timestamps.
+    let mut timeline: Vec<i64> = data.iter().flat_map(|d| d.ts.iter().copied()).collect();
+    timeline.sort_unstable();
+    timeline.dedup();
+    let mut cursor = vec![0usize; data.len()];
+    let mut fills = Vec::new();
+    let mut equity = Vec::with_capacity(timeline.len());
+    let mut last_close: Vec<Option<f64>> = vec![None; data.len()];
+    let total_bars: u64 = data.iter().map(|d| d.ts.len() as u64).sum();
+
+    for window in timeline.chunks(settings.batch) {
+        let end = *window.last().unwrap_or(&0);
+        // 1. The strategy sees each symbol's bars of the window.
+        let mut ranges = Vec::with_capacity(data.len());
+        for (k, d) in data.iter().enumerate() {
+            let from = cursor[k];
+            let to = from + d.ts[from..].partition_point(|&t| t <= end);
+            ranges.push((from, to));
+            if from == to {
+                continue;
+            }
+            let bars = Bars {
+                symbol: d.symbol.clone(),
+                ts: d.ts[from..to].to_vec(),
+                open: d.open[from..to].to_vec(),
+                high: d.high[from..to].to_vec(),
+                low: d.low[from..to].to_vec(),
+                close: d.close[from..to].to_vec(),
+                volume: d.volume[from..to].to_vec(),
+            };
+            inst.env_mut().horizon = d.ts[to - 1].max(inst.env().horizon);
+            inst.on_bars(d.ts[to - 1], &bars)?;
+        }
+        // 2. Replay the window: fills, marks, equity.
+        for &ts in window {
+            for (k, d) in data.iter().enumerate() {
+                let i = cursor[k];
+                if i >= ranges[k].1 || d.ts[i] != ts {
+                    continue;
+                }
+                cursor[k] += 1;
+                last_close[k] = Some(d.close[i]);
+                let env = inst.env_mut();
+                if env
+                    .pending
+                    .iter()
+                    .any(|p| p.symbol == d.symbol && p.decided < ts)
+                {
+                    let px = |v: f64| {
+                        dec(v).ok_or_else(|| {
+                            RunError::Invalid(format!(
+                                "{}: price {v} at {ts} is not finite",
+                                d.symbol
+                            ))
+                        })
+                    };
+                    let bar = BarPx {
+                        open: px(d.open[i])?,
+                        high: px(d.high[i])?,
+                        low: px(d.low[i])?,
+                    };
+                    fill_symbol(env, &d.symbol, ts, bar, settings.slippage, &mut fills)?;
+                }
+            }
+            let env = inst.env_mut();
+            for (k, d) in data.iter().enumerate() {
+                if let (Some(c), true) =
+                    (last_close[k], env.ledger.positions.contains_key(&d.symbol))
+                {
+                    env.ledger.mark(&d.symbol, dec(c).unwrap_or_default());
+                }
+            }
+            equity.push((ts, env.ledger.equity().to_f64().unwrap_or(f64::NAN)));
+        }
+        // 3. Order events, oldest first.
+        let mut events = std::mem::take(&mut inst.env_mut().events);
+        events.sort_by_key(|(ts, _)| *ts);
+        for (ts, e) in events {
+            inst.on_order(ts, &e)?;
+        }
+        let done: u64 = cursor.iter().map(|&c| c as u64).sum();
+        if !progress(done as f64 / total_bars.max(1) as f64) {
+            return Err(RunError::Cancelled);
+        }
+    }
+    let (_, dropped) = inst.take_logs();
+    let env = inst.env();
+    Ok(RunResult {
+        fills,
+        equity,
+        rejections: env.rejections.clone(),
+        final_cash: env.ledger.cash,
+        final_equity: env.ledger.equity(),
+        bars: total_bars,
+        log_lines_dropped: dropped,
+    })
+}
+
+/// Tries the pending orders of `symbol` decided before `ts` on its bar.
+fn fill_symbol(
+    env: &mut SimEnv,
+    symbol: &str,
+    ts: i64,
+    bar: BarPx,
+    slippage: Slippage,
+    fills: &mut Vec<Fill>,
+) -> Result<(), RunError> {
+    let tick = env
+        .ledger
+        .instrument(symbol)
+        .map_or(Decimal::ZERO, |i| i.price_tick);
+    let mut due: Vec<Pending> = Vec::new();
+    env.pending.retain(|p| {
+        let take = p.symbol == symbol && p.decided < ts;
+        if take {
+            due.push(p.clone());
+        }
+        !take
+    });
+    due.sort_by_key(|p| (priority(p.kind), p.seq));
+    for p in due {
+        match fill_price(p.kind, p.qty > Decimal::ZERO, bar, slippage, tick) {
+            Some(price) => {
+                let fill = env.ledger.apply(ts, symbol, &p.client_id, p.qty, price)?;
+                if p.kind != Kind::Market {
+                    *env.expected.entry(symbol.to_string()).or_default() += p.qty;
+                }
+                env.events
+                    .push((ts, event(&p, OrderState::Filled, p.qty, price, "")));
+                fills.push(fill);
+            }
+            None => env.pending.push(p),
+        }
+    }
+    env.pending.sort_by_key(|p| p.seq);
+    Ok(())
+}
