@@ -8,6 +8,7 @@
 //! that `f64` ([`dec`]), so `3900.1` is 3900.1, not its binary expansion.
 //! Equity curves handed to analytics are `f64` (derived figures).
 
+pub mod analytics;
 pub mod engine;
 pub mod execution;
 pub mod ledger;
