@@ -300,6 +300,16 @@ pub struct RunResult {
     pub log_lines_dropped: u64,
 }
 
+impl RunResult {
+    /// Lowercase hex sha256 of the canonical JSON of the whole result:
+    /// equal hashes mean byte-identical runs.
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(sha2::Sha256::digest(json))
+    }
+}
+
 /// Replays `data` into a fresh instance of `plugin`. `progress` gets the
 /// fraction done after each window and returns false to cancel.
 pub fn run(

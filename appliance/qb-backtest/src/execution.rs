@@ -82,7 +82,7 @@ pub fn fill_price(
 /// simulated market never rounds in the trader's favour).
 pub fn round_to_tick(price: Decimal, tick: Decimal, buy: bool) -> Decimal {
     if tick <= Decimal::ZERO {
-        return price;
+        return price.normalize();
     }
     let steps = price / tick;
     let strategy = if buy {
@@ -90,7 +90,9 @@ pub fn round_to_tick(price: Decimal, tick: Decimal, buy: bool) -> Decimal {
     } else {
         RoundingStrategy::ToNegativeInfinity
     };
-    steps.round_dp_with_strategy(0, strategy) * tick
+    // Normalized: 3917 rather than 3917.00, so results serialize the same
+    // whatever the tick's scale.
+    (steps.round_dp_with_strategy(0, strategy) * tick).normalize()
 }
 
 /// Order in which pending orders are tried on a bar: stops first.

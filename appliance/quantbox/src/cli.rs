@@ -49,6 +49,8 @@ pub enum Command {
     /// Import a market data file into this data directory (the same code as
     /// `POST /api/v1/market/imports`; stop the server first or use the API).
     Import(ImportArgs),
+    /// Run one backtest of a plugin file over this data directory's bars.
+    Backtest(crate::backtest_cli::BacktestArgs),
     /// Strategy plugins: scaffold, build, check.
     #[command(subcommand)]
     Plugin(crate::plugin_cli::PluginCommand),
@@ -187,6 +189,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             crate::import::run(&config, args)
+        }
+        Command::Backtest(args) => {
+            let config = match load_or_exit(&cli.global) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            crate::backtest_cli::run_cli(&config, args)
         }
         Command::Plugin(cmd) => {
             // The sandbox limits of this installation when its config

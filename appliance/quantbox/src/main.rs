@@ -1,6 +1,7 @@
 //! `quantbox`: the appliance binary. Parses the command line, loads the
 //! configuration and hands over to the subcommand.
 
+mod backtest_cli;
 mod bootstrap;
 mod cli;
 mod import;

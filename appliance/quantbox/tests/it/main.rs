@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod backtest;
 mod cli;
 mod http;
 mod jobs;

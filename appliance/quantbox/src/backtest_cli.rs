@@ -1,0 +1,192 @@
+//! `quantbox backtest ...`: one backtest of a plugin file over this data
+//! directory's bars, without a server; prints the summary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use qb_backtest::engine::{Settings, SymbolBars, run};
+use qb_backtest::execution::Slippage;
+use qb_core::config::Config;
+use qb_core::market::{BarQuery, Instrument, Interval};
+use qb_core::{MetaStore, TickStore};
+use qb_plugin_host::{Limits, Param, Plugin, PluginEngine, WasmKind, componentize, kind};
+
+#[derive(Args)]
+pub struct BacktestArgs {
+    /// The strategy: a component, or a core module built with the SDK.
+    #[arg(long)]
+    pub plugin: PathBuf,
+    /// Symbols to replay (repeatable).
+    #[arg(long = "symbol", required = true)]
+    pub symbols: Vec<String>,
+    /// Start (RFC 3339 or YYYY-MM-DD, inclusive).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// End (RFC 3339 or YYYY-MM-DD, exclusive).
+    #[arg(long)]
+    pub end: Option<String>,
+    #[arg(long, default_value = "1m")]
+    pub interval: String,
+    /// Strategy parameter NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    #[arg(long, default_value = "1000000")]
+    pub cash: String,
+    /// Slippage of market and stop fills in price ticks.
+    #[arg(long, default_value_t = 0)]
+    pub slippage_ticks: u32,
+    /// Print the whole result as JSON (metrics, fills, round trips).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn time(field: &str, s: &Option<String>) -> anyhow::Result<Option<i64>> {
+    let Some(s) = s else { return Ok(None) };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_nanos_opt());
+    }
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("--{field} {s:?} is neither RFC 3339 nor YYYY-MM-DD"))?;
+    Ok(day
+        .and_hms_opt(0, 0, 0)
+        .and_then(|t| t.and_utc().timestamp_nanos_opt()))
+}
+
+pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> {
+    let interval: Interval = args.interval.parse().map_err(anyhow::Error::msg)?;
+    let (start, end) = (time("start", &args.start)?, time("end", &args.end)?);
+    let mut params = Vec::new();
+    for p in &args.params {
+        let Some((name, value)) = p.split_once('=') else {
+            bail!("--param {p:?} is not NAME=VALUE");
+        };
+        let value: f64 = value
+            .trim()
+            .parse()
+            .with_context(|| format!("--param {name}: {value:?} is not a number"))?;
+        if params.iter().any(|q: &Param| q.name == name.trim()) {
+            bail!("--param {name} is given twice");
+        }
+        params.push(Param {
+            name: name.trim().into(),
+            value,
+        });
+    }
+    let cash = args
+        .cash
+        .parse()
+        .with_context(|| format!("--cash {:?} is not a number", args.cash))?;
+    let bytes = std::fs::read(&args.plugin).with_context(|| args.plugin.display().to_string())?;
+    let bytes = if kind(&bytes) == WasmKind::CoreModule {
+        componentize(&bytes)?
+    } else {
+        bytes
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store = crate::bootstrap::open_tick_store(config)?;
+    let meta = qb_store::Sqlite::open(crate::bootstrap::sqlite_path(config))?;
+    let mut data = Vec::new();
+    let mut instruments = Vec::new();
+    for symbol in &args.symbols {
+        let bars = rt.block_on(store.bars(BarQuery {
+            symbol: symbol.clone(),
+            interval,
+            start,
+            end,
+            timezone: None,
+        }))?;
+        if bars.is_empty() {
+            bail!(
+                "no {} bars of {symbol} in the selected range",
+                args.interval
+            );
+        }
+        let mut b = SymbolBars {
+            symbol: symbol.clone(),
+            ..Default::default()
+        };
+        for bar in bars {
+            b.ts.push(bar.ts);
+            b.open.push(bar.open);
+            b.high.push(bar.high);
+            b.low.push(bar.low);
+            b.close.push(bar.close);
+            b.volume.push(bar.volume);
+        }
+        data.push(b);
+        instruments.push(
+            rt.block_on(meta.instrument(symbol))?
+                .unwrap_or_else(|| Instrument::with_defaults(symbol)),
+        );
+    }
+    let multipliers: BTreeMap<String, rust_decimal::Decimal> = instruments
+        .iter()
+        .map(|i| (i.symbol.clone(), i.multiplier))
+        .collect();
+    let limits = Limits::from(&config.plugins);
+    let settings = Settings {
+        initial_cash: cash,
+        slippage: Slippage::Ticks(args.slippage_ticks),
+        ..Settings::default()
+    };
+    // Plugins run on a thread with a worker's stack, as in the server.
+    let result = std::thread::Builder::new()
+        .stack_size(qb_jobs::WORKER_STACK_BYTES)
+        .spawn(move || -> anyhow::Result<_> {
+            let engine = PluginEngine::new(limits)?;
+            let plugin = Plugin::compile(&engine, &bytes)?;
+            Ok(run(
+                &plugin,
+                &params,
+                &data,
+                instruments,
+                &settings,
+                |_| true,
+            )?)
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the backtest thread panicked"))??;
+    let (metrics, trips, per_symbol) =
+        qb_backtest::analytics::metrics(cash, &result.equity, &result.fills, |s| {
+            multipliers
+                .get(s)
+                .copied()
+                .unwrap_or(rust_decimal::Decimal::ONE)
+        });
+    if args.json {
+        let out = serde_json::json!({
+            "result_hash": result.hash(),
+            "bars": result.bars,
+            "final_equity": result.final_equity,
+            "final_cash": result.final_cash,
+            "metrics": metrics,
+            "per_symbol": per_symbol,
+            "fills": result.fills,
+            "round_trips": trips,
+            "rejections": result.rejections,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("bars          {}", result.bars);
+        println!("fills         {}", result.fills.len());
+        println!("round trips   {}", metrics.round_trips);
+        println!("final equity  {}", result.final_equity);
+        println!("total return  {:.4}%", metrics.total_return * 100.0);
+        println!("CAGR          {:.4}%", metrics.cagr * 100.0);
+        println!("Sharpe        {:.3}", metrics.sharpe);
+        println!("max drawdown  {:.4}%", metrics.max_drawdown * 100.0);
+        println!("win rate      {:.2}%", metrics.win_rate * 100.0);
+        println!("fees          {:.2}", metrics.total_fees);
+        println!("result hash   {}", result.hash());
+        for r in &result.rejections {
+            println!("rejected      {} at {}: {}", r.client_id, r.ts, r.reason);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
