@@ -183,7 +183,9 @@ impl Env for SimEnv {
             .get(&order.symbol)
             .copied()
             .unwrap_or_default();
-        // Only the part that adds exposure needs margin.
+        // Only the part that adds exposure needs margin; the symbol is
+        // marked at its decision-time close first.
+        self.ledger.mark(&order.symbol, mark);
         if (held + signed).abs() > held.abs()
             && let Err(reason) =
                 self.ledger
@@ -263,6 +265,10 @@ impl Env for SimEnv {
     }
 }
 
+fn f(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
 fn event(p: &Pending, state: OrderState, qty: Decimal, price: Decimal, reason: &str) -> OrderEvent {
     OrderEvent {
         client_id: p.client_id.clone(),
@@ -291,7 +297,8 @@ pub enum RunError {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunResult {
     pub fills: Vec<Fill>,
-    /// Equity after each timestamp (f64: a derived figure for analytics).
+    /// Equity after each timestamp (f64: a derived figure for analytics,
+    /// from an f64 shadow of the ledger; `final_equity` is exact).
     pub equity: Vec<(i64, f64)>,
     pub rejections: Vec<Rejection>,
     pub final_cash: Decimal,
@@ -385,6 +392,18 @@ pub fn run(
     let mut equity = Vec::with_capacity(timeline.len());
     let mut last_close: Vec<Option<f64>> = vec![None; data.len()];
     let total_bars: u64 = data.iter().map(|d| d.ts.len() as u64).sum();
+    // Per symbol: (quantity, average price) as f64, and the multiplier.
+    let mut shadow = vec![(0.0f64, 0.0f64); data.len()];
+    let mult: Vec<f64> = data
+        .iter()
+        .map(|d| {
+            inst.env()
+                .ledger
+                .instrument(&d.symbol)
+                .map_or(1.0, |i| f(i.multiplier))
+        })
+        .collect();
+    let mut cash = f(settings.initial_cash);
 
     for window in timeline.chunks(settings.batch) {
         let end = *window.last().unwrap_or(&0);
@@ -409,7 +428,8 @@ pub fn run(
             inst.env_mut().horizon = d.ts[to - 1].max(inst.env().horizon);
             inst.on_bars(d.ts[to - 1], &bars)?;
         }
-        // 2. Replay the window: fills, marks, equity.
+        // 2. Replay the window: fills, then equity from an f64 shadow of
+        //    the ledger (refreshed at fills) and the latest closes.
         for &ts in window {
             for (k, d) in data.iter().enumerate() {
                 let i = cursor[k];
@@ -437,18 +457,35 @@ pub fn run(
                         high: px(d.high[i])?,
                         low: px(d.low[i])?,
                     };
+                    let before = fills.len();
                     fill_symbol(env, &d.symbol, ts, bar, settings.slippage, &mut fills)?;
+                    if fills.len() > before {
+                        let p = env
+                            .ledger
+                            .positions
+                            .get(&d.symbol)
+                            .cloned()
+                            .unwrap_or_default();
+                        shadow[k] = (f(p.qty), f(p.avg_price));
+                        cash = f(env.ledger.cash);
+                    }
                 }
             }
-            let env = inst.env_mut();
-            for (k, d) in data.iter().enumerate() {
-                if let (Some(c), true) =
-                    (last_close[k], env.ledger.positions.contains_key(&d.symbol))
-                {
-                    env.ledger.mark(&d.symbol, dec(c).unwrap_or_default());
-                }
+            let open: f64 = (0..data.len())
+                .filter(|&k| shadow[k].0 != 0.0)
+                .map(|k| {
+                    (last_close[k].unwrap_or(shadow[k].1) - shadow[k].1) * shadow[k].0 * mult[k]
+                })
+                .sum();
+            equity.push((ts, cash + open));
+        }
+        // The ledger's own marks (for margin checks and `get-account`),
+        // once per window.
+        let env = inst.env_mut();
+        for (k, d) in data.iter().enumerate() {
+            if let (Some(c), true) = (last_close[k], env.ledger.positions.contains_key(&d.symbol)) {
+                env.ledger.mark(&d.symbol, dec(c).unwrap_or_default());
             }
-            equity.push((ts, env.ledger.equity().to_f64().unwrap_or(f64::NAN)));
         }
         // 3. Order events, oldest first.
         let mut events = std::mem::take(&mut inst.env_mut().events);
@@ -462,6 +499,12 @@ pub fn run(
         }
     }
     let (_, dropped) = inst.take_logs();
+    let env = inst.env_mut();
+    for (k, d) in data.iter().enumerate() {
+        if let (Some(c), true) = (last_close[k], env.ledger.positions.contains_key(&d.symbol)) {
+            env.ledger.mark(&d.symbol, dec(c).unwrap_or_default());
+        }
+    }
     let env = inst.env();
     Ok(RunResult {
         fills,
