@@ -12,6 +12,7 @@ pub mod analytics;
 pub mod engine;
 pub mod execution;
 pub mod ledger;
+pub mod report;
 
 use rust_decimal::Decimal;
 

@@ -41,6 +41,9 @@ pub struct BacktestArgs {
     /// Print the whole result as JSON (metrics, fills, round trips).
     #[arg(long)]
     pub json: bool,
+    /// Also write the self-contained HTML report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 fn time(field: &str, s: &Option<String>) -> anyhow::Result<Option<i64>> {
@@ -159,6 +162,29 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
                 .copied()
                 .unwrap_or(rust_decimal::Decimal::ONE)
         });
+    if let Some(path) = &args.report {
+        let mut settings = vec![
+            ("Plugin".to_string(), args.plugin.display().to_string()),
+            ("Symbols".to_string(), args.symbols.join(", ")),
+            ("Interval".to_string(), args.interval.clone()),
+            ("Initial cash".to_string(), cash.to_string()),
+        ];
+        settings.extend(
+            args.params
+                .iter()
+                .map(|p| ("Parameter".to_string(), p.clone())),
+        );
+        let doc = qb_backtest::report::html(&qb_backtest::report::ReportInput {
+            title: "quantbox backtest",
+            settings: &settings,
+            metrics: &metrics,
+            equity: &result.equity,
+            fills: &result.fills,
+            trips: &trips,
+            result_hash: &result.hash(),
+        });
+        std::fs::write(path, doc).with_context(|| path.display().to_string())?;
+    }
     if args.json {
         let out = serde_json::json!({
             "result_hash": result.hash(),

@@ -95,8 +95,12 @@ fn backtest_command_runs_over_imported_bars() {
     let again: Value = serde_json::from_slice(&backtest(&["--json"]).stdout).unwrap();
     assert_eq!(again["result_hash"], doc["result_hash"]);
     assert_eq!(doc["result_hash"].as_str().unwrap().len(), 64);
-    // The text summary, and a refusal of bad parameters.
-    let text = String::from_utf8(backtest(&[]).stdout).unwrap();
+    // The text summary with the HTML report, and a refusal of bad parameters.
+    let report = dir.join("report.html");
+    let out = backtest(&["--report", report.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.contains(doc["result_hash"].as_str().unwrap()));
     assert!(
         text.contains("result hash") && text.contains(doc["result_hash"].as_str().unwrap()),
         "{text}"
