@@ -53,6 +53,7 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::instruments::router())
         .merge(routes::market::router(state))
         .merge(routes::plugins::router(state))
+        .merge(routes::backtests::router())
         .layer(from_fn_with_state(state.clone(), auth::guard::guard));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::health::router())

@@ -22,6 +22,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "audit", description = "Audit log (admin)"),
         (name = "market", description = "Market data: ingest, imports, ticks, bars, exports"),
         (name = "plugins", description = "Strategy plugins: upload, list, inspect, delete"),
+        (name = "backtests", description = "Backtests on the backtest queue: start, follow, results, reports"),
         (name = "instruments", description = "Instrument registry"),
         (name = "system", description = "Health, readiness, metrics, host figures"),
     )

@@ -21,7 +21,7 @@ use qb_core::market::Instrument;
 use rust_decimal::Decimal;
 
 /// A fill as the ledger books it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fill {
     pub ts: i64,
     pub symbol: String,

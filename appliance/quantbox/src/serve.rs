@@ -97,6 +97,8 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         warn!(requeued = ?recovery.requeued, failed = ?recovery.failed, "recovered jobs left running by a previous process");
     }
 
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let plugins = Arc::new(bootstrap::plugin_registry(&config, meta.clone(), &metrics)?);
     let mut registry = Registry::new();
     registry
         .register(Checkpoint {
@@ -117,13 +119,17 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             ticks: ticks.clone(),
             meta: meta.clone(),
         })
+        .register(qb_backtest::job::BacktestRun {
+            plugins: plugins.clone(),
+            ticks: ticks.clone(),
+            meta: meta.clone(),
+            artifacts: config.data_dir.join("backtests"),
+        })
         .register(MarketRetention {
             ticks: ticks.clone(),
             retention_days: config.market.retention_days,
         });
 
-    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
-    let plugins = Arc::new(bootstrap::plugin_registry(&config, meta.clone(), &metrics)?);
     let state = AppState::new(Deps {
         config: config.clone(),
         meta: meta.clone(),

@@ -1,6 +1,7 @@
 //! Route handlers, one module per resource.
 
 pub mod audit;
+pub mod backtests;
 pub mod health;
 pub mod instruments;
 pub mod jobs;

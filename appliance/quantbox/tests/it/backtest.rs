@@ -4,7 +4,25 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::support::{bin, command};
+use reqwest::blocking::multipart::{Form, Part};
+use serde_json::json;
+
+use crate::support::{Server, bin, command, problem};
+
+fn component(name: &str) -> Vec<u8> {
+    let target = PathBuf::from(bin())
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf();
+    let core =
+        std::fs::read(target.join(format!("wasm32-unknown-unknown/release/{name}.wasm"))).unwrap();
+    qb_plugin_host::componentize(&core).unwrap()
+}
+
+fn sma_component() -> Vec<u8> {
+    component("sma_crossover")
+}
 
 fn sma_core_module() -> PathBuf {
     let target = PathBuf::from(bin())
@@ -15,11 +33,9 @@ fn sma_core_module() -> PathBuf {
     target.join("wasm32-unknown-unknown/release/sma_crossover.wasm")
 }
 
-#[test]
-fn backtest_command_runs_over_imported_bars() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    // 600 one-minute bars with integer prices and a few trend changes.
+/// 600 one-minute bars of `rb` with integer prices and a few trend
+/// changes, as a bars CSV; and each bar's (time, open).
+fn bars_csv() -> (String, Vec<(String, i64)>) {
     let mut csv = String::from("symbol,ts,open,high,low,close,volume\n");
     let mut opens = Vec::new();
     let mut close = 3900i64;
@@ -37,6 +53,14 @@ fn backtest_command_runs_over_imported_bars() {
         ));
         opens.push((ts, open));
     }
+    (csv, opens)
+}
+
+#[test]
+fn backtest_command_runs_over_imported_bars() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (csv, opens) = bars_csv();
     let file = dir.join("bars.csv");
     std::fs::write(&file, csv).unwrap();
     let out = command(dir, &[])
@@ -121,4 +145,161 @@ fn backtest_command_runs_over_imported_bars() {
         err.contains("fast (30) must be shorter than slow (20)"),
         "{err}"
     );
+}
+
+/// Through the API: upload, import, run on the backtest queue, results,
+/// files, report; determinism; refusals; a trapping plugin fails its job
+/// and the worker goes on.
+#[test]
+fn backtests_through_the_api() {
+    let s = Server::start(&[]);
+    let admin = s.admin_token();
+    let trader = s.user_token(&admin, "tess", "trader");
+    let form = Form::new()
+        .part("file", Part::text(bars_csv().0).file_name("bars.csv"))
+        .text("format", "bars_csv")
+        .text("interval", "1m");
+    let r = s
+        .post("/api/v1/market/imports")
+        .bearer_auth(&trader)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().unwrap();
+    s.wait_job(&trader, job["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded"
+    });
+    for (name, bytes) in [
+        ("sma", sma_component()),
+        ("misbehave", component("misbehave")),
+    ] {
+        let r = s
+            .post("/api/v1/plugins")
+            .bearer_auth(&trader)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{name}");
+    }
+
+    let start = |body: Value| {
+        s.post("/api/v1/backtests")
+            .bearer_auth(&trader)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let wait = |id: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let b = s.get_json(&trader, &format!("/api/v1/backtests/{id}"));
+            if ["succeeded", "failed", "cancelled"].contains(&b["status"].as_str().unwrap()) {
+                return b;
+            }
+            assert!(std::time::Instant::now() < deadline, "{b}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let body = json!({
+        "plugin": "sma-crossover@0.1.0", "params": {"fast": 5, "slow": 20},
+        "symbols": ["rb"], "interval": "1m", "commission_rate": "0.0001"
+    });
+    let r = start(body.clone());
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = wait(&id);
+    assert_eq!(b["status"], "succeeded", "{b}");
+    assert_eq!(b["result_hash"].as_str().unwrap().len(), 64);
+    assert!(b["metrics"]["round_trips"].as_u64().unwrap() >= 3, "{b}");
+    assert!(b["final_equity"].as_str().is_some());
+    assert_eq!(b["settings"]["params"]["fast"], 5.0);
+
+    let fills: Vec<Value> = s
+        .get_json(&trader, &format!("/api/v1/backtests/{id}/fills"))
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(fills.len() >= 6);
+    assert_eq!(fills[0]["side"], "buy");
+    let commission: f64 = fills[0]["commission"].as_str().unwrap().parse().unwrap();
+    let price: f64 = fills[0]["price"].as_str().unwrap().parse().unwrap();
+    assert!((commission - price * 0.0001).abs() < 1e-9, "{}", fills[0]);
+    let equity = s
+        .get(&format!("/api/v1/backtests/{id}/files/equity.csv"))
+        .bearer_auth(&trader)
+        .send()
+        .unwrap();
+    assert_eq!(equity.status(), 200);
+    assert_eq!(equity.text().unwrap().lines().count(), 601);
+    let report = s
+        .get(&format!("/reports/{id}.html"))
+        .bearer_auth(&trader)
+        .send()
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    assert!(
+        report.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(report.text().unwrap().contains("<svg"));
+    let list = s.get_json(&trader, "/api/v1/backtests");
+    assert_eq!(list["total"], 1);
+
+    // Same data, plugin and parameters: the same result hash.
+    let again = start(body).json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(wait(&again)["result_hash"], b["result_hash"]);
+
+    // Refusals before anything is queued.
+    let doc = problem(
+        start(json!({"plugin": "sma-crossover", "params": {"fats": 5}, "symbols": ["rb"]})),
+        422,
+    );
+    assert_eq!(doc["errors"][0]["field"], "params.fats");
+    problem(start(json!({"plugin": "nope", "symbols": ["rb"]})), 422);
+    problem(
+        start(json!({"plugin": "sma-crossover", "symbols": ["r b"]})),
+        422,
+    );
+    // No bars in range: the job fails and says why.
+    let id = start(
+        json!({"plugin": "sma-crossover", "symbols": ["rb"], "start": "2030-01-01T00:00:00Z"}),
+    )
+    .json::<Value>()
+    .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = wait(&id);
+    assert_eq!(b["status"], "failed");
+    assert!(
+        b["error"].as_str().unwrap().contains("no 1m bars of rb"),
+        "{b}"
+    );
+    // A plugin trapping mid-run fails its job; the next run is fine.
+    let id = start(json!({"plugin": "misbehave", "params": {"mode": 3}, "symbols": ["rb"]}))
+        .json::<Value>()
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = wait(&id);
+    assert_eq!(b["status"], "failed");
+    assert!(b["error"].as_str().unwrap().contains("trap"), "{b}");
+    let id = start(json!({"plugin": "sma-crossover", "symbols": ["rb"]}))
+        .json::<Value>()
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(wait(&id)["status"], "succeeded");
 }

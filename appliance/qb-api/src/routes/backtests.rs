@@ -1,0 +1,321 @@
+//! `/api/v1/backtests` and `/reports/{id}.html`: backtests are jobs of kind
+//! `backtest.run` on the `backtest` queue (the seed's Celery backtest
+//! queue); their id is the job id. Files (fills, equity, trades, report)
+//! live under `<data_dir>/backtests/<id>/`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use qb_backtest::job::{BacktestSpec, KIND};
+use qb_core::model::{Job, JobFilter, JobSpec, JobState, Page, Role};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::PageParams;
+use super::market::parse_time;
+use crate::auth::Principal;
+use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_backtests, create_backtest))
+        .routes(routes!(get_backtest))
+        .routes(routes!(backtest_fills))
+        .routes(routes!(backtest_file))
+        .routes(routes!(report))
+}
+
+/// A backtest to run.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestRequest {
+    /// Plugin id (sha256), `name` or `name@version`.
+    pub plugin: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
+    pub symbols: Vec<String>,
+    /// RFC 3339 or Unix nanoseconds (inclusive).
+    pub start: Option<String>,
+    /// RFC 3339 or Unix nanoseconds (exclusive).
+    pub end: Option<String>,
+    /// Bar interval, e.g. `1m` (default), `5m`, `1h`, `1d`.
+    pub interval: Option<String>,
+    /// Default 1,000,000.
+    #[schema(value_type = Option<String>)]
+    pub initial_cash: Option<Decimal>,
+    /// Fraction of notional, replacing the instruments' rates.
+    #[schema(value_type = Option<String>)]
+    pub commission_rate: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub commission_per_lot: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub slippage_bps: Option<Decimal>,
+    pub slippage_ticks: Option<u32>,
+    /// Seed of the strategy's random numbers (default 0).
+    pub seed: Option<u64>,
+}
+
+/// A backtest as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Backtest {
+    pub id: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+    pub status: JobState,
+    pub progress: f64,
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    #[schema(value_type = Option<Object>)]
+    pub metrics: Option<serde_json::Value>,
+    pub final_equity: Option<String>,
+    pub result_hash: Option<String>,
+    pub error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn view(job: Job) -> Backtest {
+    let result = job.result.unwrap_or(serde_json::Value::Null);
+    let text = |k: &str| result.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    Backtest {
+        id: job.id,
+        status: job.state,
+        progress: job.progress,
+        settings: job.params,
+        metrics: result.get("metrics").cloned(),
+        final_equity: text("final_equity"),
+        result_hash: text("result_hash"),
+        error: job.error,
+        created_at: job.created_at,
+        finished_at: job.finished_at,
+    }
+}
+
+async fn backtest_job(state: &AppState, id: &str) -> ApiResult<Job> {
+    match state.jobs.get(id).await? {
+        Some(job) if job.kind == KIND => Ok(job),
+        _ => Err(ApiError::not_found(format!("backtest {id:?} not found"))),
+    }
+}
+
+/// Start a backtest: 202 with its id; it runs on the `backtest` queue.
+#[utoipa::path(post, path = "/api/v1/backtests", tag = "backtests", security(("bearer" = [])),
+    request_body = BacktestRequest,
+    responses((status = 202, body = Backtest), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn create_backtest(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(r): ApiJson<BacktestRequest>,
+) -> ApiResult<(StatusCode, Json<Backtest>)> {
+    p.require(Role::Trader)?;
+    let plugin = state
+        .plugins
+        .resolve(&r.plugin)
+        .await
+        .map_err(|_| ApiError::invalid("plugin", format!("no plugin {:?}", r.plugin)))?;
+    // Parameters against the plugin's declared schema.
+    for (name, value) in &r.params {
+        let Some(spec) = plugin.params.iter().find(|s| &s.name == name) else {
+            let known: Vec<&str> = plugin.params.iter().map(|s| s.name.as_str()).collect();
+            return Err(ApiError::invalid(
+                &format!("params.{name}"),
+                format!(
+                    "{} {} has no parameter {name:?} (it has: {})",
+                    plugin.name,
+                    plugin.version,
+                    known.join(", ")
+                ),
+            ));
+        };
+        if spec.min.is_some_and(|m| *value < m) || spec.max.is_some_and(|m| *value > m) {
+            return Err(ApiError::invalid(
+                &format!("params.{name}"),
+                format!("{value} is outside [{:?}, {:?}]", spec.min, spec.max),
+            ));
+        }
+    }
+    let spec = BacktestSpec {
+        plugin: plugin.id.clone(),
+        params: r.params,
+        symbols: r.symbols,
+        start: r
+            .start
+            .as_deref()
+            .map(|s| parse_time("start", s))
+            .transpose()?,
+        end: r.end.as_deref().map(|s| parse_time("end", s)).transpose()?,
+        interval: r.interval.unwrap_or_else(|| "1m".into()),
+        initial_cash: r.initial_cash.unwrap_or(Decimal::from(1_000_000)),
+        commission_rate: r.commission_rate,
+        commission_per_lot: r.commission_per_lot,
+        slippage_bps: r.slippage_bps,
+        slippage_ticks: r.slippage_ticks,
+        seed: r.seed.unwrap_or(0),
+    };
+    spec.validate()
+        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+    let job = JobSpec {
+        kind: KIND.into(),
+        queue: None,
+        params: serde_json::to_value(&spec).map_err(ApiError::internal)?,
+    };
+    let new = state
+        .registry
+        .prepare(&job, Some(p.actor()), state.config.queues.max_attempts)
+        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+    let job = state.jobs.enqueue(new).await?;
+    Ok((StatusCode::ACCEPTED, Json(view(job))))
+}
+
+/// Backtests, newest first, with their headline figures.
+#[utoipa::path(get, path = "/api/v1/backtests", tag = "backtests", security(("bearer" = [])),
+    params(PageParams), responses((status = 200, body = Page<Backtest>)))]
+async fn list_backtests(
+    State(state): State<AppState>,
+    _p: Principal,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<Backtest>>> {
+    let filter = JobFilter {
+        kind: Some(KIND.into()),
+        ..JobFilter::default()
+    };
+    let jobs = state.jobs.list(&filter, page.resolve(&state)?).await?;
+    Ok(Json(Page {
+        items: jobs.items.into_iter().map(view).collect(),
+        page: jobs.page,
+        page_size: jobs.page_size,
+        total: jobs.total,
+    }))
+}
+
+/// One backtest: status, settings, metrics, final equity, result hash.
+#[utoipa::path(get, path = "/api/v1/backtests/{id}", tag = "backtests", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Backtest), (status = 404, body = Problem)))]
+async fn get_backtest(
+    State(state): State<AppState>,
+    _p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Backtest>> {
+    Ok(Json(view(backtest_job(&state, &id).await?)))
+}
+
+/// A fill as the API lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FillOut {
+    pub ts: i64,
+    pub symbol: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    #[schema(value_type = String)]
+    pub qty: Decimal,
+    #[schema(value_type = String)]
+    pub price: Decimal,
+    #[schema(value_type = String)]
+    pub commission: Decimal,
+}
+
+async fn artifact(state: &AppState, id: &str, name: &str) -> ApiResult<Vec<u8>> {
+    let job = backtest_job(state, id).await?;
+    if job.state != JobState::Succeeded {
+        return Err(ApiError::conflict(format!(
+            "backtest {id} is {:?}; its files exist once it succeeded",
+            job.state
+        )));
+    }
+    let path = state
+        .config
+        .data_dir
+        .join("backtests")
+        .join(&job.id)
+        .join(name);
+    tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::not_found(format!("{name} of backtest {id}: {e}")))
+}
+
+/// The fills of a finished backtest.
+#[utoipa::path(get, path = "/api/v1/backtests/{id}/fills", tag = "backtests", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Vec<FillOut>), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn backtest_fills(
+    State(state): State<AppState>,
+    _p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<FillOut>>> {
+    let bytes = artifact(&state, &id, "fills.json").await?;
+    let fills: Vec<qb_backtest::ledger::Fill> =
+        serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    Ok(Json(
+        fills
+            .into_iter()
+            .map(|f| FillOut {
+                ts: f.ts,
+                symbol: f.symbol,
+                side: if f.qty.is_sign_positive() {
+                    "buy"
+                } else {
+                    "sell"
+                }
+                .into(),
+                qty: f.qty.abs(),
+                price: f.price,
+                commission: f.commission,
+            })
+            .collect(),
+    ))
+}
+
+/// A file of a finished backtest: `fills.csv`, `equity.csv`, `trades.csv`.
+#[utoipa::path(get, path = "/api/v1/backtests/{id}/files/{name}", tag = "backtests", security(("bearer" = [])),
+    params(("id" = String, Path), ("name" = String, Path)),
+    responses((status = 200, description = "CSV", content_type = "text/csv"), (status = 404, body = Problem)))]
+async fn backtest_file(
+    State(state): State<AppState>,
+    _p: Principal,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    if !["fills.csv", "equity.csv", "trades.csv"].contains(&name.as_str()) {
+        return Err(ApiError::not_found(format!(
+            "no file {name:?}; files: fills.csv, equity.csv, trades.csv"
+        )));
+    }
+    let bytes = artifact(&state, &id, &name).await?;
+    let disposition = format!("attachment; filename=\"backtest-{id}-{name}\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The self-contained HTML report of a finished backtest, as a download.
+#[utoipa::path(get, path = "/reports/{file}", tag = "backtests", security(("bearer" = [])),
+    params(("file" = String, Path, description = "`<id>.html`")),
+    responses((status = 200, description = "HTML report", content_type = "text/html"), (status = 404, body = Problem)))]
+async fn report(
+    State(state): State<AppState>,
+    _p: Principal,
+    Path(file): Path<String>,
+) -> ApiResult<Response> {
+    let Some(id) = file.strip_suffix(".html") else {
+        return Err(ApiError::not_found("reports are at /reports/<id>.html"));
+    };
+    let bytes = artifact(&state, id, "report.html").await?;
+    let disposition = format!("attachment; filename=\"backtest-{id}.html\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,341 @@
+//! `backtest.run`: one backtest as a job on the `backtest` queue. The job's
+//! params are the resolved [`BacktestSpec`] (the plugin pinned by its
+//! sha256); its result holds the summary; fills, equity, round trips and
+//! the HTML report are written to `<artifacts>/<job id>/`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use qb_core::market::{BarQuery, Instrument, Interval, check_symbol};
+use qb_core::{MetaStore, TickStore};
+use qb_jobs::{JobContext, JobError, JobHandler};
+use qb_plugin_host::Param;
+use qb_plugin_host::registry::PluginRegistry;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{RunError, Settings, SymbolBars, run};
+use crate::execution::Slippage;
+
+pub const KIND: &str = "backtest.run";
+
+/// What to run; stored as the job's params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestSpec {
+    /// The plugin's sha256.
+    pub plugin: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
+    pub symbols: Vec<String>,
+    /// Unix nanoseconds, inclusive.
+    pub start: Option<i64>,
+    /// Unix nanoseconds, exclusive.
+    pub end: Option<i64>,
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    #[serde(default = "default_cash")]
+    pub initial_cash: Decimal,
+    /// Overrides every commission rate (fraction of notional).
+    pub commission_rate: Option<Decimal>,
+    /// Overrides every per-lot commission.
+    pub commission_per_lot: Option<Decimal>,
+    pub slippage_bps: Option<Decimal>,
+    pub slippage_ticks: Option<u32>,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_interval() -> String {
+    "1m".into()
+}
+
+fn default_cash() -> Decimal {
+    Decimal::from(1_000_000)
+}
+
+impl BacktestSpec {
+    /// Checks everything that does not need the stores.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.symbols.is_empty() {
+            return Err(("symbols", "at least one symbol".into()));
+        }
+        for s in &self.symbols {
+            check_symbol(s).map_err(|e| ("symbols", e))?;
+        }
+        self.interval
+            .parse::<Interval>()
+            .map_err(|e| ("interval", e.to_string()))?;
+        if let (Some(a), Some(b)) = (self.start, self.end)
+            && a >= b
+        {
+            return Err(("end", "must be after start".into()));
+        }
+        if self.initial_cash <= Decimal::ZERO {
+            return Err(("initial_cash", "must be positive".into()));
+        }
+        for (field, v) in [
+            ("commission_rate", self.commission_rate),
+            ("commission_per_lot", self.commission_per_lot),
+            ("slippage_bps", self.slippage_bps),
+        ] {
+            if v.is_some_and(|v| v < Decimal::ZERO) {
+                return Err((field, "must not be negative".into()));
+            }
+        }
+        if self.slippage_bps.is_some() && self.slippage_ticks.is_some() {
+            return Err((
+                "slippage_ticks",
+                "give slippage in bps or in ticks, not both".into(),
+            ));
+        }
+        for (name, v) in &self.params {
+            if !v.is_finite() {
+                return Err(("params", format!("{name}: {v} is not a finite number")));
+            }
+        }
+        Ok(())
+    }
+
+    fn slippage(&self) -> Slippage {
+        match (self.slippage_bps, self.slippage_ticks) {
+            (Some(b), _) => Slippage::Bps(b),
+            (_, Some(t)) => Slippage::Ticks(t),
+            _ => Slippage::None,
+        }
+    }
+}
+
+/// The job handler.
+pub struct BacktestRun {
+    pub plugins: Arc<PluginRegistry>,
+    pub ticks: Arc<dyn TickStore>,
+    pub meta: Arc<dyn MetaStore>,
+    /// Where each run's files go (`<dir>/<job id>/`).
+    pub artifacts: PathBuf,
+}
+
+/// The files of a run.
+pub const FILES: [&str; 5] = [
+    "fills.json",
+    "fills.csv",
+    "equity.csv",
+    "trades.csv",
+    "report.html",
+];
+
+impl JobHandler for BacktestRun {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+    fn queue(&self) -> &'static str {
+        qb_jobs::QUEUE_BACKTEST
+    }
+    fn description(&self) -> &'static str {
+        "Run a strategy plugin over stored bars (POST /api/v1/backtests enqueues these)"
+    }
+    fn trader_may_enqueue(&self) -> bool {
+        true
+    }
+    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+        let spec: BacktestSpec =
+            serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+        spec.validate().map_err(|(f, m)| format!("{f}: {m}"))
+    }
+
+    fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        params: &serde_json::Value,
+    ) -> Result<serde_json::Value, JobError> {
+        let spec: BacktestSpec =
+            serde_json::from_value(params.clone()).map_err(JobError::failed)?;
+        let plugin = ctx
+            .block_on(self.plugins.load(&spec.plugin))
+            .map_err(|e| JobError::Failed(format!("plugin: {e}")))?;
+        let _lease = self.plugins.lease(&spec.plugin);
+        let info = ctx.block_on(self.plugins.get(&spec.plugin)).ok().flatten();
+        let interval: Interval = spec.interval.parse().map_err(JobError::failed)?;
+        let mut data = Vec::new();
+        let mut instruments = Vec::new();
+        for symbol in &spec.symbols {
+            let bars = ctx
+                .block_on(self.ticks.bars(BarQuery {
+                    symbol: symbol.clone(),
+                    interval,
+                    start: spec.start,
+                    end: spec.end,
+                    timezone: None,
+                }))
+                .map_err(JobError::failed)?;
+            if bars.is_empty() {
+                return Err(JobError::Failed(format!(
+                    "no {} bars of {symbol} in the selected range",
+                    spec.interval
+                )));
+            }
+            let mut b = SymbolBars {
+                symbol: symbol.clone(),
+                ..Default::default()
+            };
+            for bar in bars {
+                b.ts.push(bar.ts);
+                b.open.push(bar.open);
+                b.high.push(bar.high);
+                b.low.push(bar.low);
+                b.close.push(bar.close);
+                b.volume.push(bar.volume);
+            }
+            data.push(b);
+            let mut inst = ctx
+                .block_on(self.meta.instrument(symbol))
+                .map_err(JobError::failed)?
+                .unwrap_or_else(|| Instrument::with_defaults(symbol));
+            if let Some(r) = spec.commission_rate {
+                (
+                    inst.fees.open_rate,
+                    inst.fees.close_rate,
+                    inst.fees.close_today_rate,
+                ) = (r, r, r);
+            }
+            if let Some(l) = spec.commission_per_lot {
+                (
+                    inst.fees.open_per_lot,
+                    inst.fees.close_per_lot,
+                    inst.fees.close_today_per_lot,
+                ) = (l, l, l);
+            }
+            instruments.push(inst);
+        }
+        let multipliers: BTreeMap<String, Decimal> = instruments
+            .iter()
+            .map(|i| (i.symbol.clone(), i.multiplier))
+            .collect();
+        let params: Vec<Param> = spec
+            .params
+            .iter()
+            .map(|(n, v)| Param {
+                name: n.clone(),
+                value: *v,
+            })
+            .collect();
+        let settings = Settings {
+            initial_cash: spec.initial_cash,
+            slippage: spec.slippage(),
+            seed: spec.seed,
+            ..Settings::default()
+        };
+        let mut stop = None;
+        let result = run(
+            &plugin,
+            &params,
+            &data,
+            instruments,
+            &settings,
+            |f| match ctx
+                .check()
+                .and_then(|()| ctx.progress(f * 0.95, "replaying bars"))
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    stop = Some(e);
+                    false
+                }
+            },
+        );
+        let result = match result {
+            Ok(r) => r,
+            Err(RunError::Cancelled) => return Err(stop.unwrap_or(JobError::Cancelled)),
+            Err(e) => return Err(JobError::Failed(e.to_string())),
+        };
+        let (metrics, trips, per_symbol) =
+            crate::analytics::metrics(spec.initial_cash, &result.equity, &result.fills, |s| {
+                multipliers.get(s).copied().unwrap_or(Decimal::ONE)
+            });
+        let hash = result.hash();
+        let dir = self.artifacts.join(&ctx.job().id);
+        std::fs::create_dir_all(&dir).map_err(JobError::failed)?;
+        let write = |name: &str, body: &[u8]| {
+            std::fs::write(dir.join(name), body).map_err(JobError::failed)
+        };
+        write(
+            "fills.json",
+            &serde_json::to_vec(&result.fills).map_err(JobError::failed)?,
+        )?;
+        let mut csv = String::from("ts,symbol,side,qty,price,commission,realized\n");
+        for f in &result.fills {
+            let side = if f.qty.is_sign_positive() {
+                "buy"
+            } else {
+                "sell"
+            };
+            let _ = writeln!(
+                csv,
+                "{},{},{side},{},{},{},{}",
+                f.ts,
+                f.symbol,
+                f.qty.abs(),
+                f.price,
+                f.commission,
+                f.realized
+            );
+        }
+        write("fills.csv", csv.as_bytes())?;
+        let mut csv = String::from("ts,equity\n");
+        for (ts, e) in &result.equity {
+            let _ = writeln!(csv, "{ts},{e}");
+        }
+        write("equity.csv", csv.as_bytes())?;
+        let mut csv = String::from("symbol,direction,entry_ts,exit_ts,pnl\n");
+        for t in &trips {
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{}",
+                t.symbol,
+                if t.direction > 0 { "long" } else { "short" },
+                t.entry_ts,
+                t.exit_ts,
+                t.pnl
+            );
+        }
+        write("trades.csv", csv.as_bytes())?;
+        let plugin_label = info
+            .as_ref()
+            .map_or(spec.plugin.clone(), |i| format!("{} {}", i.name, i.version));
+        let mut shown = vec![
+            ("Plugin".to_string(), plugin_label),
+            ("Symbols".to_string(), spec.symbols.join(", ")),
+            ("Interval".to_string(), spec.interval.clone()),
+            ("Initial cash".to_string(), spec.initial_cash.to_string()),
+        ];
+        shown.extend(
+            spec.params
+                .iter()
+                .map(|(k, v)| (format!("Parameter {k}"), v.to_string())),
+        );
+        let report = crate::report::html(&crate::report::ReportInput {
+            title: &format!("Backtest {}", ctx.job().id),
+            settings: &shown,
+            metrics: &metrics,
+            equity: &result.equity,
+            fills: &result.fills,
+            trips: &trips,
+            result_hash: &hash,
+        });
+        write("report.html", report.as_bytes())?;
+        Ok(serde_json::json!({
+            "final_equity": result.final_equity,
+            "final_cash": result.final_cash,
+            "result_hash": hash,
+            "bars": result.bars,
+            "fills": result.fills.len(),
+            "round_trips": trips.len(),
+            "metrics": metrics,
+            "per_symbol": per_symbol,
+            "rejections": result.rejections.iter().take(20).collect::<Vec<_>>(),
+            "rejected_orders": result.rejections.len(),
+        }))
+    }
+}
