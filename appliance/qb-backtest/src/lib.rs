@@ -14,6 +14,7 @@ pub mod execution;
 pub mod job;
 pub mod ledger;
 pub mod report;
+pub mod sweep;
 
 use rust_decimal::Decimal;
 

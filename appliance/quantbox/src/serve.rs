@@ -125,6 +125,10 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             meta: meta.clone(),
             artifacts: config.data_dir.join("backtests"),
         })
+        .register(qb_backtest::sweep::BacktestSweep {
+            queue: jobs.clone(),
+            max_attempts: config.queues.max_attempts,
+        })
         .register(MarketRetention {
             ticks: ticks.clone(),
             retention_days: config.market.retention_days,

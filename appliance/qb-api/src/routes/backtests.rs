@@ -30,6 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(backtest_fills))
         .routes(routes!(backtest_file))
         .routes(routes!(report))
+        .routes(routes!(create_sweep))
+        .routes(routes!(get_sweep))
 }
 
 /// A backtest to run.
@@ -104,27 +106,32 @@ async fn backtest_job(state: &AppState, id: &str) -> ApiResult<Job> {
     }
 }
 
-/// Start a backtest: 202 with its id; it runs on the `backtest` queue.
-#[utoipa::path(post, path = "/api/v1/backtests", tag = "backtests", security(("bearer" = [])),
-    request_body = BacktestRequest,
-    responses((status = 202, body = Backtest), (status = 404, body = Problem), (status = 422, body = Problem)))]
-async fn create_backtest(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiJson(r): ApiJson<BacktestRequest>,
-) -> ApiResult<(StatusCode, Json<Backtest>)> {
-    p.require(Role::Trader)?;
+/// Checks a request against its plugin (parameter names and ranges, the
+/// grid's too) and pins the plugin by hash.
+async fn resolve(
+    state: &AppState,
+    r: BacktestRequest,
+    grid: &BTreeMap<String, Vec<f64>>,
+) -> ApiResult<BacktestSpec> {
     let plugin = state
         .plugins
         .resolve(&r.plugin)
         .await
         .map_err(|_| ApiError::invalid("plugin", format!("no plugin {:?}", r.plugin)))?;
     // Parameters against the plugin's declared schema.
-    for (name, value) in &r.params {
+    let tried = r
+        .params
+        .iter()
+        .map(|(n, v)| (format!("params.{n}"), n, *v))
+        .chain(
+            grid.iter()
+                .flat_map(|(n, vs)| vs.iter().map(move |v| (format!("grid.{n}"), n, *v))),
+        );
+    for (field, name, value) in tried {
         let Some(spec) = plugin.params.iter().find(|s| &s.name == name) else {
             let known: Vec<&str> = plugin.params.iter().map(|s| s.name.as_str()).collect();
             return Err(ApiError::invalid(
-                &format!("params.{name}"),
+                &field,
                 format!(
                     "{} {} has no parameter {name:?} (it has: {})",
                     plugin.name,
@@ -133,9 +140,9 @@ async fn create_backtest(
                 ),
             ));
         };
-        if spec.min.is_some_and(|m| *value < m) || spec.max.is_some_and(|m| *value > m) {
+        if spec.min.is_some_and(|m| value < m) || spec.max.is_some_and(|m| value > m) {
             return Err(ApiError::invalid(
-                &format!("params.{name}"),
+                &field,
                 format!("{value} is outside [{:?}, {:?}]", spec.min, spec.max),
             ));
         }
@@ -160,6 +167,20 @@ async fn create_backtest(
     };
     spec.validate()
         .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+    Ok(spec)
+}
+
+/// Start a backtest: 202 with its id; it runs on the `backtest` queue.
+#[utoipa::path(post, path = "/api/v1/backtests", tag = "backtests", security(("bearer" = [])),
+    request_body = BacktestRequest,
+    responses((status = 202, body = Backtest), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn create_backtest(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(r): ApiJson<BacktestRequest>,
+) -> ApiResult<(StatusCode, Json<Backtest>)> {
+    p.require(Role::Trader)?;
+    let spec = resolve(&state, r, &BTreeMap::new()).await?;
     let job = JobSpec {
         kind: KIND.into(),
         queue: None,
@@ -318,4 +339,182 @@ async fn report(
         bytes,
     )
         .into_response())
+}
+
+// ---------------------------------------------------------------- sweeps
+
+/// A parameter sweep: one backtest per combination of the grid's values.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SweepRequest {
+    pub base: BacktestRequest,
+    /// Values to try per parameter, e.g. `{"fast": [5, 10], "slow": [20, 40]}`.
+    pub grid: BTreeMap<String, Vec<f64>>,
+}
+
+/// One run of a sweep.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SweepRow {
+    pub id: String,
+    pub params: BTreeMap<String, f64>,
+    pub status: JobState,
+    #[schema(value_type = Option<Object>)]
+    pub metrics: Option<serde_json::Value>,
+    pub final_equity: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A sweep and its results table.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Sweep {
+    pub id: String,
+    pub status: JobState,
+    pub grid: BTreeMap<String, Vec<f64>>,
+    /// Runs, sorted by `sort` (descending unless `order=asc`); runs
+    /// without the metric last.
+    pub rows: Vec<SweepRow>,
+    pub done: usize,
+    /// The best finished run by the sort metric.
+    pub best: Option<String>,
+    pub sort: String,
+}
+
+/// Start a parameter sweep: 202 with its id.
+#[utoipa::path(post, path = "/api/v1/sweeps", tag = "backtests", security(("bearer" = [])),
+    request_body = SweepRequest,
+    responses((status = 202, body = Sweep), (status = 422, body = Problem)))]
+async fn create_sweep(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(r): ApiJson<SweepRequest>,
+) -> ApiResult<(StatusCode, Json<Sweep>)> {
+    p.require(Role::Trader)?;
+    let base = resolve(&state, r.base, &r.grid).await?;
+    let spec = qb_backtest::sweep::SweepSpec { base, grid: r.grid };
+    spec.combinations()
+        .map_err(|e| ApiError::invalid("grid", e))?;
+    let job = JobSpec {
+        kind: qb_backtest::sweep::SWEEP_KIND.into(),
+        queue: None,
+        params: serde_json::to_value(&spec).map_err(ApiError::internal)?,
+    };
+    let new = state
+        .registry
+        .prepare(&job, Some(p.actor()), state.config.queues.max_attempts)
+        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+    let job = state.jobs.enqueue(new).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Sweep {
+            id: job.id,
+            status: job.state,
+            grid: spec.grid,
+            rows: Vec::new(),
+            done: 0,
+            best: None,
+            sort: "sharpe".into(),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SweepQuery {
+    /// A metric name, e.g. `sharpe` (default), `total_return`, `max_drawdown`.
+    pub sort: Option<String>,
+    /// `desc` (default) or `asc`.
+    pub order: Option<String>,
+}
+
+/// A sweep's results table, sorted by any metric, best run marked.
+#[utoipa::path(get, path = "/api/v1/sweeps/{id}", tag = "backtests", security(("bearer" = [])),
+    params(("id" = String, Path), SweepQuery),
+    responses((status = 200, body = Sweep), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn get_sweep(
+    State(state): State<AppState>,
+    _p: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SweepQuery>,
+) -> ApiResult<Json<Sweep>> {
+    let job = match state.jobs.get(&id).await? {
+        Some(j) if j.kind == qb_backtest::sweep::SWEEP_KIND => j,
+        _ => return Err(ApiError::not_found(format!("sweep {id:?} not found"))),
+    };
+    let spec: qb_backtest::sweep::SweepSpec =
+        serde_json::from_value(job.params.clone()).map_err(ApiError::internal)?;
+    let sort = q.sort.unwrap_or_else(|| "sharpe".into());
+    let known = serde_json::to_value(qb_backtest::analytics::Metrics::default())
+        .map_err(ApiError::internal)?;
+    if known.get(&sort).is_none() {
+        let names: Vec<&String> = known
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        return Err(ApiError::invalid(
+            "sort",
+            format!("{sort:?} is not a metric; metrics: {names:?}"),
+        ));
+    }
+    let ascending = match q.order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(o) => {
+            return Err(ApiError::invalid(
+                "order",
+                format!("{o:?} is not asc or desc"),
+            ));
+        }
+    };
+    let children: Vec<String> = job
+        .result
+        .as_ref()
+        .and_then(|r| r.get("children"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let mut rows = Vec::with_capacity(children.len());
+    for child in children {
+        if let Some(c) = state.jobs.get(&child).await? {
+            let b = view(c);
+            let params =
+                serde_json::from_value(b.settings.get("params").cloned().unwrap_or_default())
+                    .unwrap_or_default();
+            rows.push(SweepRow {
+                id: b.id,
+                params,
+                status: b.status,
+                metrics: b.metrics,
+                final_equity: b.final_equity,
+                error: b.error,
+            });
+        }
+    }
+    let key = |r: &SweepRow| {
+        r.metrics
+            .as_ref()
+            .and_then(|m| m.get(&sort))
+            .and_then(|v| v.as_f64())
+    };
+    rows.sort_by(|a, b| match (key(a), key(b)) {
+        (Some(x), Some(y)) => {
+            let o = x.total_cmp(&y);
+            if ascending { o } else { o.reverse() }
+        }
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    let done = rows
+        .iter()
+        .filter(|r| r.status == JobState::Succeeded)
+        .count();
+    let best = rows.iter().find(|r| key(r).is_some()).map(|r| r.id.clone());
+    Ok(Json(Sweep {
+        id: job.id,
+        status: job.state,
+        grid: spec.grid,
+        rows,
+        done,
+        best,
+        sort,
+    }))
 }

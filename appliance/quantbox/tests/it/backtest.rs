@@ -251,6 +251,7 @@ fn backtests_through_the_api() {
     assert!(report.text().unwrap().contains("<svg"));
     let list = s.get_json(&trader, "/api/v1/backtests");
     assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["result_hash"], b["result_hash"]);
 
     // Same data, plugin and parameters: the same result hash.
     let again = start(body).json::<Value>().unwrap()["id"]
@@ -258,6 +259,76 @@ fn backtests_through_the_api() {
         .unwrap()
         .to_string();
     assert_eq!(wait(&again)["result_hash"], b["result_hash"]);
+
+    // A sweep: 3 x 2 runs over the same base, spread over the workers;
+    // the table sorts by any metric and marks the best run.
+    let r = s
+        .post("/api/v1/sweeps")
+        .bearer_auth(&trader)
+        .json(&json!({
+            "base": {"plugin": "sma-crossover", "symbols": ["rb"], "commission_rate": "0.0001"},
+            "grid": {"fast": [3, 5, 8], "slow": [20, 30]}
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let sweep = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let table = loop {
+        let t = s.get_json(&trader, &format!("/api/v1/sweeps/{sweep}"));
+        if t["done"] == 6 {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "{t}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let rows = table["rows"].as_array().unwrap();
+    let sharpe: Vec<f64> = rows
+        .iter()
+        .map(|r| r["metrics"]["sharpe"].as_f64().unwrap())
+        .collect();
+    assert!(sharpe.windows(2).all(|w| w[0] >= w[1]), "{sharpe:?}");
+    assert_eq!(table["best"], rows[0]["id"]);
+    let twin = rows
+        .iter()
+        .find(|r| r["params"]["fast"] == 5.0 && r["params"]["slow"] == 20.0)
+        .unwrap();
+    let twin = s.get_json(
+        &trader,
+        &format!("/api/v1/backtests/{}", twin["id"].as_str().unwrap()),
+    );
+    assert_eq!(
+        twin["result_hash"], b["result_hash"],
+        "the same run inside a sweep"
+    );
+    let by_return = s.get_json(
+        &trader,
+        &format!("/api/v1/sweeps/{sweep}?sort=total_return&order=asc"),
+    );
+    let returns: Vec<f64> = by_return["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metrics"]["total_return"].as_f64().unwrap())
+        .collect();
+    assert!(returns.windows(2).all(|w| w[0] <= w[1]), "{returns:?}");
+    problem(
+        s.get(&format!("/api/v1/sweeps/{sweep}?sort=luck"))
+            .bearer_auth(&trader)
+            .send()
+            .unwrap(),
+        422,
+    );
+    let bad = s
+        .post("/api/v1/sweeps")
+        .bearer_auth(&trader)
+        .json(&json!({"base": {"plugin": "sma-crossover", "symbols": ["rb"]}, "grid": {"fast": [0, 5]}}))
+        .send()
+        .unwrap();
+    assert_eq!(problem(bad, 422)["errors"][0]["field"], "grid.fast");
 
     // Refusals before anything is queued.
     let doc = problem(
