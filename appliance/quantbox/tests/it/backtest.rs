@@ -252,6 +252,17 @@ fn backtests_through_the_api() {
     let list = s.get_json(&trader, "/api/v1/backtests");
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["result_hash"], b["result_hash"]);
+    // Cancelling a finished backtest changes nothing.
+    let r = s
+        .post(&format!("/api/v1/jobs/{id}/cancel"))
+        .bearer_auth(&trader)
+        .send()
+        .unwrap();
+    assert!(r.status().is_client_error() || r.status().is_success());
+    assert_eq!(
+        s.get_json(&trader, &format!("/api/v1/backtests/{id}"))["status"],
+        "succeeded"
+    );
 
     // Same data, plugin and parameters: the same result hash.
     let again = start(body).json::<Value>().unwrap()["id"]
@@ -259,6 +270,48 @@ fn backtests_through_the_api() {
         .unwrap()
         .to_string();
     assert_eq!(wait(&again)["result_hash"], b["result_hash"]);
+
+    // A backtest on a schedule: its settings (plugin pinned by hash) as the
+    // job of a cron schedule; each run gives the same result.
+    let r = s
+        .post("/api/v1/schedules")
+        .bearer_auth(&admin)
+        .json(&json!({"name": "nightly-sma", "cron": "* * * * * *",
+                      "job": {"kind": "backtest.run", "params": b["settings"]}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
+    let sid = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let scheduled = loop {
+        let jobs = s.get_json(&admin, "/api/v1/jobs?kind=backtest.run&page_size=100");
+        let done = jobs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["schedule_id"] == sid.as_str() && j["state"] == "succeeded")
+            .cloned();
+        if let Some(j) = done {
+            break j;
+        }
+        assert!(std::time::Instant::now() < deadline, "{jobs}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let r = s
+        .http
+        .delete(s.url(&format!("/api/v1/schedules/{sid}")))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let run = s.get_json(
+        &trader,
+        &format!("/api/v1/backtests/{}", scheduled["id"].as_str().unwrap()),
+    );
+    assert_eq!(run["result_hash"], b["result_hash"]);
 
     // A sweep: 3 x 2 runs over the same base, spread over the workers;
     // the table sorts by any metric and marks the best run.
