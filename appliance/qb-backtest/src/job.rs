@@ -108,6 +108,71 @@ impl BacktestSpec {
     }
 }
 
+/// The bars of a spec's symbols and their instruments (defaults for
+/// symbols not registered), with the spec's commission overrides applied.
+pub async fn inputs(
+    ticks: &dyn TickStore,
+    meta: &dyn MetaStore,
+    spec: &BacktestSpec,
+) -> Result<(Vec<SymbolBars>, Vec<Instrument>), String> {
+    let interval: Interval = spec
+        .interval
+        .parse()
+        .map_err(|e| format!("interval: {e}"))?;
+    let mut data = Vec::new();
+    let mut instruments = Vec::new();
+    for symbol in &spec.symbols {
+        let query = BarQuery {
+            symbol: symbol.clone(),
+            interval,
+            start: spec.start,
+            end: spec.end,
+            timezone: None,
+        };
+        let bars = ticks.bars(query).await.map_err(|e| e.to_string())?;
+        if bars.is_empty() {
+            return Err(format!(
+                "no {} bars of {symbol} in the selected range",
+                spec.interval
+            ));
+        }
+        let mut b = SymbolBars {
+            symbol: symbol.clone(),
+            ..Default::default()
+        };
+        for bar in bars {
+            b.ts.push(bar.ts);
+            b.open.push(bar.open);
+            b.high.push(bar.high);
+            b.low.push(bar.low);
+            b.close.push(bar.close);
+            b.volume.push(bar.volume);
+        }
+        data.push(b);
+        let mut inst = meta
+            .instrument(symbol)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| Instrument::with_defaults(symbol));
+        if let Some(r) = spec.commission_rate {
+            (
+                inst.fees.open_rate,
+                inst.fees.close_rate,
+                inst.fees.close_today_rate,
+            ) = (r, r, r);
+        }
+        if let Some(l) = spec.commission_per_lot {
+            (
+                inst.fees.open_per_lot,
+                inst.fees.close_per_lot,
+                inst.fees.close_today_per_lot,
+            ) = (l, l, l);
+        }
+        instruments.push(inst);
+    }
+    Ok((data, instruments))
+}
+
 /// The job handler.
 pub struct BacktestRun {
     pub plugins: Arc<PluginRegistry>,
@@ -157,58 +222,9 @@ impl JobHandler for BacktestRun {
             .map_err(|e| JobError::Failed(format!("plugin: {e}")))?;
         let _lease = self.plugins.lease(&spec.plugin);
         let info = ctx.block_on(self.plugins.get(&spec.plugin)).ok().flatten();
-        let interval: Interval = spec.interval.parse().map_err(JobError::failed)?;
-        let mut data = Vec::new();
-        let mut instruments = Vec::new();
-        for symbol in &spec.symbols {
-            let bars = ctx
-                .block_on(self.ticks.bars(BarQuery {
-                    symbol: symbol.clone(),
-                    interval,
-                    start: spec.start,
-                    end: spec.end,
-                    timezone: None,
-                }))
-                .map_err(JobError::failed)?;
-            if bars.is_empty() {
-                return Err(JobError::Failed(format!(
-                    "no {} bars of {symbol} in the selected range",
-                    spec.interval
-                )));
-            }
-            let mut b = SymbolBars {
-                symbol: symbol.clone(),
-                ..Default::default()
-            };
-            for bar in bars {
-                b.ts.push(bar.ts);
-                b.open.push(bar.open);
-                b.high.push(bar.high);
-                b.low.push(bar.low);
-                b.close.push(bar.close);
-                b.volume.push(bar.volume);
-            }
-            data.push(b);
-            let mut inst = ctx
-                .block_on(self.meta.instrument(symbol))
-                .map_err(JobError::failed)?
-                .unwrap_or_else(|| Instrument::with_defaults(symbol));
-            if let Some(r) = spec.commission_rate {
-                (
-                    inst.fees.open_rate,
-                    inst.fees.close_rate,
-                    inst.fees.close_today_rate,
-                ) = (r, r, r);
-            }
-            if let Some(l) = spec.commission_per_lot {
-                (
-                    inst.fees.open_per_lot,
-                    inst.fees.close_per_lot,
-                    inst.fees.close_today_per_lot,
-                ) = (l, l, l);
-            }
-            instruments.push(inst);
-        }
+        let (data, instruments) = ctx
+            .block_on(inputs(&*self.ticks, &*self.meta, &spec))
+            .map_err(JobError::Failed)?;
         let multipliers: BTreeMap<String, Decimal> = instruments
             .iter()
             .map(|i| (i.symbol.clone(), i.multiplier))

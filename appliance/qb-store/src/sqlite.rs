@@ -866,18 +866,12 @@ impl MetaStore for Sqlite {
 
     async fn list_instruments(&self, page: PageRequest) -> StoreResult<Page<Instrument>> {
         self.read(move |c| {
-            let total = count(c, "SELECT COUNT(*) FROM instruments", &[])?;
-            let specs = collect(
+            page_of_specs(
                 c,
+                "SELECT COUNT(*) FROM instruments",
                 "SELECT spec FROM instruments ORDER BY symbol LIMIT ?1 OFFSET ?2",
-                &[&page.page_size, &(page.offset() as i64)],
-                |r| r.get::<_, String>(0),
-            )?;
-            let items = specs
-                .iter()
-                .map(|s| serde_json::from_str(s).map_err(backend))
-                .collect::<StoreResult<Vec<Instrument>>>()?;
-            Ok(page_of(items, page, total))
+                page,
+            )
         })
         .await
     }
@@ -989,18 +983,12 @@ impl MetaStore for Sqlite {
 
     async fn list_plugins(&self, page: PageRequest) -> StoreResult<Page<PluginInfo>> {
         self.read(move |c| {
-            let total = count(c, "SELECT COUNT(*) FROM plugins", &[])?;
-            let specs = collect(
+            page_of_specs(
                 c,
+                "SELECT COUNT(*) FROM plugins",
                 "SELECT spec FROM plugins ORDER BY uploaded_at DESC, rowid DESC LIMIT ?1 OFFSET ?2",
-                &[&page.page_size, &(page.offset() as i64)],
-                |r| r.get::<_, String>(0),
-            )?;
-            let items = specs
-                .iter()
-                .map(|s| serde_json::from_str(s).map_err(backend))
-                .collect::<StoreResult<Vec<PluginInfo>>>()?;
-            Ok(page_of(items, page, total))
+                page,
+            )
         })
         .await
     }
@@ -1018,6 +1006,27 @@ impl MetaStore for Sqlite {
         })
         .await
     }
+}
+
+/// One page of records stored as JSON in a `spec` column.
+fn page_of_specs<T: serde::de::DeserializeOwned>(
+    c: &Connection,
+    count_sql: &str,
+    list_sql: &str,
+    page: PageRequest,
+) -> StoreResult<Page<T>> {
+    let total = count(c, count_sql, &[])?;
+    let specs = collect(
+        c,
+        list_sql,
+        &[&page.page_size, &(page.offset() as i64)],
+        |r| r.get::<_, String>(0),
+    )?;
+    let items = specs
+        .iter()
+        .map(|s| serde_json::from_str(s).map_err(backend))
+        .collect::<StoreResult<Vec<T>>>()?;
+    Ok(page_of(items, page, total))
 }
 
 fn plugin_spec(

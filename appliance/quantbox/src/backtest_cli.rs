@@ -7,11 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use qb_backtest::engine::{Settings, SymbolBars, run};
+use qb_backtest::engine::{Settings, run};
 use qb_backtest::execution::Slippage;
+use qb_backtest::job::BacktestSpec;
 use qb_core::config::Config;
-use qb_core::market::{BarQuery, Instrument, Interval};
-use qb_core::{MetaStore, TickStore};
 use qb_plugin_host::{Limits, Param, Plugin, PluginEngine, WasmKind, componentize, kind};
 
 #[derive(Args)]
@@ -59,7 +58,6 @@ fn time(field: &str, s: &Option<String>) -> anyhow::Result<Option<i64>> {
 }
 
 pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> {
-    let interval: Interval = args.interval.parse().map_err(anyhow::Error::msg)?;
     let (start, end) = (time("start", &args.start)?, time("end", &args.end)?);
     let mut params = Vec::new();
     for p in &args.params {
@@ -94,40 +92,25 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
         .build()?;
     let store = crate::bootstrap::open_tick_store(config)?;
     let meta = qb_store::Sqlite::open(crate::bootstrap::sqlite_path(config))?;
-    let mut data = Vec::new();
-    let mut instruments = Vec::new();
-    for symbol in &args.symbols {
-        let bars = rt.block_on(store.bars(BarQuery {
-            symbol: symbol.clone(),
-            interval,
-            start,
-            end,
-            timezone: None,
-        }))?;
-        if bars.is_empty() {
-            bail!(
-                "no {} bars of {symbol} in the selected range",
-                args.interval
-            );
-        }
-        let mut b = SymbolBars {
-            symbol: symbol.clone(),
-            ..Default::default()
-        };
-        for bar in bars {
-            b.ts.push(bar.ts);
-            b.open.push(bar.open);
-            b.high.push(bar.high);
-            b.low.push(bar.low);
-            b.close.push(bar.close);
-            b.volume.push(bar.volume);
-        }
-        data.push(b);
-        instruments.push(
-            rt.block_on(meta.instrument(symbol))?
-                .unwrap_or_else(|| Instrument::with_defaults(symbol)),
-        );
-    }
+    let spec = BacktestSpec {
+        plugin: qb_plugin_host::sha256_hex(&bytes),
+        params: params.iter().map(|p| (p.name.clone(), p.value)).collect(),
+        symbols: args.symbols.clone(),
+        start,
+        end,
+        interval: args.interval.clone(),
+        initial_cash: cash,
+        commission_rate: None,
+        commission_per_lot: None,
+        slippage_bps: None,
+        slippage_ticks: Some(args.slippage_ticks),
+        seed: 0,
+    };
+    spec.validate()
+        .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
+    let (data, instruments) = rt
+        .block_on(qb_backtest::job::inputs(&store, &meta, &spec))
+        .map_err(anyhow::Error::msg)?;
     let multipliers: BTreeMap<String, rust_decimal::Decimal> = instruments
         .iter()
         .map(|i| (i.symbol.clone(), i.multiplier))

@@ -306,15 +306,27 @@ async fn backtest_file(
         )));
     }
     let bytes = artifact(&state, &id, &name).await?;
-    let disposition = format!("attachment; filename=\"backtest-{id}-{name}\"");
-    Ok((
+    Ok(download(
+        bytes,
+        "text/csv",
+        &format!("backtest-{id}-{name}"),
+    ))
+}
+
+/// A file as an attachment.
+fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    (
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_TYPE,
+                format!("{content_type}; charset=utf-8"),
+            ),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         bytes,
     )
-        .into_response())
+        .into_response()
 }
 
 /// The self-contained HTML report of a finished backtest, as a download.
@@ -330,15 +342,7 @@ async fn report(
         return Err(ApiError::not_found("reports are at /reports/<id>.html"));
     };
     let bytes = artifact(&state, id, "report.html").await?;
-    let disposition = format!("attachment; filename=\"backtest-{id}.html\"");
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        bytes,
-    )
-        .into_response())
+    Ok(download(bytes, "text/html", &format!("backtest-{id}.html")))
 }
 
 // ---------------------------------------------------------------- sweeps

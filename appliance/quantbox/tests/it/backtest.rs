@@ -7,30 +7,14 @@ use serde_json::Value;
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::json;
 
-use crate::support::{Server, bin, command, problem};
-
-fn component(name: &str) -> Vec<u8> {
-    let target = PathBuf::from(bin())
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf();
-    let core =
-        std::fs::read(target.join(format!("wasm32-unknown-unknown/release/{name}.wasm"))).unwrap();
-    qb_plugin_host::componentize(&core).unwrap()
-}
+use crate::support::{Server, command, component, problem, target_dir};
 
 fn sma_component() -> Vec<u8> {
     component("sma_crossover")
 }
 
 fn sma_core_module() -> PathBuf {
-    let target = PathBuf::from(bin())
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf();
-    target.join("wasm32-unknown-unknown/release/sma_crossover.wasm")
+    target_dir().join("wasm32-unknown-unknown/release/sma_crossover.wasm")
 }
 
 /// 600 one-minute bars of `rb` with integer prices and a few trend

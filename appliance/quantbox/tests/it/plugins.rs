@@ -2,31 +2,10 @@
 //! real components built from `plugins/`, compiled by the server in its
 //! child process.
 
-use std::path::PathBuf;
-
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::Value;
 
-use crate::support::{Server, bin, command, problem};
-
-fn target_dir() -> PathBuf {
-    // target/debug/quantbox -> target
-    PathBuf::from(bin())
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-fn core_module(name: &str) -> Vec<u8> {
-    let path = target_dir().join(format!("wasm32-unknown-unknown/release/{name}.wasm"));
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run packaging/scripts/dev.sh test", path.display()))
-}
-
-fn component(name: &str) -> Vec<u8> {
-    qb_plugin_host::componentize(&core_module(name)).unwrap()
-}
+use crate::support::{Server, command, component, core_module, problem, target_dir};
 
 fn upload_raw(s: &Server, token: &str, bytes: Vec<u8>) -> reqwest::blocking::Response {
     s.post("/api/v1/plugins")

@@ -16,6 +16,28 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_quantbox")
 }
 
+/// The cargo target directory (target/debug/quantbox -> target), where the
+/// test command built the example plugins.
+pub fn target_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(bin())
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// An example plugin's core module (wasm32-unknown-unknown build).
+pub fn core_module(name: &str) -> Vec<u8> {
+    let path = target_dir().join(format!("wasm32-unknown-unknown/release/{name}.wasm"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run packaging/scripts/dev.sh test", path.display()))
+}
+
+/// An example plugin as an uploadable component.
+pub fn component(name: &str) -> Vec<u8> {
+    qb_plugin_host::componentize(&core_module(name)).unwrap()
+}
+
 /// A `quantbox` command with a clean environment.
 pub fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(bin());
