@@ -11,7 +11,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
 export DUCKDB_LIB_DIR="${DUCKDB_LIB_DIR:-$(packaging/scripts/fetch-libduckdb.sh)}"
-WORK="$(mktemp -d)"
+# Scratch space under the target directory rather than /tmp: binaries run
+# from it, and /tmp may be mounted noexec on build machines.
+mkdir -p "$CARGO_TARGET_DIR"
+WORK="$(mktemp -d "$CARGO_TARGET_DIR/pkgcheck.XXXXXX")"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
