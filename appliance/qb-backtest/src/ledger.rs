@@ -6,7 +6,9 @@
 //!   earlier trading days first, then today's (`close-today` fees apply to
 //!   the latter, as Chinese futures exchanges charge them).
 //! - Realized PnL of a close: `(fill - average) * qty * multiplier`,
-//!   negated for shorts. The average price changes only when opening.
+//!   negated for shorts. The average price changes only when opening; it
+//!   is a quotient, kept to `Decimal`'s 28 significant digits (the one
+//!   rounding in the ledger; cash, fees and PnL are otherwise exact).
 //! - Fees: `qty * price * multiplier * rate + qty * per_lot`, with the
 //!   open / close / close-today rates of the instrument's schedule.
 //! - Every instrument is margined: `margin = |qty| * price * multiplier *

@@ -218,3 +218,122 @@ fn margin_rejections_cancellation_and_traps() {
         "{e}"
     );
 }
+
+/// Bars from (open, high, low, close) rows, one minute apart.
+fn hand_bars(rows: &[(f64, f64, f64, f64)]) -> SymbolBars {
+    let mut b = SymbolBars {
+        symbol: "X".into(),
+        ..Default::default()
+    };
+    for (i, &(o, h, l, c)) in rows.iter().enumerate() {
+        b.ts.push(1_700_000_000_000_000_000 + i as i64 * 60_000_000_000);
+        b.open.push(o);
+        b.high.push(h);
+        b.low.push(l);
+        b.close.push(c);
+        b.volume.push(1.0);
+    }
+    b
+}
+
+fn scripted(rows: &[(f64, f64, f64, f64)], p: &[(&str, f64)], settings: Settings) -> RunResult {
+    run(
+        &plugin("order_script"),
+        &params(p),
+        &[hand_bars(rows)],
+        vec![instrument("X")],
+        &settings,
+        |_| true,
+    )
+    .unwrap()
+}
+
+fn fills(r: &RunResult) -> Vec<(&str, i64, Decimal, Decimal)> {
+    let t0 = 1_700_000_000_000_000_000;
+    r.fills
+        .iter()
+        .map(|f| {
+            (
+                f.client_id.as_str(),
+                (f.ts - t0) / 60_000_000_000,
+                f.qty,
+                f.price,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn golden_market_limit_and_stop_fills_end_to_end() {
+    // Decided on bar 0; bar 1 touches the limit (99) and the stop (103).
+    let rows = [
+        (100.0, 101.0, 99.5, 100.0),
+        (102.0, 103.0, 98.0, 99.0),
+        (99.0, 100.0, 98.0, 99.0),
+    ];
+    let p = [("market", 1.0), ("limit", 99.0), ("stop", 103.0)];
+    let r = scripted(&rows, &p, Settings::default());
+    // Stops first, then the market order, then the limit, all on bar 1.
+    assert_eq!(
+        fills(&r),
+        [
+            ("stop", 1, d("1"), d("103")),
+            ("market", 1, d("1"), d("102")),
+            ("limit", 1, d("1"), d("99"))
+        ]
+    );
+    // Average (103 + 102 + 99) / 3; marked at the last close 99:
+    // unrealized (99 - 101.333…) * 3 = -7.
+    assert_eq!(r.final_equity, Settings::default().initial_cash - d("7"));
+
+    // One tick of slippage on market and stop fills, none on the limit.
+    let r = scripted(
+        &rows,
+        &p,
+        Settings {
+            slippage: Slippage::Ticks(1),
+            ..Settings::default()
+        },
+    );
+    assert_eq!(
+        fills(&r),
+        [
+            ("stop", 1, d("1"), d("104")),
+            ("market", 1, d("1"), d("103")),
+            ("limit", 1, d("1"), d("99"))
+        ]
+    );
+
+    // Gaps: bar 1 opens at 95, below the buy limit (fills at the better
+    // open); a sell stop at 97 gapped through fills at the worse open.
+    let gap = [(100.0, 101.0, 99.5, 100.0), (95.0, 96.0, 94.0, 95.0)];
+    let r = scripted(&gap, &[("limit", 99.0)], Settings::default());
+    assert_eq!(fills(&r), [("limit", 1, d("1"), d("95"))]);
+    let r = scripted(&gap, &[("side", 1.0), ("stop", 97.0)], Settings::default());
+    assert_eq!(fills(&r), [("stop", 1, d("-1"), d("95"))]);
+
+    // Never reached: no fill; a limit reached only after it was cancelled:
+    // no fill either (batch 1, so the cancel comes before bar 2).
+    let r = scripted(
+        &rows,
+        &[("limit", 90.0), ("stop", 120.0)],
+        Settings::default(),
+    );
+    assert!(r.fills.is_empty());
+    let late = [
+        (100.0, 101.0, 99.5, 100.0),
+        (100.0, 101.0, 99.5, 100.0),
+        (99.0, 99.0, 90.0, 95.0),
+    ];
+    let r = scripted(&late, &[("limit", 95.0)], Settings::default());
+    assert_eq!(fills(&r), [("limit", 2, d("1"), d("95"))]);
+    let r = scripted(
+        &late,
+        &[("limit", 95.0), ("cancel_limit", 1.0)],
+        Settings {
+            batch: 1,
+            ..Settings::default()
+        },
+    );
+    assert!(r.fills.is_empty(), "{:?}", r.fills);
+}
