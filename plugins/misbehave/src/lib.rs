@@ -1,7 +1,8 @@
 //! Misbehaves on purpose, chosen by parameter `mode`:
 //! 0 behaves (logs a line per bar, to test the log limit), 1 loops forever,
 //! 2 allocates without bound, 3 traps (panics) in every callback,
-//! 4 recurses without bound. The host must stop and report each and keep
+//! 4 recurses without bound, 5 is slow (about 100,000 steps per bar,
+//! for cancelling long runs). The host must stop and report each and keep
 //! serving. Built for wasm32-wasip2 too, it is also the plugin that
 //! imports WASI (which the host refuses).
 
@@ -40,6 +41,17 @@ impl Misbehave {
             4 => {
                 std::hint::black_box(dive(n as u64));
             }
+            5 => {
+                // Slow but within the deadline: about 100,000 steps a bar.
+                for i in 0..n as u64 {
+                    let mut x = i;
+                    for _ in 0..100_000 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                        );
+                    }
+                }
+            }
             _ => {
                 for i in 0..n {
                     ctx.log(LogLevel::Info, &format!("fine {i}"));
@@ -60,8 +72,8 @@ impl Strategy for Misbehave {
                 ParamType::Integer,
                 0.0,
                 Some(0.0),
-                Some(4.0),
-                "0 ok, 1 loop, 2 memory, 3 trap, 4 recursion",
+                Some(5.0),
+                "0 ok, 1 loop, 2 memory, 3 trap, 4 recursion, 5 slow",
             )],
         )
     }

@@ -411,3 +411,73 @@ fn backtests_through_the_api() {
         .to_string();
     assert_eq!(wait(&id)["status"], "succeeded");
 }
+
+/// A long backtest is cancelled through the jobs API while it runs; the
+/// worker takes the next one.
+#[test]
+fn a_running_backtest_can_be_cancelled() {
+    let s = Server::start(&[]);
+    let admin = s.admin_token();
+    // 20,000 one-minute bars: about twenty windows of the slow plugin.
+    let mut csv = String::from("symbol,ts,open,high,low,close,volume\n");
+    for i in 0..20_000i64 {
+        let ts = chrono::DateTime::from_timestamp(1_704_157_200 + i * 60, 0)
+            .unwrap()
+            .to_rfc3339();
+        csv.push_str(&format!("x,{ts},100,101,99,100,1\n"));
+    }
+    let form = Form::new()
+        .part("file", Part::text(csv).file_name("bars.csv"))
+        .text("format", "bars_csv")
+        .text("interval", "1m");
+    let job: Value = s
+        .post("/api/v1/market/imports")
+        .bearer_auth(&admin)
+        .multipart(form)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    s.wait_job(&admin, job["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded"
+    });
+    let r = s
+        .post("/api/v1/plugins")
+        .bearer_auth(&admin)
+        .header("content-type", "application/wasm")
+        .body(component("misbehave"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let start = |mode: f64| {
+        let r = s
+            .post("/api/v1/backtests")
+            .bearer_auth(&admin)
+            .json(&json!({"plugin": "misbehave", "params": {"mode": mode}, "symbols": ["x"]}))
+            .send()
+            .unwrap();
+        r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let id = start(5.0);
+    s.wait_job(&admin, &id, |j| {
+        j["state"] == "running" && j["progress"].as_f64().unwrap() > 0.0
+    });
+    let r = s
+        .post(&format!("/api/v1/jobs/{id}/cancel"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let done = s.wait_job(&admin, &id, |j| j["state"] != "running");
+    assert_eq!(done["state"], "cancelled", "{done}");
+    assert!(done["progress"].as_f64().unwrap() < 1.0);
+    let next = start(0.0);
+    assert_eq!(
+        s.wait_job(&admin, &next, |j| j["state"] != "queued"
+            && j["state"] != "running")["state"],
+        "succeeded"
+    );
+}
