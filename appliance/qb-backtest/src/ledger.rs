@@ -68,6 +68,15 @@ pub struct Ledger {
     zones: BTreeMap<String, chrono_tz::Tz>,
 }
 
+/// A fill split against the position (unsigned quantities).
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    day: NaiveDate,
+    close_old: Decimal,
+    close_today: Decimal,
+    open: Decimal,
+}
+
 /// -1, 0 or 1.
 fn sign(x: Decimal) -> Decimal {
     if x.is_zero() {
@@ -152,50 +161,56 @@ impl Ledger {
             .instruments
             .get(symbol)
             .ok_or_else(|| LedgerError::UnknownSymbol(symbol.into()))?;
-        let pos = self.positions.get(symbol).cloned().unwrap_or_default();
-        let (close_old, close_today, open) = self.split(&pos, symbol, ts, qty);
-        let f = &inst.fees;
-        let mut total = Self::fee(inst, close_old, price, f.close_rate, f.close_per_lot)?;
-        total = add(
-            total,
-            Self::fee(
-                inst,
-                close_today,
-                price,
-                f.close_today_rate,
-                f.close_today_per_lot,
-            )?,
-            "fee",
-        )?;
-        add(
-            total,
-            Self::fee(inst, open, price, f.open_rate, f.open_per_lot)?,
-            "fee",
-        )
+        let split = self.split(symbol, ts, qty);
+        Self::fees(inst, split, price)
     }
 
-    /// How a signed fill splits into (closing older lots, closing today's
-    /// lots, opening), all unsigned.
-    fn split(
-        &self,
-        pos: &Position,
-        symbol: &str,
-        ts: i64,
-        qty: Decimal,
-    ) -> (Decimal, Decimal, Decimal) {
+    /// Fees of a fill split into (closing older lots, closing today's
+    /// lots, opening).
+    fn fees(inst: &Instrument, split: Split, price: Decimal) -> Result<Decimal, LedgerError> {
+        let f = &inst.fees;
+        let old = Self::fee(inst, split.close_old, price, f.close_rate, f.close_per_lot)?;
+        let today = Self::fee(
+            inst,
+            split.close_today,
+            price,
+            f.close_today_rate,
+            f.close_today_per_lot,
+        )?;
+        let open = Self::fee(inst, split.open, price, f.open_rate, f.open_per_lot)?;
+        add(add(old, today, "fee")?, open, "fee")
+    }
+
+    /// How a signed fill of `symbol` at `ts` splits against the position:
+    /// closing older lots first, then today's, the rest opening.
+    fn split(&self, symbol: &str, ts: i64, qty: Decimal) -> Split {
+        let day = self.day(symbol, ts);
+        let none = Split {
+            day,
+            close_old: Decimal::ZERO,
+            close_today: Decimal::ZERO,
+            open: qty.abs(),
+        };
+        let Some(pos) = self.positions.get(symbol) else {
+            return none;
+        };
         let opposite = !pos.qty.is_zero() && (pos.qty.is_sign_positive() != qty.is_sign_positive());
         if !opposite {
-            return (Decimal::ZERO, Decimal::ZERO, qty.abs());
+            return none;
         }
         let closing = qty.abs().min(pos.qty.abs());
-        let today = if pos.today == Some(self.day(symbol, ts)) {
+        let today = if pos.today == Some(day) {
             pos.today_qty.abs()
         } else {
             Decimal::ZERO
         };
-        let older = pos.qty.abs() - today;
-        let close_old = closing.min(older);
-        (close_old, closing - close_old, qty.abs() - closing)
+        let close_old = closing.min(pos.qty.abs() - today);
+        Split {
+            day,
+            close_old,
+            close_today: closing - close_old,
+            open: qty.abs() - closing,
+        }
     }
 
     /// Books a fill: position, average price, realized PnL, fees, cash.
@@ -207,34 +222,28 @@ impl Ledger {
         qty: Decimal,
         price: Decimal,
     ) -> Result<Fill, LedgerError> {
-        let commission = self.commission(symbol, ts, qty, price)?;
-        let day = self.day(symbol, ts);
-        let inst = &self.instruments[symbol];
+        let inst = self
+            .instruments
+            .get(symbol)
+            .ok_or_else(|| LedgerError::UnknownSymbol(symbol.into()))?;
         let mult = inst.multiplier;
+        let split = self.split(symbol, ts, qty);
+        let commission = Self::fees(inst, split, price)?;
         let pos = self.positions.entry(symbol.to_string()).or_default();
-        if pos.today != Some(day) {
-            pos.today = Some(day);
+        if pos.today != Some(split.day) {
+            pos.today = Some(split.day);
             pos.today_qty = Decimal::ZERO;
         }
-        let opposite = !pos.qty.is_zero() && (pos.qty.is_sign_positive() != qty.is_sign_positive());
+        let closing = split.close_old + split.close_today;
         let mut realized = Decimal::ZERO;
         let mut remaining = qty;
-        if opposite {
-            let closing = qty.abs().min(pos.qty.abs());
-            let direction = if pos.qty.is_sign_positive() {
-                Decimal::ONE
-            } else {
-                Decimal::NEGATIVE_ONE
-            };
+        if !closing.is_zero() {
             realized = mul(
                 mul(price - pos.avg_price, closing, "pnl")?,
-                mul(mult, direction, "pnl")?,
+                mul(mult, sign(pos.qty), "pnl")?,
                 "pnl",
             )?;
-            // Older lots close first; today's after them.
-            let older = pos.qty.abs() - pos.today_qty.abs();
-            let from_today = (closing - older.min(closing)).min(pos.today_qty.abs());
-            pos.today_qty -= from_today * sign(pos.today_qty);
+            pos.today_qty -= split.close_today * sign(pos.today_qty);
             let signed_closing = closing * sign(qty);
             pos.qty += signed_closing;
             remaining -= signed_closing;
