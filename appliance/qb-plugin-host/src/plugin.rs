@@ -84,7 +84,7 @@ impl Plugin {
         precheck(engine, bytes)?;
         let component = Component::new(&engine.engine, bytes)
             .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-        Self::checked(engine, component, bytes, false)
+        Self::checked(engine, component, sha256_hex(bytes), bytes.len(), false)
     }
 
     /// Loads from the artifact cache, compiling with `compiler` on a miss.
@@ -94,24 +94,37 @@ impl Plugin {
         compiler: &Compiler,
         bytes: &[u8],
     ) -> Result<Self, PluginError> {
+        Self::load_hashed(engine, cache, compiler, bytes, sha256_hex(bytes))
+    }
+
+    /// [`Plugin::load`] for bytes whose hash the caller has just computed
+    /// (the registry keys everything by it; a large component is not
+    /// hashed twice).
+    pub(crate) fn load_hashed(
+        engine: &PluginEngine,
+        cache: &ArtifactCache,
+        compiler: &Compiler,
+        bytes: &[u8],
+        sha256: String,
+    ) -> Result<Self, PluginError> {
         precheck(engine, bytes)?;
-        let sha = sha256_hex(bytes);
-        let (component, cached) = cache.load(engine, compiler, &sha, bytes)?;
-        Self::checked(engine, component, bytes, cached)
+        let (component, cached) = cache.load(engine, compiler, &sha256, bytes)?;
+        Self::checked(engine, component, sha256, bytes.len(), cached)
     }
 
     fn checked(
         engine: &PluginEngine,
         component: Component,
-        bytes: &[u8],
+        sha256: String,
+        size: usize,
         cached: bool,
     ) -> Result<Self, PluginError> {
         check_imports(engine, &component)?;
         Ok(Self {
             engine: engine.clone(),
             component,
-            sha256: sha256_hex(bytes),
-            size: bytes.len(),
+            sha256,
+            size,
             cached,
         })
     }

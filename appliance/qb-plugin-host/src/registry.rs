@@ -161,9 +161,10 @@ impl PluginRegistry {
         &self.engine
     }
 
-    /// Compiles (or loads from the cache) and checks; blocking.
-    fn compile_blocking(&self, bytes: &[u8]) -> Result<Plugin, PluginError> {
-        Plugin::load(&self.engine, &self.cache, &self.compiler, bytes)
+    /// Compiles (or loads from the cache) and checks the bytes of plugin
+    /// `id`; blocking.
+    fn compile_blocking(&self, bytes: &[u8], id: String) -> Result<Plugin, PluginError> {
+        Plugin::load_hashed(&self.engine, &self.cache, &self.compiler, bytes, id)
     }
 
     /// Validates and stores an upload. Returns the metadata and whether
@@ -178,8 +179,9 @@ impl PluginRegistry {
             return Ok((existing, false));
         }
         let this = self.clone();
+        let key = id.clone();
         let (plugin, bytes, info) = tokio::task::spawn_blocking(move || {
-            let plugin = this.compile_blocking(&bytes)?;
+            let plugin = this.compile_blocking(&bytes, key)?;
             let info = plugin.instantiate(Inert, 0)?.info().clone();
             Ok::<_, PluginError>((plugin, bytes, info))
         })
@@ -226,7 +228,8 @@ impl PluginRegistry {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("plugin {id}")))?;
         let this = self.clone();
-        let plugin = tokio::task::spawn_blocking(move || this.compile_blocking(&bytes))
+        let key = id.to_string();
+        let plugin = tokio::task::spawn_blocking(move || this.compile_blocking(&bytes, key))
             .await
             .map_err(|e| PluginError::Host(e.to_string()))??;
         let plugin = Arc::new(plugin);
