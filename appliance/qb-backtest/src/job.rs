@@ -173,6 +173,94 @@ pub async fn inputs(
     Ok((data, instruments))
 }
 
+impl BacktestSpec {
+    /// The engine settings the spec describes.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            initial_cash: self.initial_cash,
+            slippage: self.slippage(),
+            seed: self.seed,
+            ..Settings::default()
+        }
+    }
+}
+
+/// A finished run with its figures and its hash (computed once).
+pub struct Outcome {
+    pub result: crate::engine::RunResult,
+    pub hash: String,
+    pub metrics: crate::analytics::Metrics,
+    pub trips: Vec<crate::analytics::RoundTrip>,
+    pub per_symbol: BTreeMap<String, crate::analytics::SymbolStats>,
+}
+
+/// Runs `spec` over its inputs (from [`inputs`]) and computes the figures.
+pub fn execute(
+    plugin: &qb_plugin_host::Plugin,
+    spec: &BacktestSpec,
+    data: &[SymbolBars],
+    instruments: Vec<Instrument>,
+    progress: impl FnMut(f64) -> bool,
+) -> Result<Outcome, RunError> {
+    let multipliers: BTreeMap<String, Decimal> = instruments
+        .iter()
+        .map(|i| (i.symbol.clone(), i.multiplier))
+        .collect();
+    let params: Vec<Param> = spec
+        .params
+        .iter()
+        .map(|(n, v)| Param {
+            name: n.clone(),
+            value: *v,
+        })
+        .collect();
+    let result = run(
+        plugin,
+        &params,
+        data,
+        instruments,
+        &spec.settings(),
+        progress,
+    )?;
+    let (metrics, trips, per_symbol) =
+        crate::analytics::metrics(spec.initial_cash, &result.equity, &result.fills, |s| {
+            multipliers.get(s).copied().unwrap_or(Decimal::ONE)
+        });
+    Ok(Outcome {
+        hash: result.hash(),
+        result,
+        metrics,
+        trips,
+        per_symbol,
+    })
+}
+
+impl Outcome {
+    /// The HTML report, with the spec's settings and `plugin` as its label.
+    pub fn report(&self, title: &str, spec: &BacktestSpec, plugin: &str) -> String {
+        let mut shown = vec![
+            ("Plugin".to_string(), plugin.to_string()),
+            ("Symbols".to_string(), spec.symbols.join(", ")),
+            ("Interval".to_string(), spec.interval.clone()),
+            ("Initial cash".to_string(), spec.initial_cash.to_string()),
+        ];
+        shown.extend(
+            spec.params
+                .iter()
+                .map(|(k, v)| (format!("Parameter {k}"), v.to_string())),
+        );
+        crate::report::html(&crate::report::ReportInput {
+            title,
+            settings: &shown,
+            metrics: &self.metrics,
+            equity: &self.result.equity,
+            fills: &self.result.fills,
+            trips: &self.trips,
+            result_hash: &self.hash,
+        })
+    }
+}
+
 /// The job handler.
 pub struct BacktestRun {
     pub plugins: Arc<PluginRegistry>,
@@ -225,32 +313,9 @@ impl JobHandler for BacktestRun {
         let (data, instruments) = ctx
             .block_on(inputs(&*self.ticks, &*self.meta, &spec))
             .map_err(JobError::Failed)?;
-        let multipliers: BTreeMap<String, Decimal> = instruments
-            .iter()
-            .map(|i| (i.symbol.clone(), i.multiplier))
-            .collect();
-        let params: Vec<Param> = spec
-            .params
-            .iter()
-            .map(|(n, v)| Param {
-                name: n.clone(),
-                value: *v,
-            })
-            .collect();
-        let settings = Settings {
-            initial_cash: spec.initial_cash,
-            slippage: spec.slippage(),
-            seed: spec.seed,
-            ..Settings::default()
-        };
         let mut stop = None;
-        let result = run(
-            &plugin,
-            &params,
-            &data,
-            instruments,
-            &settings,
-            |f| match ctx
+        let outcome = execute(&plugin, &spec, &data, instruments, |f| {
+            match ctx
                 .check()
                 .and_then(|()| ctx.progress(f * 0.95, "replaying bars"))
             {
@@ -259,18 +324,13 @@ impl JobHandler for BacktestRun {
                     stop = Some(e);
                     false
                 }
-            },
-        );
-        let result = match result {
-            Ok(r) => r,
+            }
+        });
+        let o = match outcome {
+            Ok(o) => o,
             Err(RunError::Cancelled) => return Err(stop.unwrap_or(JobError::Cancelled)),
             Err(e) => return Err(JobError::Failed(e.to_string())),
         };
-        let (metrics, trips, per_symbol) =
-            crate::analytics::metrics(spec.initial_cash, &result.equity, &result.fills, |s| {
-                multipliers.get(s).copied().unwrap_or(Decimal::ONE)
-            });
-        let hash = result.hash();
         let dir = self.artifacts.join(&ctx.job().id);
         std::fs::create_dir_all(&dir).map_err(JobError::failed)?;
         let write = |name: &str, body: &[u8]| {
@@ -278,10 +338,10 @@ impl JobHandler for BacktestRun {
         };
         write(
             "fills.json",
-            &serde_json::to_vec(&result.fills).map_err(JobError::failed)?,
+            &serde_json::to_vec(&o.result.fills).map_err(JobError::failed)?,
         )?;
         let mut csv = String::from("ts,symbol,side,qty,price,commission,realized\n");
-        for f in &result.fills {
+        for f in &o.result.fills {
             let side = if f.qty.is_sign_positive() {
                 "buy"
             } else {
@@ -300,12 +360,12 @@ impl JobHandler for BacktestRun {
         }
         write("fills.csv", csv.as_bytes())?;
         let mut csv = String::from("ts,equity\n");
-        for (ts, e) in &result.equity {
+        for (ts, e) in &o.result.equity {
             let _ = writeln!(csv, "{ts},{e}");
         }
         write("equity.csv", csv.as_bytes())?;
         let mut csv = String::from("symbol,direction,entry_ts,exit_ts,pnl\n");
-        for t in &trips {
+        for t in &o.trips {
             let _ = writeln!(
                 csv,
                 "{},{},{},{},{}",
@@ -320,38 +380,19 @@ impl JobHandler for BacktestRun {
         let plugin_label = info
             .as_ref()
             .map_or(spec.plugin.clone(), |i| format!("{} {}", i.name, i.version));
-        let mut shown = vec![
-            ("Plugin".to_string(), plugin_label),
-            ("Symbols".to_string(), spec.symbols.join(", ")),
-            ("Interval".to_string(), spec.interval.clone()),
-            ("Initial cash".to_string(), spec.initial_cash.to_string()),
-        ];
-        shown.extend(
-            spec.params
-                .iter()
-                .map(|(k, v)| (format!("Parameter {k}"), v.to_string())),
-        );
-        let report = crate::report::html(&crate::report::ReportInput {
-            title: &format!("Backtest {}", ctx.job().id),
-            settings: &shown,
-            metrics: &metrics,
-            equity: &result.equity,
-            fills: &result.fills,
-            trips: &trips,
-            result_hash: &hash,
-        });
+        let report = o.report(&format!("Backtest {}", ctx.job().id), &spec, &plugin_label);
         write("report.html", report.as_bytes())?;
         Ok(serde_json::json!({
-            "final_equity": result.final_equity,
-            "final_cash": result.final_cash,
-            "result_hash": hash,
-            "bars": result.bars,
-            "fills": result.fills.len(),
-            "round_trips": trips.len(),
-            "metrics": metrics,
-            "per_symbol": per_symbol,
-            "rejections": result.rejections.iter().take(20).collect::<Vec<_>>(),
-            "rejected_orders": result.rejections.len(),
+            "final_equity": o.result.final_equity,
+            "final_cash": o.result.final_cash,
+            "result_hash": o.hash,
+            "bars": o.result.bars,
+            "fills": o.result.fills.len(),
+            "round_trips": o.trips.len(),
+            "metrics": o.metrics,
+            "per_symbol": o.per_symbol,
+            "rejections": o.result.rejections.iter().take(20).collect::<Vec<_>>(),
+            "rejected_orders": o.result.rejections.len(),
         }))
     }
 }

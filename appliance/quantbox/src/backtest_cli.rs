@@ -1,15 +1,12 @@
 //! `quantbox backtest ...`: one backtest of a plugin file over this data
 //! directory's bars, without a server; prints the summary.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use qb_backtest::engine::{Settings, run};
-use qb_backtest::execution::Slippage;
-use qb_backtest::job::BacktestSpec;
+use qb_backtest::job::{BacktestSpec, execute};
 use qb_core::config::Config;
 use qb_plugin_host::{Limits, Param, Plugin, PluginEngine, WasmKind, componentize, kind};
 
@@ -111,73 +108,37 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
     let (data, instruments) = rt
         .block_on(qb_backtest::job::inputs(&store, &meta, &spec))
         .map_err(anyhow::Error::msg)?;
-    let multipliers: BTreeMap<String, rust_decimal::Decimal> = instruments
-        .iter()
-        .map(|i| (i.symbol.clone(), i.multiplier))
-        .collect();
     let limits = Limits::from(&config.plugins);
-    let settings = Settings {
-        initial_cash: cash,
-        slippage: Slippage::Ticks(args.slippage_ticks),
-        ..Settings::default()
-    };
+    let run_spec = spec.clone();
     // Plugins run on a thread with a worker's stack, as in the server.
-    let result = std::thread::Builder::new()
+    let o = std::thread::Builder::new()
         .stack_size(qb_jobs::WORKER_STACK_BYTES)
         .spawn(move || -> anyhow::Result<_> {
             let engine = PluginEngine::new(limits)?;
             let plugin = Plugin::compile(&engine, &bytes)?;
-            Ok(run(
-                &plugin,
-                &params,
-                &data,
-                instruments,
-                &settings,
-                |_| true,
-            )?)
+            Ok(execute(&plugin, &run_spec, &data, instruments, |_| true)?)
         })?
         .join()
         .map_err(|_| anyhow::anyhow!("the backtest thread panicked"))??;
-    let (metrics, trips, per_symbol) =
-        qb_backtest::analytics::metrics(cash, &result.equity, &result.fills, |s| {
-            multipliers
-                .get(s)
-                .copied()
-                .unwrap_or(rust_decimal::Decimal::ONE)
-        });
+    let (result, metrics) = (&o.result, &o.metrics);
     if let Some(path) = &args.report {
-        let mut settings = vec![
-            ("Plugin".to_string(), args.plugin.display().to_string()),
-            ("Symbols".to_string(), args.symbols.join(", ")),
-            ("Interval".to_string(), args.interval.clone()),
-            ("Initial cash".to_string(), cash.to_string()),
-        ];
-        settings.extend(
-            args.params
-                .iter()
-                .map(|p| ("Parameter".to_string(), p.clone())),
+        let doc = o.report(
+            "quantbox backtest",
+            &spec,
+            &args.plugin.display().to_string(),
         );
-        let doc = qb_backtest::report::html(&qb_backtest::report::ReportInput {
-            title: "quantbox backtest",
-            settings: &settings,
-            metrics: &metrics,
-            equity: &result.equity,
-            fills: &result.fills,
-            trips: &trips,
-            result_hash: &result.hash(),
-        });
         std::fs::write(path, doc).with_context(|| path.display().to_string())?;
     }
     if args.json {
         let out = serde_json::json!({
-            "result_hash": result.hash(),
+            "result_hash": o.hash,
             "bars": result.bars,
             "final_equity": result.final_equity,
             "final_cash": result.final_cash,
             "metrics": metrics,
-            "per_symbol": per_symbol,
+            "per_symbol": o.per_symbol,
             "fills": result.fills,
-            "round_trips": trips,
+            "round_trips": o.trips,
             "rejections": result.rejections,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -192,7 +153,7 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
         println!("max drawdown  {:.4}%", metrics.max_drawdown * 100.0);
         println!("win rate      {:.2}%", metrics.win_rate * 100.0);
         println!("fees          {:.2}", metrics.total_fees);
-        println!("result hash   {}", result.hash());
+        println!("result hash   {}", o.hash);
         for r in &result.rejections {
             println!("rejected      {} at {}: {}", r.client_id, r.ts, r.reason);
         }
