@@ -236,13 +236,13 @@ fn backtests_through_the_api() {
     let list = s.get_json(&trader, "/api/v1/backtests");
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["result_hash"], b["result_hash"]);
-    // Cancelling a finished backtest changes nothing.
+    // Cancelling a finished backtest is refused and changes nothing.
     let r = s
         .post(&format!("/api/v1/jobs/{id}/cancel"))
         .bearer_auth(&trader)
         .send()
         .unwrap();
-    assert!(r.status().is_client_error() || r.status().is_success());
+    problem(r, 409);
     assert_eq!(
         s.get_json(&trader, &format!("/api/v1/backtests/{id}"))["status"],
         "succeeded"
