@@ -1,34 +1,39 @@
-//! The replay loop: bars of one or more symbols, merged in time, fed to a
-//! strategy plugin in batches; orders matched by [`crate::execution`] and
-//! booked by [`crate::ledger`].
+//! The replay loop: bars (bar mode) or ticks with quotes (tick mode) of
+//! one or more symbols, merged in time, fed to a strategy in batches;
+//! orders matched by [`crate::execution`] and booked by [`crate::ledger`].
 //!
 //! A run proceeds in windows of `batch` distinct timestamps:
-//! 1. each symbol's bars in the window go to the strategy in one call
-//!    (symbols in name order), with `now` = the batch's last bar time;
-//! 2. the window's bars are then replayed in time order: pending orders of
-//!    a symbol decided before a bar are tried on it (stops first, then in
-//!    submission order), fills are booked, the symbol is marked at the
-//!    close, and equity is recorded once per timestamp;
+//! 1. each symbol's rows in the window go to the strategy in one call
+//!    (`on-bars` or `on-ticks`, symbols in name order), with `now` = the
+//!    batch's last row time;
+//! 2. the window's rows are then replayed in time order: pending orders of
+//!    a symbol decided before a row are tried on it (stops first, then in
+//!    submission order), fills are booked, the symbol is marked (bar
+//!    close, tick trade price), and equity is recorded once per timestamp;
 //! 3. order events (filled, cancelled) go to the strategy, oldest first.
 //!
 //! Inside a call the strategy's view of its positions includes the market
-//! orders it submitted (they are certain to fill at the next bar's open);
-//! limit and stop fills become visible with the next call. Margin is
-//! checked when an order is submitted, at the last close at or before the
-//! order's decision time; a refused order returns the reason at once.
+//! orders it submitted (they are certain to fill on the next row); limit
+//! and stop fills become visible with the next call. Margin is checked
+//! when an order is submitted, at the last mark at or before the order's
+//! decision time; a refused order returns the reason at once.
+//!
+//! The strategy is anything that implements [`Runner`]: a sandboxed plugin
+//! instance ([`run`]), or the same strategy compiled natively
+//! ([`run_with`], for benchmarks and differential tests).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use qb_core::market::Instrument;
 use qb_plugin_host::{
     Account, Bars, Env, Order, OrderEvent, OrderState, OrderType, Param, Plugin, PluginError,
-    Position, Side,
+    Position, Runner, Side, Ticks,
 };
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::dec;
-use crate::execution::{BarPx, Kind, Slippage, fill_price, priority};
+use crate::execution::{BarPx, Kind, Px, QuotePx, Slippage, fill_price, priority};
 use crate::ledger::{Fill, Ledger, LedgerError};
 
 /// Bars of one symbol, oldest first, columnar.
@@ -41,6 +46,142 @@ pub struct SymbolBars {
     pub low: Vec<f64>,
     pub close: Vec<f64>,
     pub volume: Vec<f64>,
+}
+
+/// Ticks of one symbol with the best quote at each, oldest first,
+/// columnar; `bid`/`ask` NaN where the source had no quote.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SymbolTicks {
+    pub symbol: String,
+    pub ts: Vec<i64>,
+    pub price: Vec<f64>,
+    pub size: Vec<f64>,
+    pub bid: Vec<f64>,
+    pub ask: Vec<f64>,
+}
+
+/// What a run replays.
+#[derive(Debug, Clone, Copy)]
+pub enum Feed<'a> {
+    Bars(&'a [SymbolBars]),
+    Ticks(&'a [SymbolTicks]),
+}
+
+/// One symbol's rows as the replay loop sees them.
+trait Series {
+    fn symbol(&self) -> &str;
+    fn ts(&self) -> &[i64];
+    /// Columns of equal length, times in order.
+    fn check(&self) -> Result<(), String>;
+    /// The price the symbol is marked at after row `i`.
+    fn mark(&self, i: usize) -> f64;
+    /// What pending orders are tried against at row `i`.
+    fn px(&self, i: usize, rested: bool) -> Result<Px, String>;
+    /// Hands rows `from..to` to the strategy.
+    fn deliver<R: Runner>(&self, r: &mut R, from: usize, to: usize) -> Result<(), PluginError>;
+}
+
+fn decimal(symbol: &str, ts: i64, what: &str, v: f64) -> Result<Decimal, String> {
+    dec(v).ok_or_else(|| format!("{symbol}: {what} {v} at {ts} is not a finite number"))
+}
+
+impl Series for SymbolBars {
+    fn symbol(&self) -> &str {
+        &self.symbol
+    }
+    fn ts(&self) -> &[i64] {
+        &self.ts
+    }
+    fn check(&self) -> Result<(), String> {
+        let n = self.ts.len();
+        let lens = [
+            self.open.len(),
+            self.high.len(),
+            self.low.len(),
+            self.close.len(),
+            self.volume.len(),
+        ];
+        if lens.iter().any(|&l| l != n) {
+            return Err(format!("{}: columns of different lengths", self.symbol));
+        }
+        if self.ts.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("{}: bar times must increase", self.symbol));
+        }
+        Ok(())
+    }
+    fn mark(&self, i: usize) -> f64 {
+        self.close[i]
+    }
+    fn px(&self, i: usize, _rested: bool) -> Result<Px, String> {
+        let (s, t) = (&self.symbol, self.ts[i]);
+        Ok(Px::Bar(BarPx {
+            open: decimal(s, t, "open", self.open[i])?,
+            high: decimal(s, t, "high", self.high[i])?,
+            low: decimal(s, t, "low", self.low[i])?,
+        }))
+    }
+    fn deliver<R: Runner>(&self, r: &mut R, from: usize, to: usize) -> Result<(), PluginError> {
+        let bars = Bars {
+            symbol: self.symbol.clone(),
+            ts: self.ts[from..to].to_vec(),
+            open: self.open[from..to].to_vec(),
+            high: self.high[from..to].to_vec(),
+            low: self.low[from..to].to_vec(),
+            close: self.close[from..to].to_vec(),
+            volume: self.volume[from..to].to_vec(),
+        };
+        r.on_bars(self.ts[to - 1], &bars)
+    }
+}
+
+impl Series for SymbolTicks {
+    fn symbol(&self) -> &str {
+        &self.symbol
+    }
+    fn ts(&self) -> &[i64] {
+        &self.ts
+    }
+    fn check(&self) -> Result<(), String> {
+        let n = self.ts.len();
+        let lens = [
+            self.price.len(),
+            self.size.len(),
+            self.bid.len(),
+            self.ask.len(),
+        ];
+        if lens.iter().any(|&l| l != n) {
+            return Err(format!("{}: columns of different lengths", self.symbol));
+        }
+        if self.ts.windows(2).any(|w| w[0] > w[1]) {
+            return Err(format!("{}: tick times must not decrease", self.symbol));
+        }
+        Ok(())
+    }
+    fn mark(&self, i: usize) -> f64 {
+        self.price[i]
+    }
+    fn px(&self, i: usize, rested: bool) -> Result<Px, String> {
+        let (s, t) = (&self.symbol, self.ts[i]);
+        let or_trade = |v: f64| if v.is_nan() { self.price[i] } else { v };
+        Ok(Px::Quote {
+            quote: QuotePx {
+                bid: decimal(s, t, "bid", or_trade(self.bid[i]))?,
+                ask: decimal(s, t, "ask", or_trade(self.ask[i]))?,
+            },
+            rested,
+        })
+    }
+    fn deliver<R: Runner>(&self, r: &mut R, from: usize, to: usize) -> Result<(), PluginError> {
+        let ticks = Ticks {
+            symbol: self.symbol.clone(),
+            ts: self.ts[from..to].to_vec(),
+            price: self.price[from..to].to_vec(),
+            size: self.size[from..to].to_vec(),
+            bid: self.bid[from..to].to_vec(),
+            ask: self.ask[from..to].to_vec(),
+        };
+        r.on_ticks(self.ts[to - 1], &ticks)
+    }
 }
 
 /// What a run is configured with (all of it goes into the result hash).
@@ -75,6 +216,8 @@ struct Pending {
     qty: Decimal,
     kind: Kind,
     decided: i64,
+    /// Tried on a quote already without filling.
+    rested: bool,
 }
 
 /// A refused order, kept with the run.
@@ -93,8 +236,8 @@ pub struct SimEnv {
     expected: BTreeMap<String, Decimal>,
     seen_ids: BTreeSet<String>,
     next_seq: u64,
-    /// Close prices by symbol (the whole series), to mark at decision time.
-    closes: BTreeMap<String, (Vec<i64>, Vec<f64>)>,
+    /// Marks by symbol (the whole series), to mark at decision time.
+    marks: BTreeMap<String, (Vec<i64>, Vec<f64>)>,
     /// The latest bar time delivered so far: orders cannot be decided later.
     horizon: i64,
     state: BTreeMap<String, Vec<u8>>,
@@ -103,10 +246,10 @@ pub struct SimEnv {
 }
 
 impl SimEnv {
-    fn close_at(&self, symbol: &str, ts: i64) -> Option<f64> {
-        let (times, closes) = self.closes.get(symbol)?;
+    fn mark_at(&self, symbol: &str, ts: i64) -> Option<f64> {
+        let (times, marks) = self.marks.get(symbol)?;
         let i = times.partition_point(|&t| t <= ts);
-        (i > 0).then(|| closes[i - 1])
+        (i > 0).then(|| marks[i - 1])
     }
 
     fn reject(&mut self, ts: i64, client_id: &str, reason: String) -> Result<(), String> {
@@ -138,7 +281,7 @@ impl Env for SimEnv {
                 ts,
                 &id,
                 format!(
-                    "decision time {ts} is after the latest bar delivered ({})",
+                    "decision time {ts} is after the latest row delivered ({})",
                     self.horizon
                 ),
             );
@@ -170,7 +313,7 @@ impl Env for SimEnv {
             OrderType::Limit(p) => Kind::Limit(dec(p).unwrap_or_default()),
             OrderType::Stop(p) => Kind::Stop(dec(p).unwrap_or_default()),
         };
-        let Some(mark) = self.close_at(&order.symbol, ts).and_then(dec) else {
+        let Some(mark) = self.mark_at(&order.symbol, ts).and_then(dec) else {
             return self.reject(
                 ts,
                 &id,
@@ -184,7 +327,7 @@ impl Env for SimEnv {
             .copied()
             .unwrap_or_default();
         // Only the part that adds exposure needs margin; the symbol is
-        // marked at its decision-time close first.
+        // marked at its decision-time price first.
         self.ledger.mark(&order.symbol, mark);
         if (held + signed).abs() > held.abs()
             && let Err(reason) =
@@ -204,6 +347,7 @@ impl Env for SimEnv {
             qty: signed,
             kind,
             decided: ts,
+            rested: false,
         });
         Ok(())
     }
@@ -303,7 +447,8 @@ pub struct RunResult {
     pub rejections: Vec<Rejection>,
     pub final_cash: Decimal,
     pub final_equity: Decimal,
-    pub bars: u64,
+    /// Rows replayed: bars, or ticks in tick mode.
+    pub rows: u64,
     pub log_lines_dropped: u64,
 }
 
@@ -317,12 +462,46 @@ impl RunResult {
     }
 }
 
-/// Replays `data` into a fresh instance of `plugin`. `progress` gets the
-/// fraction done after each window and returns false to cancel.
+/// Replays `feed` into a fresh sandboxed instance of `plugin`. `progress`
+/// gets the fraction done after each window and returns false to cancel.
 pub fn run(
     plugin: &Plugin,
     params: &[Param],
-    data: &[SymbolBars],
+    feed: Feed<'_>,
+    instruments: Vec<Instrument>,
+    settings: &Settings,
+    progress: impl FnMut(f64) -> bool,
+) -> Result<RunResult, RunError> {
+    run_with(
+        |env| plugin.instantiate(env, settings.seed),
+        params,
+        feed,
+        instruments,
+        settings,
+        progress,
+    )
+}
+
+/// [`run`] with any strategy runner `start` makes from the simulated
+/// environment.
+pub fn run_with<R: Runner<Env = SimEnv>>(
+    start: impl FnOnce(SimEnv) -> Result<R, PluginError>,
+    params: &[Param],
+    feed: Feed<'_>,
+    instruments: Vec<Instrument>,
+    settings: &Settings,
+    progress: impl FnMut(f64) -> bool,
+) -> Result<RunResult, RunError> {
+    match feed {
+        Feed::Bars(d) => replay(start, params, d, instruments, settings, progress),
+        Feed::Ticks(d) => replay(start, params, d, instruments, settings, progress),
+    }
+}
+
+fn replay<S: Series, R: Runner<Env = SimEnv>>(
+    start: impl FnOnce(SimEnv) -> Result<R, PluginError>,
+    params: &[Param],
+    data: &[S],
     instruments: Vec<Instrument>,
     settings: &Settings,
     mut progress: impl FnMut(f64) -> bool,
@@ -330,33 +509,12 @@ pub fn run(
     if settings.batch == 0 {
         return Err(RunError::Invalid("batch must be at least 1".into()));
     }
-    let mut data: Vec<&SymbolBars> = data.iter().collect();
-    data.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    let mut data: Vec<&S> = data.iter().collect();
+    data.sort_by(|a, b| a.symbol().cmp(b.symbol()));
     for d in &data {
-        let n = d.ts.len();
-        if [
-            d.open.len(),
-            d.high.len(),
-            d.low.len(),
-            d.close.len(),
-            d.volume.len(),
-        ]
-        .iter()
-        .any(|&l| l != n)
-        {
-            return Err(RunError::Invalid(format!(
-                "{}: columns of different lengths",
-                d.symbol
-            )));
-        }
-        if d.ts.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(RunError::Invalid(format!(
-                "{}: bar times must increase",
-                d.symbol
-            )));
-        }
-        if !instruments.iter().any(|i| i.symbol == d.symbol) {
-            return Err(RunError::Invalid(format!("{}: no instrument", d.symbol)));
+        d.check().map_err(RunError::Invalid)?;
+        if !instruments.iter().any(|i| i.symbol == d.symbol()) {
+            return Err(RunError::Invalid(format!("{}: no instrument", d.symbol())));
         }
     }
     let env = SimEnv {
@@ -365,33 +523,36 @@ pub fn run(
         expected: BTreeMap::new(),
         seen_ids: BTreeSet::new(),
         next_seq: 0,
-        closes: data
+        marks: data
             .iter()
-            .map(|d| (d.symbol.clone(), (d.ts.clone(), d.close.clone())))
+            .map(|d| {
+                let marks = (0..d.ts().len()).map(|i| d.mark(i)).collect();
+                (d.symbol().to_string(), (d.ts().to_vec(), marks))
+            })
             .collect(),
         horizon: i64::MIN,
         state: BTreeMap::new(),
         events: Vec::new(),
         rejections: Vec::new(),
     };
-    let mut inst = plugin.instantiate(env, settings.seed)?;
+    let mut inst = start(env)?;
     let first = data
         .iter()
-        .filter_map(|d| d.ts.first())
+        .filter_map(|d| d.ts().first())
         .min()
         .copied()
         .unwrap_or(0);
     inst.init(first, params, None)?;
 
     // The merged timeline of distinct timestamps.
-    let mut timeline: Vec<i64> = data.iter().flat_map(|d| d.ts.iter().copied()).collect();
+    let mut timeline: Vec<i64> = data.iter().flat_map(|d| d.ts().iter().copied()).collect();
     timeline.sort_unstable();
     timeline.dedup();
     let mut cursor = vec![0usize; data.len()];
     let mut fills = Vec::new();
     let mut equity = Vec::with_capacity(timeline.len());
-    let mut last_close: Vec<Option<f64>> = vec![None; data.len()];
-    let total_bars: u64 = data.iter().map(|d| d.ts.len() as u64).sum();
+    let mut last_mark: Vec<Option<f64>> = vec![None; data.len()];
+    let total_rows: u64 = data.iter().map(|d| d.ts().len() as u64).sum();
     // Per symbol: (quantity, average price) as f64, and the multiplier.
     let mut shadow = vec![(0.0f64, 0.0f64); data.len()];
     let mult: Vec<f64> = data
@@ -399,7 +560,7 @@ pub fn run(
         .map(|d| {
             inst.env()
                 .ledger
-                .instrument(&d.symbol)
+                .instrument(d.symbol())
                 .map_or(1.0, |i| f(i.multiplier))
         })
         .collect();
@@ -407,63 +568,41 @@ pub fn run(
 
     for window in timeline.chunks(settings.batch) {
         let end = *window.last().unwrap_or(&0);
-        // 1. The strategy sees each symbol's bars of the window.
+        // 1. The strategy sees each symbol's rows of the window.
         let mut ranges = Vec::with_capacity(data.len());
         for (k, d) in data.iter().enumerate() {
             let from = cursor[k];
-            let to = from + d.ts[from..].partition_point(|&t| t <= end);
+            let to = from + d.ts()[from..].partition_point(|&t| t <= end);
             ranges.push((from, to));
             if from == to {
                 continue;
             }
-            let bars = Bars {
-                symbol: d.symbol.clone(),
-                ts: d.ts[from..to].to_vec(),
-                open: d.open[from..to].to_vec(),
-                high: d.high[from..to].to_vec(),
-                low: d.low[from..to].to_vec(),
-                close: d.close[from..to].to_vec(),
-                volume: d.volume[from..to].to_vec(),
-            };
-            inst.env_mut().horizon = d.ts[to - 1].max(inst.env().horizon);
-            inst.on_bars(d.ts[to - 1], &bars)?;
+            inst.env_mut().horizon = d.ts()[to - 1].max(inst.env().horizon);
+            d.deliver(&mut inst, from, to)?;
         }
         // 2. Replay the window: fills, then equity from an f64 shadow of
-        //    the ledger (refreshed at fills) and the latest closes.
+        //    the ledger (refreshed at fills) and the latest marks.
         for &ts in window {
             for (k, d) in data.iter().enumerate() {
-                let i = cursor[k];
-                if i >= ranges[k].1 || d.ts[i] != ts {
-                    continue;
-                }
-                cursor[k] += 1;
-                last_close[k] = Some(d.close[i]);
-                let env = inst.env_mut();
-                if env
-                    .pending
-                    .iter()
-                    .any(|p| p.symbol == d.symbol && p.decided < ts)
-                {
-                    let px = |v: f64| {
-                        dec(v).ok_or_else(|| {
-                            RunError::Invalid(format!(
-                                "{}: price {v} at {ts} is not finite",
-                                d.symbol
-                            ))
-                        })
-                    };
-                    let bar = BarPx {
-                        open: px(d.open[i])?,
-                        high: px(d.high[i])?,
-                        low: px(d.low[i])?,
-                    };
+                while cursor[k] < ranges[k].1 && d.ts()[cursor[k]] == ts {
+                    let i = cursor[k];
+                    cursor[k] += 1;
+                    last_mark[k] = Some(d.mark(i));
+                    let env = inst.env_mut();
+                    if !env
+                        .pending
+                        .iter()
+                        .any(|p| p.symbol == d.symbol() && p.decided < ts)
+                    {
+                        continue;
+                    }
                     let before = fills.len();
-                    fill_symbol(env, &d.symbol, ts, bar, settings.slippage, &mut fills)?;
+                    fill_symbol(env, *d, i, settings.slippage, &mut fills)?;
                     if fills.len() > before {
                         let p = env
                             .ledger
                             .positions
-                            .get(&d.symbol)
+                            .get(d.symbol())
                             .cloned()
                             .unwrap_or_default();
                         shadow[k] = (f(p.qty), f(p.avg_price));
@@ -474,19 +613,14 @@ pub fn run(
             let open: f64 = (0..data.len())
                 .filter(|&k| shadow[k].0 != 0.0)
                 .map(|k| {
-                    (last_close[k].unwrap_or(shadow[k].1) - shadow[k].1) * shadow[k].0 * mult[k]
+                    (last_mark[k].unwrap_or(shadow[k].1) - shadow[k].1) * shadow[k].0 * mult[k]
                 })
                 .sum();
             equity.push((ts, cash + open));
         }
         // The ledger's own marks (for margin checks and `get-account`),
         // once per window.
-        let env = inst.env_mut();
-        for (k, d) in data.iter().enumerate() {
-            if let (Some(c), true) = (last_close[k], env.ledger.positions.contains_key(&d.symbol)) {
-                env.ledger.mark(&d.symbol, dec(c).unwrap_or_default());
-            }
-        }
+        mark_ledger(inst.env_mut(), &data, &last_mark);
         // 3. Order events, oldest first.
         let mut events = std::mem::take(&mut inst.env_mut().events);
         events.sort_by_key(|(ts, _)| *ts);
@@ -494,17 +628,12 @@ pub fn run(
             inst.on_order(ts, &e)?;
         }
         let done: u64 = cursor.iter().map(|&c| c as u64).sum();
-        if !progress(done as f64 / total_bars.max(1) as f64) {
+        if !progress(done as f64 / total_rows.max(1) as f64) {
             return Err(RunError::Cancelled);
         }
     }
     let (_, dropped) = inst.take_logs();
-    let env = inst.env_mut();
-    for (k, d) in data.iter().enumerate() {
-        if let (Some(c), true) = (last_close[k], env.ledger.positions.contains_key(&d.symbol)) {
-            env.ledger.mark(&d.symbol, dec(c).unwrap_or_default());
-        }
-    }
+    mark_ledger(inst.env_mut(), &data, &last_mark);
     let env = inst.env();
     Ok(RunResult {
         fills,
@@ -512,20 +641,28 @@ pub fn run(
         rejections: env.rejections.clone(),
         final_cash: env.ledger.cash,
         final_equity: env.ledger.equity(),
-        bars: total_bars,
+        rows: total_rows,
         log_lines_dropped: dropped,
     })
 }
 
-/// Tries the pending orders of `symbol` decided before `ts` on its bar.
-fn fill_symbol(
+fn mark_ledger<S: Series>(env: &mut SimEnv, data: &[&S], last_mark: &[Option<f64>]) {
+    for (d, m) in data.iter().zip(last_mark) {
+        if let (Some(m), true) = (m, env.ledger.positions.contains_key(d.symbol())) {
+            env.ledger.mark(d.symbol(), dec(*m).unwrap_or_default());
+        }
+    }
+}
+
+/// Tries the pending orders of `d`'s symbol decided before row `i` on it.
+fn fill_symbol<S: Series>(
     env: &mut SimEnv,
-    symbol: &str,
-    ts: i64,
-    bar: BarPx,
+    d: &S,
+    i: usize,
     slippage: Slippage,
     fills: &mut Vec<Fill>,
 ) -> Result<(), RunError> {
+    let (symbol, ts) = (d.symbol(), d.ts()[i]);
     let tick = env
         .ledger
         .instrument(symbol)
@@ -539,8 +676,9 @@ fn fill_symbol(
         !take
     });
     due.sort_by_key(|p| (priority(p.kind), p.seq));
-    for p in due {
-        match fill_price(p.kind, p.qty > Decimal::ZERO, bar, slippage, tick) {
+    for mut p in due {
+        let px = d.px(i, p.rested).map_err(RunError::Invalid)?;
+        match fill_price(p.kind, p.qty > Decimal::ZERO, px, slippage, tick) {
             Some(price) => {
                 let fill = env.ledger.apply(ts, symbol, &p.client_id, p.qty, price)?;
                 if p.kind != Kind::Market {
@@ -550,7 +688,10 @@ fn fill_symbol(
                     .push((ts, event(&p, OrderState::Filled, p.qty, price, "")));
                 fills.push(fill);
             }
-            None => env.pending.push(p),
+            None => {
+                p.rested = true;
+                env.pending.push(p);
+            }
         }
     }
     env.pending.sort_by_key(|p| p.seq);

@@ -4,11 +4,10 @@
 //! the HTML report are written to `<artifacts>/<job id>/`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use qb_core::market::{BarQuery, Instrument, Interval, check_symbol};
+use qb_core::market::{BarQuery, Instrument, Interval, TickQuery, check_symbol};
 use qb_core::{MetaStore, TickStore};
 use qb_jobs::{JobContext, JobError, JobHandler};
 use qb_plugin_host::Param;
@@ -16,10 +15,16 @@ use qb_plugin_host::registry::PluginRegistry;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{RunError, Settings, SymbolBars, run};
+use crate::engine::{Feed, RunError, Settings, SymbolBars, SymbolTicks, run};
 use crate::execution::Slippage;
 
 pub const KIND: &str = "backtest.run";
+
+/// The `interval` that selects tick mode.
+pub const TICK: &str = "tick";
+
+/// Ticks read from the store per query.
+const TICK_PAGE: u32 = 500_000;
 
 /// What to run; stored as the job's params.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +39,7 @@ pub struct BacktestSpec {
     pub start: Option<i64>,
     /// Unix nanoseconds, exclusive.
     pub end: Option<i64>,
+    /// A bar interval ("1m", "1h", "1d", ...) or "tick" for tick mode.
     #[serde(default = "default_interval")]
     pub interval: String,
     #[serde(default = "default_cash")]
@@ -65,9 +71,11 @@ impl BacktestSpec {
         for s in &self.symbols {
             check_symbol(s).map_err(|e| ("symbols", e))?;
         }
-        self.interval
-            .parse::<Interval>()
-            .map_err(|e| ("interval", e.to_string()))?;
+        if self.interval != TICK {
+            self.interval
+                .parse::<Interval>()
+                .map_err(|e| ("interval", format!("{e} (or \"{TICK}\" for tick mode)")))?;
+        }
         if let (Some(a), Some(b)) = (self.start, self.end)
             && a >= b
         {
@@ -108,47 +116,59 @@ impl BacktestSpec {
     }
 }
 
-/// The bars of a spec's symbols and their instruments (defaults for
-/// symbols not registered), with the spec's commission overrides applied.
+/// What a run replays, as loaded from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    Bars(Vec<SymbolBars>),
+    Ticks(Vec<SymbolTicks>),
+}
+
+impl Data {
+    pub fn feed(&self) -> Feed<'_> {
+        match self {
+            Data::Bars(b) => Feed::Bars(b),
+            Data::Ticks(t) => Feed::Ticks(t),
+        }
+    }
+}
+
+/// The bars (or ticks) of a spec's symbols and their instruments
+/// (defaults for symbols not registered), with the spec's commission
+/// overrides applied.
 pub async fn inputs(
     ticks: &dyn TickStore,
     meta: &dyn MetaStore,
     spec: &BacktestSpec,
-) -> Result<(Vec<SymbolBars>, Vec<Instrument>), String> {
-    let interval: Interval = spec
-        .interval
-        .parse()
-        .map_err(|e| format!("interval: {e}"))?;
-    let mut data = Vec::new();
+) -> Result<(Data, Vec<Instrument>), String> {
+    let mut data = if spec.interval == TICK {
+        Data::Ticks(Vec::new())
+    } else {
+        Data::Bars(Vec::new())
+    };
     let mut instruments = Vec::new();
     for symbol in &spec.symbols {
-        let query = BarQuery {
-            symbol: symbol.clone(),
-            interval,
-            start: spec.start,
-            end: spec.end,
-            timezone: None,
+        let rows = match &mut data {
+            Data::Bars(all) => {
+                let b = load_bars(ticks, spec, symbol).await?;
+                let n = b.ts.len();
+                all.push(b);
+                n
+            }
+            Data::Ticks(all) => {
+                let t = load_ticks(ticks, spec, symbol).await?;
+                let n = t.ts.len();
+                all.push(t);
+                n
+            }
         };
-        let bars = ticks.bars(query).await.map_err(|e| e.to_string())?;
-        if bars.is_empty() {
-            return Err(format!(
-                "no {} bars of {symbol} in the selected range",
-                spec.interval
-            ));
+        if rows == 0 {
+            let what = if spec.interval == TICK {
+                "ticks".to_string()
+            } else {
+                format!("{} bars", spec.interval)
+            };
+            return Err(format!("no {what} of {symbol} in the selected range"));
         }
-        let mut b = SymbolBars {
-            symbol: symbol.clone(),
-            ..Default::default()
-        };
-        for bar in bars {
-            b.ts.push(bar.ts);
-            b.open.push(bar.open);
-            b.high.push(bar.high);
-            b.low.push(bar.low);
-            b.close.push(bar.close);
-            b.volume.push(bar.volume);
-        }
-        data.push(b);
         let mut inst = meta
             .instrument(symbol)
             .await
@@ -171,6 +191,75 @@ pub async fn inputs(
         instruments.push(inst);
     }
     Ok((data, instruments))
+}
+
+async fn load_bars(
+    ticks: &dyn TickStore,
+    spec: &BacktestSpec,
+    symbol: &str,
+) -> Result<SymbolBars, String> {
+    let interval: Interval = spec
+        .interval
+        .parse()
+        .map_err(|e| format!("interval: {e}"))?;
+    let query = BarQuery {
+        symbol: symbol.to_string(),
+        interval,
+        start: spec.start,
+        end: spec.end,
+        timezone: None,
+    };
+    let bars = ticks.bars(query).await.map_err(|e| e.to_string())?;
+    let mut b = SymbolBars {
+        symbol: symbol.to_string(),
+        ..Default::default()
+    };
+    for bar in bars {
+        b.ts.push(bar.ts);
+        b.open.push(bar.open);
+        b.high.push(bar.high);
+        b.low.push(bar.low);
+        b.close.push(bar.close);
+        b.volume.push(bar.volume);
+    }
+    Ok(b)
+}
+
+/// A symbol's ticks in `(ts, seq)` order, read in pages.
+async fn load_ticks(
+    store: &dyn TickStore,
+    spec: &BacktestSpec,
+    symbol: &str,
+) -> Result<SymbolTicks, String> {
+    let mut t = SymbolTicks {
+        symbol: symbol.to_string(),
+        ..Default::default()
+    };
+    let mut after = None;
+    loop {
+        let page = store
+            .ticks(TickQuery {
+                symbol: symbol.to_string(),
+                start: spec.start,
+                end: spec.end,
+                after,
+                limit: TICK_PAGE,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let full = page.len() == TICK_PAGE as usize;
+        for tick in page {
+            after = Some((tick.ts, tick.seq));
+            t.ts.push(tick.ts);
+            t.price.push(tick.price);
+            t.size.push(tick.size);
+            t.bid.push(tick.bid.unwrap_or(f64::NAN));
+            t.ask.push(tick.ask.unwrap_or(f64::NAN));
+        }
+        if !full {
+            return Ok(t);
+        }
+    }
 }
 
 impl BacktestSpec {
@@ -198,7 +287,7 @@ pub struct Outcome {
 pub fn execute(
     plugin: &qb_plugin_host::Plugin,
     spec: &BacktestSpec,
-    data: &[SymbolBars],
+    data: &Data,
     instruments: Vec<Instrument>,
     progress: impl FnMut(f64) -> bool,
 ) -> Result<Outcome, RunError> {
@@ -217,7 +306,7 @@ pub fn execute(
     let result = run(
         plugin,
         &params,
-        data,
+        data.feed(),
         instruments,
         &spec.settings(),
         progress,
@@ -270,15 +359,6 @@ pub struct BacktestRun {
     pub artifacts: PathBuf,
 }
 
-/// The files of a run.
-pub const FILES: [&str; 5] = [
-    "fills.json",
-    "fills.csv",
-    "equity.csv",
-    "trades.csv",
-    "report.html",
-];
-
 impl JobHandler for BacktestRun {
     fn kind(&self) -> &'static str {
         KIND
@@ -317,7 +397,7 @@ impl JobHandler for BacktestRun {
         let outcome = execute(&plugin, &spec, &data, instruments, |f| {
             match ctx
                 .check()
-                .and_then(|()| ctx.progress(f * 0.95, "replaying bars"))
+                .and_then(|()| ctx.progress(f * 0.95, "replaying"))
             {
                 Ok(()) => true,
                 Err(e) => {
@@ -331,62 +411,17 @@ impl JobHandler for BacktestRun {
             Err(RunError::Cancelled) => return Err(stop.unwrap_or(JobError::Cancelled)),
             Err(e) => return Err(JobError::Failed(e.to_string())),
         };
-        let dir = self.artifacts.join(&ctx.job().id);
-        std::fs::create_dir_all(&dir).map_err(JobError::failed)?;
-        let write = |name: &str, body: &[u8]| {
-            std::fs::write(dir.join(name), body).map_err(JobError::failed)
-        };
-        write(
-            "fills.json",
-            &serde_json::to_vec(&o.result.fills).map_err(JobError::failed)?,
-        )?;
-        let mut csv = String::from("ts,symbol,side,qty,price,commission,realized\n");
-        for f in &o.result.fills {
-            let side = if f.qty.is_sign_positive() {
-                "buy"
-            } else {
-                "sell"
-            };
-            let _ = writeln!(
-                csv,
-                "{},{},{side},{},{},{},{}",
-                f.ts,
-                f.symbol,
-                f.qty.abs(),
-                f.price,
-                f.commission,
-                f.realized
-            );
-        }
-        write("fills.csv", csv.as_bytes())?;
-        let mut csv = String::from("ts,equity\n");
-        for (ts, e) in &o.result.equity {
-            let _ = writeln!(csv, "{ts},{e}");
-        }
-        write("equity.csv", csv.as_bytes())?;
-        let mut csv = String::from("symbol,direction,entry_ts,exit_ts,pnl\n");
-        for t in &o.trips {
-            let _ = writeln!(
-                csv,
-                "{},{},{},{},{}",
-                t.symbol,
-                if t.direction > 0 { "long" } else { "short" },
-                t.entry_ts,
-                t.exit_ts,
-                t.pnl
-            );
-        }
-        write("trades.csv", csv.as_bytes())?;
         let plugin_label = info
             .as_ref()
             .map_or(spec.plugin.clone(), |i| format!("{} {}", i.name, i.version));
         let report = o.report(&format!("Backtest {}", ctx.job().id), &spec, &plugin_label);
-        write("report.html", report.as_bytes())?;
+        crate::export::write_files(&self.artifacts.join(&ctx.job().id), &o, &report)
+            .map_err(JobError::Failed)?;
         Ok(serde_json::json!({
             "final_equity": o.result.final_equity,
             "final_cash": o.result.final_cash,
             "result_hash": o.hash,
-            "bars": o.result.bars,
+            "rows": o.result.rows,
             "fills": o.result.fills.len(),
             "round_trips": o.trips.len(),
             "metrics": o.metrics,

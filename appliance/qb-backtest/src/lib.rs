@@ -11,6 +11,7 @@
 pub mod analytics;
 pub mod engine;
 pub mod execution;
+pub mod export;
 pub mod job;
 pub mod ledger;
 pub mod report;

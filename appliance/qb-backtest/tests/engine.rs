@@ -74,7 +74,7 @@ fn sma_trades_match_an_independent_computation() {
     let result = run(
         &plugin("sma_crossover"),
         &params(&[("fast", fast as f64), ("slow", slow as f64), ("size", 2.0)]),
-        std::slice::from_ref(&data),
+        Feed::Bars(std::slice::from_ref(&data)),
         vec![instrument("X")],
         &Settings {
             batch: 100,
@@ -124,7 +124,7 @@ fn sma_trades_match_an_independent_computation() {
         Settings::default().initial_cash + realized
     );
     assert_eq!(result.equity.len(), 3000);
-    assert_eq!(result.bars, 3000);
+    assert_eq!(result.rows, 3000);
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn runs_are_deterministic_and_batch_size_does_not_change_market_order_results() 
         run(
             &p,
             &params(&[("period", 30.0), ("entry", 1.0), ("exit", 0.2)]),
-            &data,
+            Feed::Bars(&data),
             vec![instrument("AU"), instrument("AG")],
             &Settings {
                 batch,
@@ -168,7 +168,7 @@ fn margin_rejections_cancellation_and_traps() {
     let r = run(
         &plugin("sma_crossover"),
         &params(&[("fast", 5.0), ("slow", 20.0)]),
-        std::slice::from_ref(&data),
+        Feed::Bars(std::slice::from_ref(&data)),
         vec![rich],
         &Settings {
             initial_cash: d("1000"),
@@ -189,7 +189,7 @@ fn margin_rejections_cancellation_and_traps() {
     let e = run(
         &plugin("sma_crossover"),
         &params(&[("fast", 5.0), ("slow", 20.0)]),
-        std::slice::from_ref(&data),
+        Feed::Bars(std::slice::from_ref(&data)),
         vec![instrument("X")],
         &Settings {
             batch: 50,
@@ -207,7 +207,7 @@ fn margin_rejections_cancellation_and_traps() {
     let e = run(
         &plugin("misbehave"),
         &params(&[("mode", 3.0)]),
-        std::slice::from_ref(&data),
+        Feed::Bars(std::slice::from_ref(&data)),
         vec![instrument("X")],
         &Settings::default(),
         |_| true,
@@ -240,7 +240,7 @@ fn scripted(rows: &[(f64, f64, f64, f64)], p: &[(&str, f64)], settings: Settings
     run(
         &plugin("order_script"),
         &params(p),
-        &[hand_bars(rows)],
+        Feed::Bars(&[hand_bars(rows)]),
         vec![instrument("X")],
         &settings,
         |_| true,
@@ -336,4 +336,148 @@ fn golden_market_limit_and_stop_fills_end_to_end() {
         },
     );
     assert!(r.fills.is_empty(), "{:?}", r.fills);
+}
+
+/// Ticks from (price, bid, ask) rows, one second apart; NaN: no quote.
+fn hand_ticks(rows: &[(f64, f64, f64)]) -> SymbolTicks {
+    let mut t = SymbolTicks {
+        symbol: "X".into(),
+        ..Default::default()
+    };
+    for (i, &(p, b, a)) in rows.iter().enumerate() {
+        t.ts.push(1_700_000_000_000_000_000 + i as i64 * 60_000_000_000);
+        t.price.push(p);
+        t.size.push(1.0);
+        t.bid.push(b);
+        t.ask.push(a);
+    }
+    t
+}
+
+fn scripted_ticks(rows: &[(f64, f64, f64)], p: &[(&str, f64)], settings: Settings) -> RunResult {
+    run(
+        &plugin("order_script"),
+        &params(p),
+        Feed::Ticks(&[hand_ticks(rows)]),
+        vec![instrument("X")],
+        &settings,
+        |_| true,
+    )
+    .unwrap()
+}
+
+#[test]
+fn golden_tick_mode_fills_at_the_quote() {
+    let batch1 = || Settings {
+        batch: 1,
+        ..Settings::default()
+    };
+    // Decided on tick 0. Tick 1: market buy at the ask (100); the limit
+    // at 98 is not reached and rests; the stop at 103 is not triggered.
+    // Tick 2: the ask comes down to 97: the resting limit fills at its
+    // own price 98. Tick 3: the ask rises to 105: the stop fills there.
+    let rows = [
+        (100.0, 99.0, 101.0),
+        (99.0, 99.0, 100.0),
+        (96.0, 96.0, 97.0),
+        (104.0, 104.0, 105.0),
+    ];
+    let p = [("market", 1.0), ("limit", 98.0), ("stop", 103.0)];
+    let r = scripted_ticks(&rows, &p, batch1());
+    assert_eq!(
+        fills(&r),
+        [
+            ("market", 1, d("1"), d("100")),
+            ("limit", 2, d("1"), d("98")),
+            ("stop", 3, d("1"), d("105")),
+        ]
+    );
+    // Marked at the last trade price 104: (104 * 3) - (100 + 98 + 105).
+    assert_eq!(r.final_equity, Settings::default().initial_cash + d("9"));
+
+    // A marketable limit fills at the ask of the next quote; sells go to
+    // the bid; slippage moves market and stop fills only.
+    let r = scripted_ticks(&rows, &[("limit", 102.0)], batch1());
+    assert_eq!(fills(&r), [("limit", 1, d("1"), d("100"))]);
+    let r = scripted_ticks(
+        &rows,
+        &[("side", 1.0), ("market", 2.0), ("stop", 97.0)],
+        Settings {
+            slippage: Slippage::Ticks(1),
+            ..batch1()
+        },
+    );
+    assert_eq!(
+        fills(&r),
+        [
+            ("market", 1, d("-2"), d("98")),
+            ("stop", 2, d("-1"), d("95"))
+        ]
+    );
+
+    // Without a quote the trade price stands for bid and ask.
+    let bare = [(100.0, f64::NAN, f64::NAN), (101.0, f64::NAN, f64::NAN)];
+    let r = scripted_ticks(&bare, &[("market", 1.0)], batch1());
+    assert_eq!(fills(&r), [("market", 1, d("1"), d("101"))]);
+
+    // Ticks sharing a timestamp are one instant: an order decided on the
+    // first does not fill on the second.
+    let mut same = hand_ticks(&[
+        (100.0, 99.0, 101.0),
+        (100.0, 99.0, 102.0),
+        (100.0, 99.0, 103.0),
+    ]);
+    same.ts[1] = same.ts[0];
+    let r = run(
+        &plugin("order_script"),
+        &params(&[("market", 1.0)]),
+        Feed::Ticks(&[same]),
+        vec![instrument("X")],
+        &Settings::default(),
+        |_| true,
+    )
+    .unwrap();
+    assert_eq!(fills(&r), [("market", 2, d("1"), d("103"))]);
+}
+
+#[test]
+fn the_wasm_plugin_and_its_native_build_give_the_same_run() {
+    use qb_plugin_host::native::Native;
+    let p = params(&[("fast", 5.0), ("slow", 20.0), ("size", 3.0)]);
+    let settings = Settings {
+        batch: 64,
+        slippage: Slippage::Ticks(1),
+        ..Settings::default()
+    };
+    let bars = vec![series("X", 3000, 4)];
+    let mut ticks = SymbolTicks {
+        symbol: "X".into(),
+        ..Default::default()
+    };
+    for (i, &ts) in bars[0].ts.iter().enumerate() {
+        ticks.ts.push(ts);
+        ticks.price.push(bars[0].close[i]);
+        ticks.size.push(1.0);
+        ticks.bid.push(bars[0].close[i] - 1.0);
+        ticks.ask.push(bars[0].close[i] + 1.0);
+    }
+    let ticks = vec![ticks];
+    let plugin = plugin("sma_crossover");
+    for feed in [Feed::Bars(&bars), Feed::Ticks(&ticks)] {
+        let wasm = run(&plugin, &p, feed, vec![instrument("X")], &settings, |_| {
+            true
+        })
+        .unwrap();
+        let native = run_with(
+            |env| Ok(Native::<sma_crossover::SmaCrossover, _>::new(env, 0)),
+            &p,
+            feed,
+            vec![instrument("X")],
+            &settings,
+            |_| true,
+        )
+        .unwrap();
+        assert!(wasm.fills.len() >= 20, "{}", wasm.fills.len());
+        assert_eq!(wasm.hash(), native.hash());
+    }
 }

@@ -9,11 +9,21 @@ fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-fn bar(o: &str, h: &str, l: &str) -> BarPx {
-    BarPx {
+fn bar(o: &str, h: &str, l: &str) -> Px {
+    Px::Bar(BarPx {
         open: d(o),
         high: d(h),
         low: d(l),
+    })
+}
+
+fn quote(bid: &str, ask: &str, rested: bool) -> Px {
+    Px::Quote {
+        quote: QuotePx {
+            bid: d(bid),
+            ask: d(ask),
+        },
+        rested,
     }
 }
 
@@ -96,6 +106,69 @@ fn market_limit_and_stop_prices() {
     );
     // Stops are tried before limits on the same bar.
     assert!(priority(Kind::Stop(d("1"))) < priority(Kind::Limit(d("1"))));
+}
+
+#[test]
+fn quote_prices() {
+    let t = d("0.5");
+    let none = Slippage::None;
+    let q = quote("99.5", "100", false);
+    // Market: buy at the ask, sell at the bid; slippage against the trader.
+    assert_eq!(fill_price(Kind::Market, true, q, none, t), Some(d("100")));
+    assert_eq!(fill_price(Kind::Market, false, q, none, t), Some(d("99.5")));
+    assert_eq!(
+        fill_price(Kind::Market, true, q, Slippage::Ticks(2), t),
+        Some(d("101"))
+    );
+    // 10 bps of 99.5 = 0.0995 → 99.4005, rounded down to the tick: 99.
+    assert_eq!(
+        fill_price(Kind::Market, false, q, Slippage::Bps(d("10")), t),
+        Some(d("99"))
+    );
+    // Limit buy: marketable on arrival fills at the ask; resting, at its
+    // own price; not reached, nothing. No slippage.
+    assert_eq!(
+        fill_price(Kind::Limit(d("101")), true, q, Slippage::Ticks(3), t),
+        Some(d("100"))
+    );
+    assert_eq!(
+        fill_price(
+            Kind::Limit(d("101")),
+            true,
+            quote("98", "98.5", true),
+            none,
+            t
+        ),
+        Some(d("101"))
+    );
+    assert_eq!(fill_price(Kind::Limit(d("99.5")), true, q, none, t), None);
+    // Limit sell: against the bid.
+    assert_eq!(
+        fill_price(Kind::Limit(d("99")), false, q, none, t),
+        Some(d("99.5"))
+    );
+    assert_eq!(
+        fill_price(
+            Kind::Limit(d("99")),
+            false,
+            quote("99", "99.5", true),
+            none,
+            t
+        ),
+        Some(d("99"))
+    );
+    assert_eq!(fill_price(Kind::Limit(d("100")), false, q, none, t), None);
+    // Stops trigger on the price they would trade at and fill there.
+    assert_eq!(
+        fill_price(Kind::Stop(d("100")), true, q, Slippage::Ticks(1), t),
+        Some(d("100.5"))
+    );
+    assert_eq!(fill_price(Kind::Stop(d("100.5")), true, q, none, t), None);
+    assert_eq!(
+        fill_price(Kind::Stop(d("99.5")), false, q, none, t),
+        Some(d("99.5"))
+    );
+    assert_eq!(fill_price(Kind::Stop(d("99")), false, q, none, t), None);
 }
 
 #[test]

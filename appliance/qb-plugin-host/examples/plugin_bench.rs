@@ -12,7 +12,7 @@ mod recorder;
 use std::time::Instant;
 
 use qb_plugin_host::*;
-use recorder::{NativeCtx, Recorder};
+use recorder::Recorder;
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
@@ -44,34 +44,14 @@ fn run(plugin: &Plugin, params: &[Param], closes: &[f64], batch: usize) -> (f64,
 }
 
 fn native(params: &[Param], closes: &[f64], batch: usize) -> (f64, usize) {
-    use quantbox_sdk::Strategy as _;
-    let spec = sma_crossover::SmaCrossover::describe().params;
-    let given: Vec<quantbox_sdk::Param> = params
-        .iter()
-        .map(|p| quantbox_sdk::Param {
-            name: p.name.clone(),
-            value: p.value,
-        })
-        .collect();
-    let resolved = quantbox_sdk::Params::resolve(&spec, &given).unwrap();
-    let mut s = sma_crossover::SmaCrossover::init(&resolved, None).unwrap();
-    let mut rec = Recorder::default();
+    let mut s = native::Native::<sma_crossover::SmaCrossover, _>::new(Recorder::default(), 1);
+    Runner::init(&mut s, 0, params, None).unwrap();
     let t = Instant::now();
     for (k, chunk) in closes.chunks(batch).enumerate() {
-        let b = bars(k * batch, chunk);
-        let b = quantbox_sdk::Bars {
-            symbol: b.symbol,
-            ts: b.ts,
-            open: b.open,
-            high: b.high,
-            low: b.low,
-            close: b.close,
-            volume: b.volume,
-        };
-        s.on_bars(&mut NativeCtx(&mut rec), 0, &b);
+        s.on_bars(0, &bars(k * batch, chunk)).unwrap();
     }
     let ns = t.elapsed().as_secs_f64() * 1e9 / closes.len() as f64;
-    (ns, rec.orders.len())
+    (ns, s.env().orders.len())
 }
 
 fn main() {

@@ -24,6 +24,10 @@ mod error;
 mod instance;
 mod limits;
 mod plugin;
+mod runner;
+
+#[cfg(feature = "native")]
+pub mod native;
 
 pub mod compile;
 pub mod registry;
@@ -45,3 +49,4 @@ pub use error::{PluginError, Stop, StopReason};
 pub use instance::{Env, Inert, Instance, LogLine, PluginState};
 pub use limits::Limits;
 pub use plugin::{INTERFACE, Plugin, TYPES, sha256_hex};
+pub use runner::Runner;

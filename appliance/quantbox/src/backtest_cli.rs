@@ -24,6 +24,7 @@ pub struct BacktestArgs {
     /// End (RFC 3339 or YYYY-MM-DD, exclusive).
     #[arg(long)]
     pub end: Option<String>,
+    /// Bar interval (1m, 5m, 1h, 1d, ...) or `tick` for tick mode.
     #[arg(long, default_value = "1m")]
     pub interval: String,
     /// Strategy parameter NAME=VALUE (repeatable).
@@ -132,7 +133,7 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
     if args.json {
         let out = serde_json::json!({
             "result_hash": o.hash,
-            "bars": result.bars,
+            "rows": result.rows,
             "final_equity": result.final_equity,
             "final_cash": result.final_cash,
             "metrics": metrics,
@@ -143,7 +144,7 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("bars          {}", result.bars);
+        println!("rows          {}", result.rows);
         println!("fills         {}", result.fills.len());
         println!("round trips   {}", metrics.round_trips);
         println!("final equity  {}", result.final_equity);

@@ -1,4 +1,5 @@
-//! Test plugin for execution rules: on the first bar it sees, submits the
+//! Test plugin for execution rules: on the first bar or tick it sees,
+//! submits the
 //! orders its parameters describe (on side `side`: 0 buy, 1 sell), one lot
 //! each unless `market` gives the market order's size:
 //! `market` (0 = none), `limit` and `stop` prices (0 = none). With
@@ -75,6 +76,16 @@ impl Strategy for OrderScript {
     }
 
     fn on_bars(&mut self, ctx: &mut dyn Ctx, _now: i64, bars: &Bars) {
+        self.script(ctx, &bars.symbol, bars.ts[0]);
+    }
+
+    fn on_ticks(&mut self, ctx: &mut dyn Ctx, _now: i64, ticks: &Ticks) {
+        self.script(ctx, &ticks.symbol, ticks.ts[0]);
+    }
+}
+
+impl OrderScript {
+    fn script(&mut self, ctx: &mut dyn Ctx, symbol: &str, ts: i64) {
         self.calls += 1;
         if self.calls == 2 && self.cancel_limit {
             let _ = ctx.cancel_order("limit");
@@ -82,11 +93,10 @@ impl Strategy for OrderScript {
         if self.calls > 1 {
             return;
         }
-        let ts = bars.ts[0];
         let mut submit = |id: &str, quantity: f64, type_: OrderType| {
             let order = Order {
                 client_id: id.into(),
-                symbol: bars.symbol.clone(),
+                symbol: symbol.to_string(),
                 side: self.side,
                 quantity,
                 type_,

@@ -1,5 +1,7 @@
 //! SMA crossover, long only: buy `size` when the fast average crosses above
-//! the slow one while flat; sell the position when it crosses below.
+//! the slow one while flat; sell the position when it crosses below. On
+//! bars the averages are of closes; on ticks, of trade prices (periods in
+//! ticks).
 
 use std::collections::VecDeque;
 
@@ -82,24 +84,13 @@ impl Strategy for SmaCrossover {
 
     fn on_bars(&mut self, ctx: &mut dyn Ctx, _now: i64, bars: &Bars) {
         for (&ts, &close) in bars.ts.iter().zip(&bars.close) {
-            let Some(cross) = self.step(close) else {
-                continue;
-            };
-            let held = ctx.position(&bars.symbol).quantity;
-            let side = match cross {
-                Cross::Up if held == 0.0 => Side::Buy,
-                Cross::Down if held > 0.0 => Side::Sell,
-                _ => continue,
-            };
-            let quantity = if side == Side::Buy { self.size } else { held };
-            self.orders += 1;
-            let _ = ctx.market(
-                ts,
-                format!("sma-{}", self.orders),
-                &bars.symbol,
-                side,
-                quantity,
-            );
+            self.observe(ctx, &bars.symbol, ts, close);
+        }
+    }
+
+    fn on_ticks(&mut self, ctx: &mut dyn Ctx, _now: i64, ticks: &Ticks) {
+        for (&ts, &price) in ticks.ts.iter().zip(&ticks.price) {
+            self.observe(ctx, &ticks.symbol, ts, price);
         }
     }
 
@@ -117,6 +108,22 @@ pub enum Cross {
 }
 
 impl SmaCrossover {
+    /// One price observed at `ts`: trades on a crossing.
+    fn observe(&mut self, ctx: &mut dyn Ctx, symbol: &str, ts: i64, price: f64) {
+        let Some(cross) = self.step(price) else {
+            return;
+        };
+        let held = ctx.position(symbol).quantity;
+        let side = match cross {
+            Cross::Up if held == 0.0 => Side::Buy,
+            Cross::Down if held > 0.0 => Side::Sell,
+            _ => return,
+        };
+        let quantity = if side == Side::Buy { self.size } else { held };
+        self.orders += 1;
+        let _ = ctx.market(ts, format!("sma-{}", self.orders), symbol, side, quantity);
+    }
+
     /// Feeds one close; the crossing it caused, if any.
     pub fn step(&mut self, close: f64) -> Option<Cross> {
         self.history.push_back(close);

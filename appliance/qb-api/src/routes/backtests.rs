@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use qb_backtest::export::DOWNLOADS;
 use qb_backtest::job::{BacktestSpec, KIND};
 use qb_core::model::{Job, JobFilter, JobSpec, JobState, Page, Role};
 use rust_decimal::Decimal;
@@ -47,7 +48,8 @@ pub struct BacktestRequest {
     pub start: Option<String>,
     /// RFC 3339 or Unix nanoseconds (exclusive).
     pub end: Option<String>,
-    /// Bar interval, e.g. `1m` (default), `5m`, `1h`, `1d`.
+    /// Bar interval, e.g. `1m` (default), `5m`, `1h`, `1d`; `tick` replays
+    /// stored ticks with their best bid/ask (tick mode).
     pub interval: Option<String>,
     /// Default 1,000,000.
     #[schema(value_type = Option<String>)]
@@ -291,26 +293,25 @@ async fn backtest_fills(
     ))
 }
 
-/// A file of a finished backtest: `fills.csv`, `equity.csv`, `trades.csv`.
+/// A file of a finished backtest: fills, equity curve and round trips as
+/// CSV or Parquet.
 #[utoipa::path(get, path = "/api/v1/backtests/{id}/files/{name}", tag = "backtests", security(("bearer" = [])),
-    params(("id" = String, Path), ("name" = String, Path)),
-    responses((status = 200, description = "CSV", content_type = "text/csv"), (status = 404, body = Problem)))]
+    params(("id" = String, Path), ("name" = String, Path, description = "fills.csv, equity.csv, trades.csv, fills.parquet, equity.parquet or trades.parquet")),
+    responses((status = 200, description = "CSV or Parquet"), (status = 404, body = Problem)))]
 async fn backtest_file(
     State(state): State<AppState>,
     _p: Principal,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    if !["fills.csv", "equity.csv", "trades.csv"].contains(&name.as_str()) {
+    let Some((_, mime)) = DOWNLOADS.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = DOWNLOADS.iter().map(|(n, _)| *n).collect();
         return Err(ApiError::not_found(format!(
-            "no file {name:?}; files: fills.csv, equity.csv, trades.csv"
+            "no file {name:?}; files: {}",
+            names.join(", ")
         )));
-    }
+    };
     let bytes = artifact(&state, &id, &name).await?;
-    Ok(download(
-        bytes,
-        "text/csv",
-        &format!("backtest-{id}-{name}"),
-    ))
+    Ok(download(bytes, mime, &format!("backtest-{id}-{name}")))
 }
 
 /// A file as an attachment.
@@ -320,7 +321,11 @@ fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
         [
             (
                 header::CONTENT_TYPE,
-                format!("{content_type}; charset=utf-8"),
+                if content_type.starts_with("text/") {
+                    format!("{content_type}; charset=utf-8")
+                } else {
+                    content_type.to_string()
+                },
             ),
             (header::CONTENT_DISPOSITION, disposition),
         ],

@@ -146,29 +146,12 @@ fn python_plugin_trades_like_the_rust_one() {
 
 /// The strategy compiled natively over the same batches.
 fn native_run<S: quantbox_sdk::Strategy>(p: &[Param], batches: &[Bars]) -> Orders {
-    let given: Vec<quantbox_sdk::Param> = p
-        .iter()
-        .map(|p| quantbox_sdk::Param {
-            name: p.name.clone(),
-            value: p.value,
-        })
-        .collect();
-    let resolved = quantbox_sdk::Params::resolve(&S::describe().params, &given).unwrap();
-    let mut s = S::init(&resolved, None).unwrap();
-    let mut rec = Recorder::default();
+    let mut s = native::Native::<S, _>::new(Recorder::default(), 7);
+    Runner::init(&mut s, 0, p, None).unwrap();
     for b in batches {
-        let sdk = quantbox_sdk::Bars {
-            symbol: b.symbol.clone(),
-            ts: b.ts.clone(),
-            open: b.open.clone(),
-            high: b.high.clone(),
-            low: b.low.clone(),
-            close: b.close.clone(),
-            volume: b.volume.clone(),
-        };
-        s.on_bars(&mut NativeCtx(&mut rec), *b.ts.last().unwrap(), &sdk);
+        s.on_bars(*b.ts.last().unwrap(), b).unwrap();
     }
-    rec.orders
+    s.env().orders.clone()
 }
 
 fn wasm_run(plugin: &Plugin, p: &[Param], batches: &[Bars]) -> Orders {

@@ -48,7 +48,7 @@ pub fn engine(limits: Limits) -> PluginEngine {
 
 #[path = "../../examples/common/recorder.rs"]
 mod recorder;
-pub use recorder::{NativeCtx, Recorder};
+pub use recorder::Recorder;
 
 /// Two full sine cycles: the averages cross several times.
 pub fn closes(n: usize) -> Vec<f64> {

@@ -83,7 +83,7 @@ fn backtest_command_runs_over_imported_bars() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["bars"], 600);
+    assert_eq!(doc["rows"], 600);
     let fills = doc["fills"].as_array().unwrap();
     assert!(fills.len() >= 6, "{doc}");
     // Each fill is at the open of an imported bar.
@@ -220,6 +220,58 @@ fn backtests_through_the_api() {
         .unwrap();
     assert_eq!(equity.status(), 200);
     assert_eq!(equity.text().unwrap().lines().count(), 601);
+    // The same tables as Parquet, money as exact decimals.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["fills", "equity", "trades"] {
+        let r = s
+            .get(&format!("/api/v1/backtests/{id}/files/{name}.parquet"))
+            .bearer_auth(&trader)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/vnd.apache.parquet"
+        );
+        let path = dir.path().join(format!("{name}.parquet"));
+        std::fs::write(&path, r.bytes().unwrap()).unwrap();
+    }
+    let db = duckdb::Connection::open_in_memory().unwrap();
+    let sql = |q: &str| q.replace("@", &dir.path().display().to_string());
+    let n: i64 = db
+        .query_row(&sql("SELECT count(*) FROM '@/equity.parquet'"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(n, 600);
+    let (side, price, commission): (String, String, String) = db
+        .query_row(
+            &sql("SELECT side, price::VARCHAR, commission::VARCHAR FROM '@/fills.parquet' ORDER BY ts LIMIT 1"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let dec = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+    assert_eq!(side, fills[0]["side"]);
+    assert_eq!(
+        price.parse::<rust_decimal::Decimal>().unwrap(),
+        dec(&fills[0]["price"])
+    );
+    assert_eq!(
+        commission.parse::<rust_decimal::Decimal>().unwrap(),
+        dec(&fills[0]["commission"])
+    );
+    let trips: i64 = db
+        .query_row(&sql("SELECT count(*) FROM '@/trades.parquet'"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(trips as u64, b["metrics"]["round_trips"].as_u64().unwrap());
     let report = s
         .get(&format!("/reports/{id}.html"))
         .bearer_auth(&trader)
@@ -414,6 +466,64 @@ fn backtests_through_the_api() {
 
 /// A long backtest is cancelled through the jobs API while it runs; the
 /// worker takes the next one.
+#[test]
+fn tick_mode_fills_at_the_stored_quotes() {
+    let s = Server::start(&[]);
+    let t = s.admin_token();
+    let base = 1_704_157_200_000_000_000i64;
+    let ticks = json!([
+        {"symbol": "IF2409", "ts": base, "price": 3500.2, "size": 1, "bid": 3500.0, "ask": 3500.4},
+        {"symbol": "IF2409", "ts": base + 500_000_000, "price": 3501.0, "size": 1, "bid": 3500.8, "ask": 3501.2},
+        {"symbol": "IF2409", "ts": base + 1_000_000_000, "price": 3499.0, "size": 1, "bid": 3498.8, "ask": 3499.2},
+    ]);
+    let r = s
+        .post("/api/v1/market/ticks")
+        .bearer_auth(&t)
+        .json(&ticks)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = s
+        .post("/api/v1/plugins")
+        .bearer_auth(&t)
+        .header("content-type", "application/wasm")
+        .body(component("order_script"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let start = |interval: &str| {
+        s.post("/api/v1/backtests")
+            .bearer_auth(&t)
+            .json(&json!({"plugin": "order-script", "params": {"market": 2},
+                          "symbols": ["IF2409"], "interval": interval}))
+            .send()
+            .unwrap()
+    };
+    let p = problem(start("2 ticks"), 422);
+    assert!(p["detail"].as_str().unwrap().contains("tick"), "{p}");
+    let id = start("tick").json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let b = loop {
+        let b = s.get_json(&t, &format!("/api/v1/backtests/{id}"));
+        if b["status"] != "queued" && b["status"] != "running" {
+            break b;
+        }
+        assert!(std::time::Instant::now() < deadline, "{b}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(b["status"], "succeeded", "{b}");
+    // Decided on the first tick, bought at the next quote's ask.
+    let fills = s.get_json(&t, &format!("/api/v1/backtests/{id}/fills"));
+    assert_eq!(fills.as_array().unwrap().len(), 1, "{fills}");
+    assert_eq!(fills[0]["side"], "buy");
+    assert_eq!(fills[0]["qty"], "2");
+    assert_eq!(fills[0]["price"], "3501.2");
+    assert_eq!(fills[0]["ts"], base + 500_000_000);
+}
+
 #[test]
 fn a_running_backtest_can_be_cancelled() {
     let s = Server::start(&[]);
