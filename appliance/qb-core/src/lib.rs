@@ -16,4 +16,6 @@ pub mod model;
 pub mod seams;
 pub mod time;
 
-pub use seams::{JobQueue, KvStore, MetaStore, PubSub, StoreError, StoreResult, TickStore};
+pub use seams::{
+    JobQueue, KvStore, KvWrite, MetaStore, PubSub, StoreError, StoreResult, TickStore,
+};

@@ -198,6 +198,20 @@ pub trait TickStore: Send + Sync {
     async fn checkpoint(&self) -> StoreResult<()>;
 }
 
+/// One write of a [`KvStore::write`] batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KvWrite {
+    Put {
+        ns: String,
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        ns: String,
+        key: String,
+    },
+}
+
 /// Hot state: small values read and written often, optionally expiring.
 #[async_trait]
 pub trait KvStore: Send + Sync {
@@ -211,6 +225,8 @@ pub trait KvStore: Send + Sync {
         ttl: Option<Duration>,
     ) -> StoreResult<()>;
     async fn delete(&self, ns: &str, key: &str) -> StoreResult<bool>;
+    /// Applies every write, or none of them, in one durable commit.
+    async fn write(&self, batch: Vec<KvWrite>) -> StoreResult<()>;
     /// Live entries of `ns` whose key starts with `prefix`, in key order.
     async fn scan(&self, ns: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
     /// Drops expired entries; returns how many.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use qb_core::time::now_ms;
-use qb_core::{KvStore, StoreError, StoreResult};
+use qb_core::{KvStore, KvWrite, StoreError, StoreResult};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 const KV: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("kv");
@@ -114,6 +114,40 @@ impl KvStore for RedbKv {
             };
             tx.commit().map_err(backend)?;
             Ok(existed)
+        })
+        .await
+    }
+
+    async fn write(&self, batch: Vec<KvWrite>) -> StoreResult<()> {
+        // Keys are checked before the transaction: a bad one writes nothing.
+        let mut ops = Vec::with_capacity(batch.len());
+        for w in batch {
+            ops.push(match w {
+                KvWrite::Put { ns, key, value } => {
+                    let mut raw = Vec::with_capacity(8 + value.len());
+                    raw.extend_from_slice(&0i64.to_be_bytes());
+                    raw.extend_from_slice(&value);
+                    (full_key(&ns, &key)?, Some(raw))
+                }
+                KvWrite::Delete { ns, key } => (full_key(&ns, &key)?, None),
+            });
+        }
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut table = tx.open_table(KV).map_err(backend)?;
+                for (k, raw) in &ops {
+                    match raw {
+                        Some(raw) => {
+                            table.insert(k.as_str(), raw.as_slice()).map_err(backend)?;
+                        }
+                        None => {
+                            table.remove(k.as_str()).map_err(backend)?;
+                        }
+                    }
+                }
+            }
+            tx.commit().map_err(backend)
         })
         .await
     }

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use qb_core::KvStore;
+use qb_core::{KvStore, KvWrite};
 use qb_store::RedbKv;
 
 pub async fn suite(kv: Arc<dyn KvStore>) {
@@ -31,6 +31,31 @@ pub async fn suite(kv: Arc<dyn KvStore>) {
     assert!(kv.delete("a", "k").await.unwrap());
     assert!(!kv.delete("a", "k").await.unwrap());
     assert!(kv.put("a\0b", "k", b"", None).await.is_err());
+
+    // Batches: all writes or none.
+    let put = |ns: &str, key: &str, v: &[u8]| KvWrite::Put {
+        ns: ns.into(),
+        key: key.into(),
+        value: v.to_vec(),
+    };
+    kv.write(vec![
+        put("o", "1", b"one"),
+        put("o", "2", b"two"),
+        KvWrite::Delete {
+            ns: "a".into(),
+            key: "k2".into(),
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(kv.scan("o", "").await.unwrap().len(), 2);
+    assert_eq!(kv.get("a", "k2").await.unwrap(), None);
+    let bad = kv
+        .write(vec![put("o", "3", b"three"), put("o\0x", "4", b"four")])
+        .await;
+    assert!(bad.is_err());
+    assert_eq!(kv.get("o", "3").await.unwrap(), None, "nothing applied");
+    kv.write(Vec::new()).await.unwrap();
 
     // Expiry: gone for readers at once, removed by purge.
     kv.put("t", "short", b"x", Some(Duration::from_millis(50)))

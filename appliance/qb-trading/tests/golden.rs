@@ -1,8 +1,8 @@
 //! Hand-worked fills and PnL.
 
-use qb_backtest::execution::*;
-use qb_backtest::ledger::Ledger;
 use qb_core::market::Instrument;
+use qb_trading::execution::*;
+use qb_trading::ledger::Ledger;
 use rust_decimal::Decimal;
 
 fn d(s: &str) -> Decimal {

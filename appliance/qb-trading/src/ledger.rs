@@ -1,4 +1,5 @@
-//! Cash, positions and fees: the accounting of one backtest.
+//! Cash, positions and fees: the accounting of a backtest, or of a live
+//! account or strategy.
 //!
 //! Rules (netting, one position per symbol):
 //! - A fill first reduces an opposite position (closing), any remainder
@@ -37,7 +38,7 @@ pub struct Fill {
 }
 
 /// One symbol's position.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     /// Signed: negative is short.
     pub qty: Decimal,
@@ -114,6 +115,13 @@ impl Ledger {
             instruments,
             zones,
         }
+    }
+
+    /// Adds (or replaces) an instrument the ledger can book.
+    pub fn add_instrument(&mut self, inst: Instrument) {
+        let tz = inst.timezone.parse().unwrap_or(chrono_tz::UTC);
+        self.zones.insert(inst.symbol.clone(), tz);
+        self.instruments.insert(inst.symbol.clone(), inst);
     }
 
     pub fn instrument(&self, symbol: &str) -> Option<&Instrument> {

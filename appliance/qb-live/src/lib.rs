@@ -1,0 +1,14 @@
+//! Live paper trading: the desk (accounts, order management, persistence,
+//! kill switch), pre-trade risk, and the broker seam with its paper
+//! implementation. The fill rules and the ledger are `qb-trading`'s, the
+//! same the backtest engine uses.
+
+pub mod broker;
+pub mod desk;
+pub mod model;
+pub mod risk;
+
+pub use broker::{Broker, Execution, PaperBroker};
+pub use desk::{AccountView, Desk, DeskError, PositionView};
+pub use model::{Fill, Order, OrderRequest, OrderState, OrderType, Side};
+pub use risk::{Rejection, RiskLimits};
