@@ -28,9 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use state::{AppState, Deps, Readiness};
 
-/// The pub/sub topic ingested ticks are published on (one event per symbol
-/// per request, columnar).
-pub const TICKS_TOPIC: &str = "ticks";
+pub use qb_core::market::TICKS_TOPIC;
 
 use crate::problem::ApiError;
 
@@ -54,6 +52,7 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::market::router(state))
         .merge(routes::plugins::router(state))
         .merge(routes::backtests::router())
+        .merge(routes::trading::router())
         .layer(from_fn_with_state(state.clone(), auth::guard::guard));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::health::router())

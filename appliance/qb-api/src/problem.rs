@@ -32,6 +32,12 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Trading: the pre-trade risk rule that rejected an order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Trading: the id of the rejected order (it is kept, as rejected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
 }
 
 /// The one error type handlers return.
@@ -43,6 +49,8 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
     pub www_authenticate: bool,
+    pub rule: Option<String>,
+    pub order_id: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -56,6 +64,8 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             www_authenticate: false,
+            rule: None,
+            order_id: None,
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -128,6 +138,8 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             errors: self.errors,
+            rule: self.rule,
+            order_id: self.order_id,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (self.status, body).into_response();

@@ -45,6 +45,8 @@ pub struct AppState {
     pub registry: Registry,
     /// Strategy plugins.
     pub plugins: Arc<PluginRegistry>,
+    /// Live paper trading: accounts, orders, risk, kill switch.
+    pub desk: Arc<qb_live::Desk>,
     pub scheduler: Arc<OnceLock<Arc<Scheduler>>>,
     pub metrics: Metrics,
     pub tokens: Arc<TokenKeys>,
@@ -66,6 +68,7 @@ pub struct Deps {
     pub ticks: Arc<dyn TickStore>,
     pub registry: Registry,
     pub plugins: Arc<PluginRegistry>,
+    pub desk: Arc<qb_live::Desk>,
     pub metrics: Metrics,
     /// Signing secret for access tokens.
     pub secret: Vec<u8>,
@@ -89,6 +92,7 @@ impl AppState {
             ticks: d.ticks,
             registry: d.registry,
             plugins: d.plugins,
+            desk: d.desk,
             scheduler: Arc::new(OnceLock::new()),
             metrics: d.metrics,
             tokens,

@@ -235,6 +235,29 @@ impl Default for PluginsConfig {
     }
 }
 
+/// Live paper trading.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TradingConfig {
+    /// The account created on first start (and used when a request names
+    /// none).
+    pub default_account: String,
+    /// Its starting cash.
+    pub initial_cash: rust_decimal::Decimal,
+    /// Paper broker: price ticks of slippage on market and stop fills.
+    pub slippage_ticks: u32,
+}
+
+impl Default for TradingConfig {
+    fn default() -> Self {
+        Self {
+            default_account: "paper".into(),
+            initial_cash: rust_decimal::Decimal::from(1_000_000),
+            slippage_ticks: 0,
+        }
+    }
+}
+
 /// How long finished records are kept by the retention job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -300,6 +323,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub market: MarketConfig,
     pub plugins: PluginsConfig,
+    pub trading: TradingConfig,
 }
 
 impl Default for Config {
@@ -331,6 +355,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             market: MarketConfig::default(),
             plugins: PluginsConfig::default(),
+            trading: TradingConfig::default(),
         }
     }
 }
@@ -708,6 +733,12 @@ impl Config {
         }
         if self.limits.json_bytes == 0 || self.limits.upload_bytes == 0 {
             bad("limits", "body limits must be at least 1 byte".into());
+        }
+        if let Err(reason) = crate::market::check_symbol(&self.trading.default_account) {
+            bad("trading.default_account", reason);
+        }
+        if self.trading.initial_cash <= rust_decimal::Decimal::ZERO {
+            bad("trading.initial_cash", "must be positive".into());
         }
         if self.env == Environment::Production {
             match &self.secret_key {

@@ -208,6 +208,44 @@ pub struct Tick {
     pub ask_size: Option<f64>,
 }
 
+/// The pub/sub topic ticks are published on, as [`TickBatch`]es: by live
+/// ingest (after the commit) and by replay feeds.
+pub const TICKS_TOPIC: &str = "ticks";
+
+/// Ticks of one symbol in columnar form: what goes out on [`TICKS_TOPIC`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TickBatch {
+    pub symbol: String,
+    pub ts: Vec<Nanos>,
+    pub price: Vec<f64>,
+    pub size: Vec<f64>,
+    pub bid: Vec<Option<f64>>,
+    pub ask: Vec<Option<f64>>,
+}
+
+impl TickBatch {
+    /// One batch per symbol (in symbol order), ticks in their given order.
+    pub fn group(ticks: &[Tick]) -> Vec<TickBatch> {
+        let mut by: std::collections::BTreeMap<&str, TickBatch> = Default::default();
+        for t in ticks {
+            let b = by.entry(&t.symbol).or_insert_with(|| TickBatch {
+                symbol: t.symbol.clone(),
+                ts: Vec::new(),
+                price: Vec::new(),
+                size: Vec::new(),
+                bid: Vec::new(),
+                ask: Vec::new(),
+            });
+            b.ts.push(t.ts);
+            b.price.push(t.price);
+            b.size.push(t.size);
+            b.bid.push(t.bid);
+            b.ask.push(t.ask);
+        }
+        by.into_values().collect()
+    }
+}
+
 /// One OHLCV bar; `ts` is the bucket start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Bar {

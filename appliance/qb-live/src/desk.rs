@@ -84,6 +84,18 @@ pub struct AccountView {
     pub limits: RiskLimits,
 }
 
+/// The latest quote of a symbol as the desk knows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct QuoteView {
+    pub ts: i64,
+    #[schema(value_type = String)]
+    pub last: Decimal,
+    #[schema(value_type = String)]
+    pub bid: Decimal,
+    #[schema(value_type = String)]
+    pub ask: Decimal,
+}
+
 /// A position as the API shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct PositionView {
@@ -282,6 +294,9 @@ impl Desk {
                 o.id.clone(),
             );
             if o.state.is_open() {
+                // It was working at the venue before the restart.
+                let mut o = o;
+                o.rested = true;
                 let tick = instruments
                     .get(&o.symbol)
                     .map_or(Decimal::ZERO, |i| i.price_tick);
@@ -498,12 +513,21 @@ impl Desk {
                 .await?;
             return Ok(order);
         }
-        let mut writes = vec![put(order_key(&order), json(&order))];
+        let mut writes = Vec::new();
         let mut events = vec![(
             ORDERS_TOPIC,
             serde_json::to_value(&order).unwrap_or_default(),
         )];
         let updated = self.book_executions(inner, &mut writes, &mut events)?;
+        if let Some(o) = account_mut(&mut inner.accounts, account)?
+            .open
+            .get_mut(&order.id)
+        {
+            // Tried on the current quote when placed: from now on it rests.
+            o.rested = quote.is_some();
+            order = o.clone();
+        }
+        writes.insert(0, put(order_key(&order), json(&order)));
         self.kv.write(writes).await?;
         for (topic, e) in events {
             self.pubsub.publish(topic, e);
@@ -759,6 +783,41 @@ impl Desk {
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
             .collect())
+    }
+
+    /// The latest quote of every symbol the desk has seen.
+    pub async fn quotes(&self) -> BTreeMap<String, QuoteView> {
+        let inner = self.inner.lock().await;
+        inner
+            .quotes
+            .iter()
+            .map(|(s, q)| {
+                (
+                    s.clone(),
+                    QuoteView {
+                        ts: q.ts,
+                        last: q.last,
+                        bid: q.bid,
+                        ask: q.ask,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The id of the order `strategy` (`None`: manual) submitted under
+    /// `client_id`, if any.
+    pub async fn client_order(
+        &self,
+        account: &str,
+        strategy: Option<&str>,
+        client_id: &str,
+    ) -> Result<Option<String>, DeskError> {
+        let mut inner = self.inner.lock().await;
+        let a = account_mut(&mut inner.accounts, account)?;
+        Ok(a.by_client
+            .get(&(source(strategy), client_id.to_string()))
+            .cloned())
     }
 
     pub async fn order(&self, account: &str, id: &str) -> Result<Order, DeskError> {

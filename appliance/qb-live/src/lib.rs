@@ -5,10 +5,11 @@
 
 pub mod broker;
 pub mod desk;
+pub mod feed;
 pub mod model;
 pub mod risk;
 
 pub use broker::{Broker, Execution, PaperBroker};
-pub use desk::{AccountView, Desk, DeskError, PositionView};
+pub use desk::{AccountView, Desk, DeskError, PositionView, QuoteView};
 pub use model::{Fill, Order, OrderRequest, OrderState, OrderType, Side};
 pub use risk::{Rejection, RiskLimits};

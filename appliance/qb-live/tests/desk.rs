@@ -431,3 +431,24 @@ async fn kill_switch_and_restart_restore_everything() {
         .unwrap();
     assert_eq!(o.state, OrderState::Filled);
 }
+
+#[tokio::test]
+async fn a_marketable_limit_fills_at_the_quote_a_resting_one_at_its_price() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = stores(tmp.path());
+    let desk = desk(&s).await;
+    quote(&desk, 0, 100.0, 99.0, 100.0).await;
+    let o = desk
+        .submit("paper", None, limit("mk", Side::Buy, "1", "102"))
+        .await
+        .unwrap();
+    assert_eq!(o.avg_fill_price, Some(d("100")), "{o:?}");
+    let o = desk
+        .submit("paper", None, limit("rest", Side::Buy, "1", "98"))
+        .await
+        .unwrap();
+    assert!(o.rested && o.state == OrderState::Accepted, "{o:?}");
+    quote(&desk, 1, 97.0, 96.0, 97.0).await;
+    let o = desk.order("paper", &o.id).await.unwrap();
+    assert_eq!(o.avg_fill_price, Some(d("98")), "{o:?}");
+}

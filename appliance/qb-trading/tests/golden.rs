@@ -243,9 +243,9 @@ fn margin_is_checked_before_accepting() {
 
 #[test]
 fn decimals_from_floats_are_the_shortest_round_trip() {
-    assert_eq!(qb_backtest::dec(3900.1), Some(d("3900.1")));
-    assert_eq!(qb_backtest::dec(0.1 + 0.2), Some(d("0.30000000000000004")));
-    assert_eq!(qb_backtest::dec(f64::NAN), None);
+    assert_eq!(qb_trading::dec(3900.1), Some(d("3900.1")));
+    assert_eq!(qb_trading::dec(0.1 + 0.2), Some(d("0.30000000000000004")));
+    assert_eq!(qb_trading::dec(f64::NAN), None);
     assert_eq!(round_to_tick(d("3900.12"), d("0.5"), true), d("3900.5"));
     assert_eq!(round_to_tick(d("3900.12"), d("0.5"), false), d("3900"));
 }

@@ -134,6 +134,20 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             retention_days: config.market.retention_days,
         });
 
+    let desk = Arc::new(
+        qb_live::Desk::open(
+            kv.clone(),
+            meta.clone(),
+            pubsub.clone(),
+            Box::new(qb_live::PaperBroker::new(config.trading.slippage_ticks)),
+            &config.trading.default_account,
+            config.trading.initial_cash,
+        )
+        .await
+        .context("restoring trading state")?,
+    );
+    let _quotes = qb_live::feed::follow_ticks(desk.clone(), pubsub.as_ref());
+
     let state = AppState::new(Deps {
         config: config.clone(),
         meta: meta.clone(),
@@ -143,6 +157,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         ticks: ticks.clone(),
         registry: registry.clone(),
         plugins,
+        desk,
         metrics: metrics.clone(),
         secret,
         version: env!("CARGO_PKG_VERSION"),

@@ -293,11 +293,14 @@ async fn ingest_ticks(
             format!("{} ticks in one request; at most {max}", ticks.len()),
         ));
     }
-    let published = group_for_subscribers(&ticks);
+    let published = qb_core::market::TickBatch::group(&ticks);
     let report = state.ticks.append(ticks).await?;
     state.metrics.ticks_ingested.inc_by(report.stored);
-    for event in published {
-        state.pubsub.publish(crate::TICKS_TOPIC, event);
+    for batch in published {
+        state.pubsub.publish(
+            crate::TICKS_TOPIC,
+            serde_json::to_value(batch).unwrap_or_default(),
+        );
     }
     Ok(Json(IngestResult {
         stored: report.stored,
@@ -306,25 +309,6 @@ async fn ingest_ticks(
 }
 
 /// One event per symbol, columnar, for the `ticks` topic.
-fn group_for_subscribers(ticks: &[Tick]) -> Vec<serde_json::Value> {
-    let mut by: BTreeMap<&str, Vec<&Tick>> = BTreeMap::new();
-    for t in ticks {
-        by.entry(&t.symbol).or_default().push(t);
-    }
-    by.into_iter()
-        .map(|(symbol, ts)| {
-            serde_json::json!({
-                "symbol": symbol,
-                "ts": ts.iter().map(|t| t.ts).collect::<Vec<_>>(),
-                "price": ts.iter().map(|t| t.price).collect::<Vec<_>>(),
-                "size": ts.iter().map(|t| t.size).collect::<Vec<_>>(),
-                "bid": ts.iter().map(|t| t.bid).collect::<Vec<_>>(),
-                "ask": ts.iter().map(|t| t.ask).collect::<Vec<_>>(),
-            })
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------- imports
 
 /// Multipart fields of an upload.

@@ -10,6 +10,7 @@ pub mod market;
 pub mod plugins;
 pub mod schedules;
 pub mod system;
+pub mod trading;
 pub mod users;
 pub mod ws;
 

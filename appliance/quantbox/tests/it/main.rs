@@ -12,4 +12,5 @@ mod market;
 mod observability;
 mod packaging;
 mod plugins;
+mod trading;
 mod ws;

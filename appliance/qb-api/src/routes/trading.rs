@@ -1,0 +1,349 @@
+//! `/api/v1/trading/*`: manual orders and cancels, open orders, fills,
+//! positions, accounts, the kill switch. Rate limited by the `trading`
+//! zone (5 r/s, burst 10 by default). Every call names its account with
+//! `?account=` (default: `trading.default_account`).
+//!
+//! A risk rejection answers 422 `/problems/risk-rejected` with the rule
+//! (`rule`) and the numbers (`detail`); the rejected order is kept
+//! (`order_id`) and the call is audited with the rule.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use qb_core::model::Role;
+use std::collections::BTreeMap;
+
+use qb_live::{
+    AccountView, DeskError, Fill, Order, OrderRequest, OrderState, PositionView, QuoteView,
+    RiskLimits,
+};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Principal;
+use crate::auth::guard::AuditNote;
+use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit_order, list_orders))
+        .routes(routes!(get_order, cancel_order))
+        .routes(routes!(list_fills))
+        .routes(routes!(list_positions))
+        .routes(routes!(get_account))
+        .routes(routes!(list_accounts, create_account))
+        .routes(routes!(set_limits))
+        .routes(routes!(kill))
+        .routes(routes!(resume))
+        .routes(routes!(quotes))
+}
+
+impl From<DeskError> for ApiError {
+    fn from(e: DeskError) -> Self {
+        match e {
+            DeskError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            DeskError::Invalid { field, message } => ApiError::invalid(field, message),
+            DeskError::Conflict(m) => ApiError::conflict(m),
+            DeskError::Store(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct AccountParam {
+    /// The account (default: the configured default account).
+    pub account: Option<String>,
+}
+
+impl AccountParam {
+    fn name(&self, state: &AppState) -> String {
+        self.account
+            .clone()
+            .unwrap_or_else(|| state.config.trading.default_account.clone())
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct OrderListParams {
+    pub account: Option<String>,
+    /// `open` (default) or `all`.
+    pub status: Option<String>,
+}
+
+/// Submit a manual order.
+#[utoipa::path(post, path = "/api/v1/trading/orders", tag = "trading", security(("bearer" = [])),
+    params(AccountParam), request_body = OrderRequest,
+    responses((status = 201, body = Order, description = "accepted (or filled at once)"),
+              (status = 200, body = Order, description = "the client id was used before: that order"),
+              (status = 422, body = Problem, description = "invalid, or rejected by a risk rule (`rule`, `order_id`)")))]
+async fn submit_order(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<AccountParam>,
+    ApiJson(req): ApiJson<OrderRequest>,
+) -> ApiResult<Response> {
+    p.require(Role::Trader)?;
+    let account = q.name(&state);
+    let known = state
+        .desk
+        .client_order(&account, None, &req.client_id)
+        .await?
+        .is_some();
+    let o = state.desk.submit(&account, None, req).await?;
+    let mut resp = if o.state == OrderState::Rejected {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "risk-rejected",
+            format!(
+                "order rejected by {}: {}",
+                o.rule.as_deref().unwrap_or("risk"),
+                o.reason.as_deref().unwrap_or_default()
+            ),
+        );
+        e.rule = o.rule.clone();
+        e.order_id = Some(o.id.clone());
+        e.into_response()
+    } else {
+        let status = if known {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        (status, Json(o.clone())).into_response()
+    };
+    resp.extensions_mut().insert(AuditNote(format!(
+        "account={account} order={} client_id={} {:?} {} {} {:?}{}",
+        o.id,
+        o.client_id,
+        o.side,
+        o.qty,
+        o.symbol,
+        o.order_type,
+        o.rule
+            .as_deref()
+            .map(|r| format!(" rejected={r}"))
+            .unwrap_or_default()
+    )));
+    Ok(resp)
+}
+
+/// Orders of an account: open ones (default) or all, oldest first.
+#[utoipa::path(get, path = "/api/v1/trading/orders", tag = "trading", security(("bearer" = [])),
+    params(OrderListParams), responses((status = 200, body = Vec<Order>)))]
+async fn list_orders(
+    State(state): State<AppState>,
+    _p: Principal,
+    ApiQuery(q): ApiQuery<OrderListParams>,
+) -> ApiResult<Json<Vec<Order>>> {
+    let account = AccountParam { account: q.account }.name(&state);
+    let orders = match q.status.as_deref() {
+        None | Some("open") => state.desk.open_orders(&account).await?,
+        Some("all") => state.desk.all_orders(&account).await?,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "status",
+                format!("{other:?}: use open or all"),
+            ));
+        }
+    };
+    Ok(Json(orders))
+}
+
+/// One order.
+#[utoipa::path(get, path = "/api/v1/trading/orders/{id}", tag = "trading", security(("bearer" = [])),
+    params(("id" = String, Path), AccountParam), responses((status = 200, body = Order), (status = 404, body = Problem)))]
+async fn get_order(
+    State(state): State<AppState>,
+    _p: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<AccountParam>,
+) -> ApiResult<Json<Order>> {
+    Ok(Json(state.desk.order(&q.name(&state), &id).await?))
+}
+
+/// Cancel an open order (by id or client id). Allowed while HALTED.
+#[utoipa::path(delete, path = "/api/v1/trading/orders/{id}", tag = "trading", security(("bearer" = [])),
+    params(("id" = String, Path), AccountParam), responses((status = 200, body = Order), (status = 409, body = Problem)))]
+async fn cancel_order(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<AccountParam>,
+) -> ApiResult<Json<Order>> {
+    p.require(Role::Trader)?;
+    let reason = format!("cancelled by {}", p.username);
+    Ok(Json(
+        state.desk.cancel(&q.name(&state), &id, &reason).await?,
+    ))
+}
+
+/// Fills of an account, oldest first.
+#[utoipa::path(get, path = "/api/v1/trading/fills", tag = "trading", security(("bearer" = [])),
+    params(AccountParam), responses((status = 200, body = Vec<Fill>)))]
+async fn list_fills(
+    State(state): State<AppState>,
+    _p: Principal,
+    ApiQuery(q): ApiQuery<AccountParam>,
+) -> ApiResult<Json<Vec<Fill>>> {
+    Ok(Json(state.desk.fills(&q.name(&state)).await?))
+}
+
+/// Positions: the account's net positions (`strategy` null), then each
+/// strategy's (manual orders under `manual`).
+#[utoipa::path(get, path = "/api/v1/trading/positions", tag = "trading", security(("bearer" = [])),
+    params(AccountParam), responses((status = 200, body = Vec<PositionView>)))]
+async fn list_positions(
+    State(state): State<AppState>,
+    _p: Principal,
+    ApiQuery(q): ApiQuery<AccountParam>,
+) -> ApiResult<Json<Vec<PositionView>>> {
+    Ok(Json(state.desk.positions(&q.name(&state)).await?))
+}
+
+/// Cash, equity, margin, PnL by strategy, HALTED state, limits.
+#[utoipa::path(get, path = "/api/v1/trading/account", tag = "trading", security(("bearer" = [])),
+    params(AccountParam), responses((status = 200, body = AccountView)))]
+async fn get_account(
+    State(state): State<AppState>,
+    _p: Principal,
+    ApiQuery(q): ApiQuery<AccountParam>,
+) -> ApiResult<Json<AccountView>> {
+    Ok(Json(state.desk.account(&q.name(&state)).await?))
+}
+
+/// Every account.
+#[utoipa::path(get, path = "/api/v1/trading/accounts", tag = "trading", security(("bearer" = [])),
+    responses((status = 200, body = Vec<AccountView>)))]
+async fn list_accounts(
+    State(state): State<AppState>,
+    _p: Principal,
+) -> ApiResult<Json<Vec<AccountView>>> {
+    Ok(Json(state.desk.accounts().await))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    pub name: String,
+    #[schema(value_type = String)]
+    pub initial_cash: Decimal,
+    #[serde(default)]
+    pub limits: RiskLimits,
+}
+
+/// Open a paper account (admin).
+#[utoipa::path(post, path = "/api/v1/trading/accounts", tag = "trading", security(("bearer" = [])),
+    request_body = NewAccount, responses((status = 201, body = AccountView), (status = 409, body = Problem)))]
+async fn create_account(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(a): ApiJson<NewAccount>,
+) -> ApiResult<(StatusCode, Json<AccountView>)> {
+    p.require(Role::Admin)?;
+    let view = state
+        .desk
+        .create_account(&a.name, a.initial_cash, a.limits)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsUpdate {
+    /// Limits of one strategy in the account instead of the account's.
+    pub strategy: Option<String>,
+    pub limits: RiskLimits,
+}
+
+/// Set an account's (or one strategy's) risk limits (admin).
+#[utoipa::path(put, path = "/api/v1/trading/accounts/{name}/limits", tag = "trading", security(("bearer" = [])),
+    params(("name" = String, Path)), request_body = LimitsUpdate,
+    responses((status = 200, body = AccountView), (status = 404, body = Problem)))]
+async fn set_limits(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+    ApiJson(u): ApiJson<LimitsUpdate>,
+) -> ApiResult<Json<AccountView>> {
+    p.require(Role::Admin)?;
+    state
+        .desk
+        .set_limits(&name, u.strategy.as_deref(), u.limits)
+        .await?;
+    Ok(Json(state.desk.account(&name).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct KillParams {
+    pub account: Option<String>,
+    /// Kept with the HALTED state and in the audit log.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KillReport {
+    pub account: String,
+    pub halted: bool,
+    /// Orders cancelled by the kill.
+    pub cancelled: Vec<String>,
+}
+
+/// The kill switch: cancel every open order and halt the account (only
+/// cancels pass until an admin resumes it). Any trader may press it.
+#[utoipa::path(post, path = "/api/v1/trading/kill", tag = "trading", security(("bearer" = [])),
+    params(KillParams), responses((status = 200, body = KillReport)))]
+async fn kill(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<KillParams>,
+) -> ApiResult<Response> {
+    p.require(Role::Trader)?;
+    let account = AccountParam { account: q.account }.name(&state);
+    let reason = q
+        .reason
+        .unwrap_or_else(|| format!("kill switch pressed by {}", p.username));
+    let cancelled = state.desk.kill(&account, &reason).await?;
+    let report = KillReport {
+        account: account.clone(),
+        halted: true,
+        cancelled: cancelled.iter().map(|o| o.id.clone()).collect(),
+    };
+    let mut resp = Json(report).into_response();
+    resp.extensions_mut().insert(AuditNote(format!(
+        "account={account} halted cancelled={} reason={reason}",
+        cancelled.len()
+    )));
+    Ok(resp)
+}
+
+/// Lift HALTED (admin).
+#[utoipa::path(post, path = "/api/v1/trading/resume", tag = "trading", security(("bearer" = [])),
+    params(AccountParam), responses((status = 200, body = AccountView), (status = 403, body = Problem)))]
+async fn resume(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<AccountParam>,
+) -> ApiResult<Json<AccountView>> {
+    p.require(Role::Admin)?;
+    let account = q.name(&state);
+    state.desk.resume(&account).await?;
+    Ok(Json(state.desk.account(&account).await?))
+}
+
+/// The latest quote of every symbol the paper broker has seen.
+#[utoipa::path(get, path = "/api/v1/trading/quotes", tag = "trading", security(("bearer" = [])),
+    responses((status = 200, body = BTreeMap<String, QuoteView>)))]
+async fn quotes(
+    State(state): State<AppState>,
+    _p: Principal,
+) -> ApiResult<Json<BTreeMap<String, QuoteView>>> {
+    Ok(Json(state.desk.quotes().await))
+}
