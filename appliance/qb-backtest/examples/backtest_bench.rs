@@ -115,9 +115,17 @@ fn scenario(name: &str, n: usize) {
         bar_data = vec![bars(n)];
         (Feed::Bars(&bar_data), "bars")
     };
+    // Compiling the plugin is not part of the run.
+    let compiled = match name {
+        "bars-rust" | "ticks-rust" => Some(plugin(&engine, false)),
+        "bars-python" => Some(plugin(&engine, true)),
+        "sweep-1" | "sweep-2" => return sweep(&engine, name.ends_with('2'), n),
+        "bars-native" | "ticks-native" => None,
+        other => panic!("unknown scenario {other}"),
+    };
     let t = Instant::now();
-    let r = match name {
-        "bars-native" | "ticks-native" => run_with(
+    let r = match &compiled {
+        None => run_with(
             |env| Ok(Native::<sma_crossover::SmaCrossover, _>::new(env, 0)),
             &p,
             feed,
@@ -125,24 +133,7 @@ fn scenario(name: &str, n: usize) {
             &settings,
             |_| true,
         ),
-        "bars-rust" | "ticks-rust" => run(
-            &plugin(&engine, false),
-            &p,
-            feed,
-            vec![instrument()],
-            &settings,
-            |_| true,
-        ),
-        "bars-python" => run(
-            &plugin(&engine, true),
-            &p,
-            feed,
-            vec![instrument()],
-            &settings,
-            |_| true,
-        ),
-        "sweep-1" | "sweep-2" => return sweep(&engine, name.ends_with('2'), n),
-        other => panic!("unknown scenario {other}"),
+        Some(plugin) => run(plugin, &p, feed, vec![instrument()], &settings, |_| true),
     }
     .unwrap();
     let secs = t.elapsed().as_secs_f64();

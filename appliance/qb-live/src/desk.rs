@@ -785,6 +785,21 @@ impl Desk {
             .collect())
     }
 
+    /// A strategy's position in `symbol`: (quantity, average price).
+    pub async fn strategy_position(
+        &self,
+        account: &str,
+        strategy: &str,
+        symbol: &str,
+    ) -> Result<(Decimal, Decimal), DeskError> {
+        let mut inner = self.inner.lock().await;
+        let a = account_mut(&mut inner.accounts, account)?;
+        Ok(a.subs
+            .get(strategy)
+            .and_then(|l| l.positions.get(symbol))
+            .map_or((Decimal::ZERO, Decimal::ZERO), |p| (p.qty, p.avg_price)))
+    }
+
     /// The latest quote of every symbol the desk has seen.
     pub async fn quotes(&self) -> BTreeMap<String, QuoteView> {
         let inner = self.inner.lock().await;

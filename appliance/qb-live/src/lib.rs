@@ -7,7 +7,9 @@ pub mod broker;
 pub mod desk;
 pub mod feed;
 pub mod model;
+pub mod replay;
 pub mod risk;
+pub mod strategies;
 
 pub use broker::{Broker, Execution, PaperBroker};
 pub use desk::{AccountView, Desk, DeskError, PositionView, QuoteView};
