@@ -53,6 +53,7 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::plugins::router(state))
         .merge(routes::backtests::router())
         .merge(routes::trading::router())
+        .merge(routes::strategies::router())
         .layer(from_fn_with_state(state.clone(), auth::guard::guard));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::health::router())
@@ -154,10 +155,13 @@ pub fn app(state: AppState) -> Router {
 /// Periodic upkeep of in-memory state (rate-limiter buckets).
 pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        for n in 0u64.. {
             tick.tick().await;
-            state.limits.shrink();
+            state.strategies.refresh_metrics().await;
+            if n % 12 == 0 {
+                state.limits.shrink();
+            }
         }
     })
 }

@@ -47,6 +47,8 @@ pub struct AppState {
     pub plugins: Arc<PluginRegistry>,
     /// Live paper trading: accounts, orders, risk, kill switch.
     pub desk: Arc<qb_live::Desk>,
+    pub strategies: Arc<qb_live::strategies::Strategies>,
+    pub replays: Arc<qb_live::replay::Replays>,
     pub scheduler: Arc<OnceLock<Arc<Scheduler>>>,
     pub metrics: Metrics,
     pub tokens: Arc<TokenKeys>,
@@ -69,6 +71,7 @@ pub struct Deps {
     pub registry: Registry,
     pub plugins: Arc<PluginRegistry>,
     pub desk: Arc<qb_live::Desk>,
+    pub strategies: Arc<qb_live::strategies::Strategies>,
     pub metrics: Metrics,
     /// Signing secret for access tokens.
     pub secret: Vec<u8>,
@@ -93,6 +96,8 @@ impl AppState {
             registry: d.registry,
             plugins: d.plugins,
             desk: d.desk,
+            strategies: d.strategies,
+            replays: Arc::new(qb_live::replay::Replays::default()),
             scheduler: Arc::new(OnceLock::new()),
             metrics: d.metrics,
             tokens,

@@ -37,6 +37,10 @@ pub struct Metrics {
     /// `quantbox_plugin_traps_total{plugin,callback,reason}`: strategy calls
     /// the sandbox stopped (trap, timeout, memory, stack, fuel).
     pub plugin_traps: IntCounterVec,
+    /// `quantbox_strategies_running`: live strategies in this process.
+    pub strategies_running: prometheus::IntGauge,
+    /// `quantbox_strategy_pnl{strategy,account}`: a live strategy's PnL.
+    pub strategy_pnl: prometheus::GaugeVec,
 }
 
 impl Metrics {
@@ -102,6 +106,19 @@ impl Metrics {
             &["plugin", "callback", "reason"],
         )
         .unwrap();
+        let strategies_running = prometheus::IntGauge::new(
+            "quantbox_strategies_running",
+            "Live strategies running in this process",
+        )
+        .unwrap();
+        let strategy_pnl = prometheus::GaugeVec::new(
+            Opts::new(
+                "quantbox_strategy_pnl",
+                "PnL of a live strategy's sub-book (realized - fees + unrealized)",
+            ),
+            &["strategy", "account"],
+        )
+        .unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new("quantbox_build_info", "Build information; always 1"),
             &["version"],
@@ -127,6 +144,8 @@ impl Metrics {
             Box::new(workers.clone()),
             Box::new(ticks_ingested.clone()),
             Box::new(plugin_traps.clone()),
+            Box::new(strategies_running.clone()),
+            Box::new(strategy_pnl.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).unwrap();
@@ -149,6 +168,8 @@ impl Metrics {
             workers,
             ticks_ingested,
             plugin_traps,
+            strategies_running,
+            strategy_pnl,
         }
     }
 

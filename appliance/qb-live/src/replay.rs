@@ -89,7 +89,11 @@ impl Replays {
     }
 
     pub fn list(&self) -> Vec<ReplayStatus> {
-        self.all.lock().values().map(|r| r.status.lock().clone()).collect()
+        self.all
+            .lock()
+            .values()
+            .map(|r| r.status.lock().clone())
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<ReplayStatus> {

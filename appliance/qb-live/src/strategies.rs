@@ -122,7 +122,11 @@ fn invalid(field: &'static str, message: impl Into<String>) -> StrategyError {
 enum Msg {
     Ticks(Arc<TickBatch>),
     Order(i64, OrderEvent),
-    Swap(Arc<Plugin>, String, std::sync::mpsc::Sender<Result<(), String>>),
+    Swap(
+        Arc<Plugin>,
+        String,
+        std::sync::mpsc::Sender<Result<(), String>>,
+    ),
     Stop(std::sync::mpsc::Sender<()>),
 }
 
@@ -166,23 +170,9 @@ impl Strategies {
         pubsub: Arc<dyn PubSub>,
         rt: Handle,
         default_account: &str,
-        registry: &prometheus::Registry,
+        running_gauge: prometheus::IntGauge,
+        pnl: prometheus::GaugeVec,
     ) -> Result<Arc<Self>, StrategyError> {
-        let running_gauge = prometheus::IntGauge::new(
-            "quantbox_strategies_running",
-            "Live strategies running in this process",
-        )
-        .map_err(|e| StrategyError::Failed(e.to_string()))?;
-        let pnl = prometheus::GaugeVec::new(
-            prometheus::Opts::new(
-                "quantbox_strategy_pnl",
-                "PnL of a live strategy's sub-book (realized − fees + unrealized)",
-            ),
-            &["strategy", "account"],
-        )
-        .map_err(|e| StrategyError::Failed(e.to_string()))?;
-        let _ = registry.register(Box::new(running_gauge.clone()));
-        let _ = registry.register(Box::new(pnl.clone()));
         let docs: BTreeMap<String, StrategyDoc> = kv
             .scan(NS, "doc/")
             .await
@@ -252,9 +242,12 @@ impl Strategies {
                 let Ok(o) = serde_json::from_value::<Order>(e.data.clone()) else {
                     continue;
                 };
-                let Some(id) = o.strategy.clone() else { continue };
+                let Some(id) = o.strategy.clone() else {
+                    continue;
+                };
                 if let Some(r) = me.running.lock().get(&id) {
-                    let _ = r.tx.try_send(Msg::Order(o.updated_at * 1_000_000, event_of(&o)));
+                    let _ =
+                        r.tx.try_send(Msg::Order(o.updated_at * 1_000_000, event_of(&o)));
                 }
             }
         });
@@ -337,7 +330,11 @@ impl Strategies {
 
     async fn save(&self, doc: &StrategyDoc) {
         let bytes = serde_json::to_vec(doc).unwrap_or_default();
-        if let Err(e) = self.kv.put(NS, &format!("doc/{}", doc.id), &bytes, None).await {
+        if let Err(e) = self
+            .kv
+            .put(NS, &format!("doc/{}", doc.id), &bytes, None)
+            .await
+        {
             tracing::error!(strategy = %doc.id, error = %e, "could not persist strategy");
         }
     }
@@ -381,12 +378,7 @@ impl Strategies {
             pubsub: self.pubsub.clone(),
             rt: self.rt.clone(),
             plugins: self.plugins.clone(),
-            logs: self
-                .logs
-                .lock()
-                .entry(doc.id.clone())
-                .or_default()
-                .clone(),
+            logs: self.logs.lock().entry(doc.id.clone()).or_default().clone(),
             failures: self.failures.clone(),
             halt: halt.clone(),
         };
@@ -421,7 +413,11 @@ impl Strategies {
     }
 
     /// Stops a strategy (its snapshot is kept for a restart).
-    pub async fn stop(&self, id: &str, reason: Option<String>) -> Result<StrategyDoc, StrategyError> {
+    pub async fn stop(
+        &self,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<StrategyDoc, StrategyError> {
         self.get(id)?;
         let r = self.running.lock().remove(id);
         if let Some(mut r) = r {
@@ -498,7 +494,9 @@ impl Strategies {
         })
         .await
         .map_err(|e| StrategyError::Failed(e.to_string()))?;
-        reply.map_err(|e| StrategyError::Failed(format!("swap refused, the old version keeps running: {e}")))?;
+        reply.map_err(|e| {
+            StrategyError::Failed(format!("swap refused, the old version keeps running: {e}"))
+        })?;
         let doc = {
             let mut docs = self.docs.lock();
             let d = docs
@@ -567,7 +565,6 @@ impl Strategies {
         }
         self.running_gauge.set(self.running.lock().len() as i64);
     }
-
 }
 
 fn desk_err(e: DeskError) -> StrategyError {
@@ -591,10 +588,7 @@ fn event_of(o: &Order) -> OrderEvent {
             OrderState::Rejected => PState::Rejected,
         },
         fill_quantity: o.filled_qty.to_f64().unwrap_or(0.0),
-        fill_price: o
-            .avg_fill_price
-            .and_then(|p| p.to_f64())
-            .unwrap_or(0.0),
+        fill_price: o.avg_fill_price.and_then(|p| p.to_f64()).unwrap_or(0.0),
         reason: o.reason.clone().unwrap_or_default(),
     }
 }
@@ -632,15 +626,18 @@ impl Env for LiveEnv {
         let req = OrderRequest {
             client_id: o.client_id,
             symbol: o.symbol,
-            side: if o.side == PSide::Buy { Side::Buy } else { Side::Sell },
+            side: if o.side == PSide::Buy {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
             qty,
             order_type,
             price,
         };
-        let placed = c
-            .rt
-            .block_on(c.desk.submit(&c.doc.account, Some(&c.doc.id), req))
-            .map_err(|e| e.to_string())?;
+        let placed =
+            c.rt.block_on(c.desk.submit(&c.doc.account, Some(&c.doc.id), req))
+                .map_err(|e| e.to_string())?;
         match placed.state {
             OrderState::Rejected => Err(format!(
                 "{}: {}",
@@ -653,18 +650,19 @@ impl Env for LiveEnv {
 
     fn cancel_order(&mut self, client_id: &str) -> Result<(), String> {
         let c = &self.ctx;
-        c.rt
-            .block_on(c.desk.cancel(&c.doc.account, client_id, "cancelled by the strategy"))
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        c.rt.block_on(
+            c.desk
+                .cancel(&c.doc.account, client_id, "cancelled by the strategy"),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
     fn position(&mut self, symbol: &str) -> Position {
         let c = &self.ctx;
-        let (qty, avg) = c
-            .rt
-            .block_on(c.desk.strategy_position(&c.doc.account, &c.doc.id, symbol))
-            .unwrap_or_default();
+        let (qty, avg) =
+            c.rt.block_on(c.desk.strategy_position(&c.doc.account, &c.doc.id, symbol))
+                .unwrap_or_default();
         Position {
             symbol: symbol.into(),
             quantity: qty.to_f64().unwrap_or(0.0),
@@ -690,17 +688,15 @@ impl Env for LiveEnv {
 
     fn state_get(&mut self, key: &str) -> Option<Vec<u8>> {
         let c = &self.ctx;
-        c.rt
-            .block_on(c.kv.get(NS, &format!("state/{}/{key}", c.doc.id)))
+        c.rt.block_on(c.kv.get(NS, &format!("state/{}/{key}", c.doc.id)))
             .ok()
             .flatten()
     }
 
     fn state_set(&mut self, key: &str, value: Vec<u8>) {
         let c = &self.ctx;
-        if let Err(e) = c
-            .rt
-            .block_on(c.kv.put(NS, &format!("state/{}/{key}", c.doc.id), &value, None))
+        if let Err(e) =
+            c.rt.block_on(c.kv.put(NS, &format!("state/{}/{key}", c.doc.id), &value, None))
         {
             tracing::error!(strategy = %c.doc.id, error = %e, "could not persist strategy state");
         }
@@ -745,8 +741,7 @@ impl BarMaker {
                         out.close.push(done.4);
                         out.volume.push(done.5);
                     }
-                    self.open
-                        .insert(b.symbol.clone(), (bucket, p, p, p, p, v));
+                    self.open.insert(b.symbol.clone(), (bucket, p, p, p, p, v));
                 }
             }
         }
@@ -802,9 +797,10 @@ fn run(
     let mut last_snapshot = Instant::now();
     let persist_snapshot = |inst: &mut Instance<LiveEnv>| {
         if let Ok(s) = inst.snapshot_state() {
-            let _ = ctx
-                .rt
-                .block_on(ctx.kv.put(NS, &format!("snapshot/{}", ctx.doc.id), &s, None));
+            let _ = ctx.rt.block_on(
+                ctx.kv
+                    .put(NS, &format!("snapshot/{}", ctx.doc.id), &s, None),
+            );
         }
     };
     let failure = loop {

@@ -147,6 +147,18 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         .context("restoring trading state")?,
     );
     let _quotes = qb_live::feed::follow_ticks(desk.clone(), pubsub.as_ref());
+    let strategies = qb_live::strategies::Strategies::open(
+        desk.clone(),
+        plugins.clone(),
+        kv.clone(),
+        pubsub.clone(),
+        handle.clone(),
+        &config.trading.default_account,
+        metrics.strategies_running.clone(),
+        metrics.strategy_pnl.clone(),
+    )
+    .await
+    .context("resuming live strategies")?;
 
     let state = AppState::new(Deps {
         config: config.clone(),
@@ -158,6 +170,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         registry: registry.clone(),
         plugins,
         desk,
+        strategies: strategies.clone(),
         metrics: metrics.clone(),
         secret,
         version: env!("CARGO_PKG_VERSION"),

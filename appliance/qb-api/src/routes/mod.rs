@@ -9,6 +9,7 @@ pub mod keys;
 pub mod market;
 pub mod plugins;
 pub mod schedules;
+pub mod strategies;
 pub mod system;
 pub mod trading;
 pub mod users;

@@ -294,6 +294,8 @@ pub struct KillReport {
     pub halted: bool,
     /// Orders cancelled by the kill.
     pub cancelled: Vec<String>,
+    /// Strategies stopped by the kill.
+    pub stopped_strategies: Vec<String>,
 }
 
 /// The kill switch: cancel every open order and halt the account (only
@@ -310,16 +312,24 @@ async fn kill(
     let reason = q
         .reason
         .unwrap_or_else(|| format!("kill switch pressed by {}", p.username));
+    // Orders first (the desk refuses new ones from now on), then the
+    // strategies' threads.
     let cancelled = state.desk.kill(&account, &reason).await?;
+    let stopped = state
+        .strategies
+        .stop_account(&account, &format!("kill switch: {reason}"))
+        .await;
     let report = KillReport {
         account: account.clone(),
         halted: true,
         cancelled: cancelled.iter().map(|o| o.id.clone()).collect(),
+        stopped_strategies: stopped.clone(),
     };
     let mut resp = Json(report).into_response();
     resp.extensions_mut().insert(AuditNote(format!(
-        "account={account} halted cancelled={} reason={reason}",
-        cancelled.len()
+        "account={account} halted cancelled={} strategies_stopped={} reason={reason}",
+        cancelled.len(),
+        stopped.len()
     )));
     Ok(resp)
 }

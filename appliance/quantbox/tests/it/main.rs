@@ -12,5 +12,6 @@ mod market;
 mod observability;
 mod packaging;
 mod plugins;
+mod strategies;
 mod trading;
 mod ws;

@@ -1,0 +1,235 @@
+//! Live strategies on a real server: a replay feed drives the SMA plugin,
+//! which trades through the desk; hot swap; a trapping plugin; the kill
+//! switch stops strategies; a running strategy resumes after kill -9.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Server, component, problem};
+
+const T0: i64 = 1_704_157_200_000_000_000;
+
+/// Three slow sine cycles of IF2409, one tick per second.
+fn ticks(n: i64) -> Value {
+    let rows: Vec<Value> = (0..n)
+        .map(|i| {
+            let p =
+                (3500.0 + 20.0 * (i as f64 * 6.0 * std::f64::consts::PI / n as f64).sin()).round();
+            json!({"symbol": "IF2409", "ts": T0 + i * 1_000_000_000, "price": p, "size": 1,
+                   "bid": p - 0.2, "ask": p + 0.2})
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn upload(s: &Server, t: &str, name: &str) {
+    let r = s
+        .post("/api/v1/plugins")
+        .bearer_auth(t)
+        .header("content-type", "application/wasm")
+        .body(component(name))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{name}: {}", r.status());
+}
+
+fn start(s: &Server, t: &str, body: Value) -> reqwest::blocking::Response {
+    s.post("/api/v1/strategies")
+        .bearer_auth(t)
+        .json(&body)
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn replayed_ticks_drive_a_live_strategy_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(tmp.path(), &[]);
+    let admin = s.admin_token();
+    let t = s.user_token(&admin, "tara", "trader");
+    // Stored ticks (the desk sees them live as they are ingested).
+    let r = s
+        .post("/api/v1/market/ticks")
+        .bearer_auth(&t)
+        .json(&ticks(600))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    upload(&s, &t, "sma_crossover");
+    upload(&s, &t, "misbehave");
+
+    let r = start(
+        &s,
+        &t,
+        json!({"plugin": "sma-crossover", "params": {"fast": 5, "slow": 20, "size": 1},
+                                 "symbols": ["IF2409"], "interval": "tick"}),
+    );
+    assert_eq!(r.status(), 201);
+    let sma: Value = r.json().unwrap();
+    let id = sma["id"].as_str().unwrap().to_string();
+    assert_eq!(sma["status"], "running");
+    assert_eq!(sma["plugin_label"], "sma-crossover@0.1.0");
+    assert_eq!(
+        s.get_json(&t, "/api/v1/strategies")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Replay the stored ticks as fast as they are taken.
+    let r = s
+        .post("/api/v1/trading/replays")
+        .bearer_auth(&t)
+        .json(&json!({"symbols": ["IF2409"], "speed": 0}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    wait_for("the replay", || {
+        s.get_json(&t, "/api/v1/trading/replays")[0]["done"] == true
+    });
+    let published = s.get_json(&t, "/api/v1/trading/replays")[0]["published"].clone();
+    assert_eq!(published, 600);
+    let mine = |f: &Value| f["strategy"] == id.as_str();
+    wait_for("the strategy's fills", || {
+        s.get_json(&t, "/api/v1/trading/fills")
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| mine(f))
+            .count()
+            >= 4
+    });
+    // Let the strategy drain its inbox, then check the books agree.
+    std::thread::sleep(Duration::from_millis(500));
+    let fills = s.get_json(&t, "/api/v1/trading/fills");
+    let net: f64 = fills
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| mine(f))
+        .map(|f| {
+            let q: f64 = f["qty"].as_str().unwrap().parse().unwrap();
+            if f["side"] == "buy" { q } else { -q }
+        })
+        .sum();
+    let positions = s.get_json(&t, "/api/v1/trading/positions");
+    let held: f64 = positions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["strategy"] == id.as_str())
+        .map_or(0.0, |p| p["qty"].as_str().unwrap().parse().unwrap());
+    assert_eq!(held, net, "{positions}");
+    assert!(held == 0.0 || held == 1.0, "long-only, size 1: {held}");
+    let account = s.get_json(&t, "/api/v1/trading/account");
+    assert!(
+        account["pnl_by_strategy"][id.as_str()].is_string(),
+        "{account}"
+    );
+    let metrics = s.get("/metrics").send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains("quantbox_strategies_running 1"),
+        "{metrics}"
+    );
+
+    // Hot swap: a plugin that refuses the strategy's parameters does not
+    // replace it; the same plugin again does, with the state handed over.
+    let r = s
+        .post(&format!("/api/v1/strategies/{id}/swap"))
+        .bearer_auth(&t)
+        .json(&json!({"plugin": "misbehave"}))
+        .send()
+        .unwrap();
+    let p = problem(r, 422);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("old version keeps running"),
+        "{p}"
+    );
+    let doc = s.get_json(&t, &format!("/api/v1/strategies/{id}"));
+    assert_eq!(
+        (doc["status"].clone(), doc["swaps"].clone()),
+        (json!("running"), json!(0))
+    );
+    let r = s
+        .post(&format!("/api/v1/strategies/{id}/swap"))
+        .bearer_auth(&t)
+        .json(&json!({"plugin": "sma-crossover@0.1.0"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["swaps"], 1);
+
+    // A plugin that traps fails its strategy only.
+    let r = start(
+        &s,
+        &t,
+        json!({"plugin": "misbehave", "params": {"mode": 3},
+                                 "symbols": ["IF2409"], "interval": "tick"}),
+    );
+    assert_eq!(r.status(), 201);
+    let bad = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s
+        .post("/api/v1/market/ticks")
+        .bearer_auth(&t)
+        .json(&json!([{"symbol": "IF2409", "ts": T0 + 1000 * 1_000_000_000i64, "price": 3500.0, "size": 1}]))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    wait_for("the trap", || {
+        s.get_json(&t, &format!("/api/v1/strategies/{bad}"))["status"] == "failed"
+    });
+    let failed = s.get_json(&t, &format!("/api/v1/strategies/{bad}"));
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("trap"),
+        "{failed}"
+    );
+    assert_eq!(
+        s.get_json(&t, &format!("/api/v1/strategies/{id}"))["status"],
+        "running"
+    );
+
+    // kill -9 with the SMA strategy running: it resumes.
+    s.kill9();
+    let s = Server::start_in(tmp.path(), &[]);
+    let admin = s.admin_token();
+    let doc = s.get_json(&admin, &format!("/api/v1/strategies/{id}"));
+    assert_eq!(doc["status"], "running", "{doc}");
+    assert_eq!(doc["swaps"], 1);
+
+    // The kill switch stops it and halts the account.
+    let r = s
+        .post("/api/v1/trading/kill")
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let k: Value = r.json().unwrap();
+    assert_eq!(k["stopped_strategies"], json!([id]));
+    assert_eq!(
+        s.get_json(&admin, &format!("/api/v1/strategies/{id}"))["status"],
+        "stopped"
+    );
+    assert_eq!(
+        s.get_json(&admin, "/api/v1/trading/account")["halted"],
+        true
+    );
+}
