@@ -1,36 +1,97 @@
-//! `/ws`: live events over WebSocket (ticks, job progress).
+//! `/ws`: live events over WebSocket.
 //!
-//! Protocol (JSON text frames):
+//! Protocol (JSON text frames; see `docs/websocket.md`):
 //! 1. The client authenticates: an `Authorization: Bearer` header on the
 //!    upgrade request, or, from browsers, a first message
 //!    `{"auth": "<access token or API key>"}` within 10 s.
-//! 2. It subscribes: `{"subscribe": ["ticks", "jobs"]}` (again to add topics).
-//! 3. The server sends `{"topic": "...", "data": {...}}` per event. A client
-//!    that falls behind gets `{"topic": "lagged", "data": {"missed": n}}`;
-//!    publishers never wait for it.
+//! 2. It subscribes and unsubscribes: `{"subscribe": ["ticks:IF2409",
+//!    "bars:IF2409:1m", "orders"]}`, `{"unsubscribe": [...]}`.
+//! 3. The server sends `{"topic": "<channel>", "data": {...}}` per event and
+//!    a WebSocket ping every 30 s.
+//!
+//! Each connection has a bounded outgoing queue. A consumer that falls
+//! behind (queue full, or its feed lagged) gets a final
+//! `{"topic": "slow_consumer", ...}` frame where the socket still takes one,
+//! and is disconnected: publishers and other connections never wait for it.
 
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::stream::{SelectAll, StreamExt};
+use futures_util::SinkExt;
+use futures_util::stream::{SelectAll, SplitSink, Stream, StreamExt};
+use qb_core::market::{Interval, TickBatch};
+use qb_core::seams::Event;
 use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::auth::guard::authenticate;
 use crate::state::AppState;
 
-/// Topics a client may subscribe to.
-pub const TOPICS: &[&str] = &[crate::TICKS_TOPIC, qb_jobs::JOBS_TOPIC];
+/// Channels without a parameter, and the pub/sub topic each follows.
+const PLAIN: &[(&str, &str)] = &[
+    ("ticks", crate::TICKS_TOPIC),
+    ("jobs", qb_jobs::JOBS_TOPIC),
+    ("orders", qb_live::desk::ORDERS_TOPIC),
+    ("fills", qb_live::desk::FILLS_TOPIC),
+    ("positions", qb_live::desk::POSITIONS_TOPIC),
+    ("strategies", qb_live::strategies::STRATEGIES_TOPIC),
+];
+/// Frames waiting for one client.
+pub const QUEUE: usize = 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClientMessage {
     auth: Option<String>,
     subscribe: Option<Vec<String>>,
+    unsubscribe: Option<Vec<String>>,
+}
+
+/// What a channel name asks for.
+#[derive(Debug, Clone, PartialEq)]
+enum Channel {
+    Plain(&'static str),
+    Ticks(String),
+    Bars(String, i64),
+}
+
+impl Channel {
+    fn parse(name: &str) -> Result<Self, String> {
+        if let Some((_, topic)) = PLAIN.iter().find(|(n, _)| *n == name) {
+            return Ok(Channel::Plain(topic));
+        }
+        let parts: Vec<&str> = name.split(':').collect();
+        match parts.as_slice() {
+            ["ticks", sym] => {
+                qb_core::market::check_symbol(sym)?;
+                Ok(Channel::Ticks(sym.to_string()))
+            }
+            ["bars", sym, interval] => {
+                qb_core::market::check_symbol(sym)?;
+                let i: Interval = interval.parse()?;
+                Ok(Channel::Bars(sym.to_string(), i.nanos()))
+            }
+            _ => Err(format!(
+                "unknown channel {name:?}; channels: {}, ticks:SYMBOL, bars:SYMBOL:INTERVAL",
+                PLAIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    fn topic(&self) -> &'static str {
+        match self {
+            Channel::Plain(t) => t,
+            Channel::Ticks(_) | Channel::Bars(..) => crate::TICKS_TOPIC,
+        }
+    }
 }
 
 pub async fn handler(
@@ -50,43 +111,201 @@ fn frame(topic: &str, data: serde_json::Value) -> Message {
     )
 }
 
-async fn session(state: AppState, mut socket: WebSocket, mut authed: bool) {
+type Events =
+    Pin<Box<dyn Stream<Item = (String, Result<Arc<Event>, BroadcastStreamRecvError>)> + Send>>;
+
+/// How long a cut-off client has to take its last notice.
+const NOTICE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Writes queued frames in order. When told the client is too slow, drops
+/// what is still queued (stale by now) and gives the socket
+/// [`NOTICE_WINDOW`] to take a `slow_consumer` frame and a close frame.
+async fn writer(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Message>,
+    slow: oneshot::Receiver<String>,
+) {
+    tokio::pin!(slow);
+    let mut watching = true;
+    let why = 'writing: loop {
+        let m = tokio::select! {
+            biased;
+            w = &mut slow, if watching => match w {
+                Ok(why) => break 'writing why,
+                // The session ended normally: drain what is queued.
+                Err(_) => { watching = false; continue 'writing }
+            },
+            m = rx.recv() => m,
+        };
+        let Some(m) = m else { return };
+        let send = sink.send(m);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                w = &mut slow, if watching => match w {
+                    Ok(why) => break 'writing why,
+                    Err(_) => watching = false,
+                },
+                r = &mut send => {
+                    if r.is_err() { return }
+                    break;
+                }
+            }
+        }
+    };
+    drop(rx);
+    tracing::info!(reason = %why, "websocket client too slow: disconnected");
+    let notice = frame("slow_consumer", serde_json::json!({"detail": why}));
+    let close = Message::Close(Some(CloseFrame {
+        code: 1008,
+        reason: "slow consumer".into(),
+    }));
+    let _ = tokio::time::timeout(NOTICE_WINDOW, async {
+        sink.send(notice).await?;
+        sink.send(close).await
+    })
+    .await;
+}
+
+/// The client's bounded queue, and the way to tell the writer it is too
+/// slow.
+struct Outbox {
+    out: mpsc::Sender<Message>,
+    slow: Option<oneshot::Sender<String>>,
+}
+
+impl Outbox {
+    /// Queues a frame; false when the client is too slow (and is now told).
+    fn push(&mut self, m: Message) -> bool {
+        match self.out.try_send(m) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.slow(format!("more than {QUEUE} frames waiting"));
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn slow(&mut self, why: String) {
+        if let Some(tx) = self.slow.take() {
+            let _ = tx.send(why);
+        }
+    }
+}
+
+/// A bar being built for a `bars:` channel.
+#[derive(Clone, Copy)]
+struct OpenBar {
+    ts: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+}
+
+fn bar_json(b: &OpenBar, closed: bool) -> serde_json::Value {
+    serde_json::json!({"ts": b.ts, "open": b.open, "high": b.high, "low": b.low,
+                       "close": b.close, "volume": b.volume, "closed": closed})
+}
+
+async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
+    let (sink, mut incoming) = socket.split();
+    let (out, out_rx) = mpsc::channel::<Message>(QUEUE);
+    let (slow_tx, slow_rx) = oneshot::channel::<String>();
+    let writer = tokio::spawn(writer(sink, out_rx, slow_rx));
+    let mut outbox = Outbox {
+        out,
+        slow: Some(slow_tx),
+    };
     let auth_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut streams: SelectAll<BroadcastStream<std::sync::Arc<qb_core::seams::Event>>> =
-        SelectAll::new();
-    let mut subscribed: Vec<String> = Vec::new();
+    let mut streams: SelectAll<Events> = SelectAll::new();
+    let mut followed: HashSet<String> = HashSet::new();
+    let mut active: HashMap<String, Channel> = HashMap::new();
+    let mut bars: HashMap<String, OpenBar> = HashMap::new();
     let mut ping = tokio::time::interval(Duration::from_secs(30));
-    loop {
+    'session: loop {
         tokio::select! {
             _ = tokio::time::sleep_until(auth_deadline), if !authed => {
-                let _ = socket.send(frame("error", serde_json::json!({"detail": "authentication required"}))).await;
-                return;
+                outbox.push(frame("error", serde_json::json!({"detail": "authentication required"})));
+                break;
             }
             _ = ping.tick() => {
-                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    return;
+                if !outbox.push(Message::Ping(Vec::new().into())) {
+                    break;
                 }
             }
             event = streams.next(), if !streams.is_empty() => {
-                let msg = match event {
-                    Some(Ok(e)) => frame(&e.topic, e.data.clone()),
-                    Some(Err(BroadcastStreamRecvError::Lagged(n))) => frame("lagged", serde_json::json!({"missed": n})),
-                    None => continue,
+                let Some((name, event)) = event else { continue };
+                let e = match event {
+                    Ok(e) => e,
+                    Err(BroadcastStreamRecvError::Lagged(n)) => {
+                        outbox.slow(format!("missed {n} events of {name}"));
+                        break;
+                    }
                 };
-                if socket.send(msg).await.is_err() {
-                    return;
+                for (chan_name, chan) in active.iter().filter(|(_, c)| c.topic() == e.topic) {
+                    let sent = match chan {
+                        Channel::Plain(_) => {
+                            if *chan_name != name {
+                                continue;
+                            }
+                            outbox.push(frame(chan_name, e.data.clone()))
+                        }
+                        Channel::Ticks(sym) => {
+                            if name != chan.topic() || e.data["symbol"] != sym.as_str() {
+                                continue;
+                            }
+                            outbox.push(frame(chan_name, e.data.clone()))
+                        }
+                        Channel::Bars(sym, nanos) => {
+                            if name != chan.topic() || e.data["symbol"] != sym.as_str() {
+                                continue;
+                            }
+                            let Ok(b) = serde_json::from_value::<TickBatch>(e.data.clone()) else { continue };
+                            let mut ok = true;
+                            for i in 0..b.ts.len() {
+                                let bucket = b.ts[i] - b.ts[i].rem_euclid(*nanos);
+                                let (p, v) = (b.price[i], b.size[i]);
+                                match bars.get_mut(chan_name) {
+                                    Some(bar) if bar.ts == bucket => {
+                                        bar.high = bar.high.max(p);
+                                        bar.low = bar.low.min(p);
+                                        bar.close = p;
+                                        bar.volume += v;
+                                    }
+                                    Some(bar) if bar.ts > bucket => continue,
+                                    prev => {
+                                        if let Some(done) = prev.map(|b| *b) {
+                                            ok &= outbox.push(frame(chan_name, bar_json(&done, true)));
+                                        }
+                                        bars.insert(chan_name.clone(), OpenBar { ts: bucket, open: p, high: p, low: p, close: p, volume: v });
+                                    }
+                                }
+                            }
+                            if let Some(bar) = bars.get(chan_name) {
+                                ok &= outbox.push(frame(chan_name, bar_json(bar, false)));
+                            }
+                            ok
+                        }
+                    };
+                    if !sent {
+                        break 'session;
+                    }
                 }
             }
-            incoming = socket.recv() => {
-                let text = match incoming {
+            msg = incoming.next() => {
+                let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
                 let msg: ClientMessage = match serde_json::from_str(&text) {
                     Ok(m) => m,
                     Err(e) => {
-                        let _ = socket.send(frame("error", serde_json::json!({"detail": format!("bad message: {e}")}))).await;
+                        outbox.push(frame("error", serde_json::json!({"detail": format!("bad message: {e}")})));
                         continue;
                     }
                 };
@@ -98,32 +317,56 @@ async fn session(state: AppState, mut socket: WebSocket, mut authed: bool) {
                     match authenticate(&state, &h).await {
                         Ok(p) => {
                             authed = true;
-                            let _ = socket.send(frame("authenticated", serde_json::json!({"username": p.username, "role": p.role}))).await;
+                            outbox.push(frame("authenticated", serde_json::json!({"username": p.username, "role": p.role})));
                         }
                         Err(e) => {
-                            let _ = socket.send(frame("error", serde_json::json!({"detail": e.detail}))).await;
-                            return;
+                            outbox.push(frame("error", serde_json::json!({"detail": e.detail})));
+                            break;
                         }
                     }
                 }
-                if let Some(topics) = msg.subscribe {
-                    if !authed {
-                        let _ = socket.send(frame("error", serde_json::json!({"detail": "authenticate first"}))).await;
-                        continue;
-                    }
-                    for t in topics {
-                        if !TOPICS.contains(&t.as_str()) {
-                            let _ = socket.send(frame("error", serde_json::json!({"detail": format!("unknown topic {t:?}; topics: {}", TOPICS.join(", "))}))).await;
+                let asked = msg.subscribe.is_some() || msg.unsubscribe.is_some();
+                if asked && !authed {
+                    outbox.push(frame("error", serde_json::json!({"detail": "authenticate first"})));
+                    continue;
+                }
+                for name in msg.unsubscribe.unwrap_or_default() {
+                    active.remove(&name);
+                    bars.remove(&name);
+                }
+                for name in msg.subscribe.unwrap_or_default() {
+                    let chan = match Channel::parse(&name) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            outbox.push(frame("error", serde_json::json!({"detail": e})));
                             continue;
                         }
-                        if !subscribed.contains(&t) {
-                            streams.push(BroadcastStream::new(state.pubsub.subscribe(&t)));
-                            subscribed.push(t);
-                        }
+                    };
+                    // One feed per pub/sub topic; channels filter it.
+                    let topic = chan.topic();
+                    if followed.insert(topic.to_string()) {
+                        let key = PLAIN.iter().find(|(_, t)| *t == topic).map_or(topic, |(n, _)| n).to_string();
+                        let rx = state.pubsub.subscribe(topic);
+                        streams.push(Box::pin(BroadcastStream::new(rx).map(move |r| (key.clone(), r))));
                     }
-                    let _ = socket.send(frame("subscribed", serde_json::json!({"topics": subscribed}))).await;
+                    active.insert(name, chan);
+                }
+                if asked {
+                    let mut names: Vec<&String> = active.keys().collect();
+                    names.sort();
+                    outbox.push(frame("subscribed", serde_json::json!({"topics": names})));
                 }
             }
         }
     }
+    // The writer sends what is queued (or the slow-consumer notice), then
+    // ends. Meanwhile the client's frames (pongs, its close reply) are read
+    // and dropped: closing a socket with unread input would reset it and
+    // lose what the client has not read yet.
+    drop(outbox);
+    let drain = async { while let Some(Ok(_)) = incoming.next().await {} };
+    let _ = tokio::time::timeout(NOTICE_WINDOW + Duration::from_secs(2), async {
+        tokio::join!(writer, drain)
+    })
+    .await;
 }

@@ -66,11 +66,11 @@ fn websocket_streams_ticks_and_jobs_after_auth() {
         next(&mut ws, "error")["detail"]
             .as_str()
             .unwrap()
-            .contains("unknown topic")
+            .contains("unknown channel")
     );
     assert_eq!(
         next(&mut ws, "subscribed")["topics"],
-        json!(["ticks", "jobs"])
+        json!(["jobs", "ticks"])
     );
 
     let r = s
@@ -103,4 +103,142 @@ fn websocket_streams_ticks_and_jobs_after_auth() {
         }
     }
     assert_eq!(states.first().map(String::as_str), Some("running"));
+}
+
+#[test]
+fn trading_channels_and_a_slow_consumer_that_is_cut_off() {
+    let s = Server::start(&[]);
+    let t = s.admin_token();
+    let mut fast = connect(&s);
+    send(&mut fast, json!({"auth": t}));
+    next(&mut fast, "authenticated");
+    send(
+        &mut fast,
+        json!({"subscribe": ["ticks:IF2409", "bars:IF2409:1m", "orders", "fills", "positions", "bars:IF2409:2x"]}),
+    );
+    assert!(
+        next(&mut fast, "error")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("interval")
+    );
+    assert_eq!(
+        next(&mut fast, "subscribed")["topics"],
+        json!([
+            "bars:IF2409:1m",
+            "fills",
+            "orders",
+            "positions",
+            "ticks:IF2409"
+        ])
+    );
+    // A client that subscribes and never reads.
+    let mut slow = connect(&s);
+    send(&mut slow, json!({"auth": t}));
+    send(&mut slow, json!({"subscribe": ["ticks", "ticks:IF2409"]}));
+
+    let base = 1_704_157_200_000_000_000i64;
+    let batches = 1500;
+    let per = 200;
+    let ingest = |k: i64| {
+        let rows: Vec<Value> = (0..per)
+            .map(|i| {
+                let n = k * per + i;
+                json!({"symbol": "IF2409", "ts": base + n * 10_000_000, "price": 3500.0 + (n % 7) as f64,
+                       "size": 1, "bid": 3499.8, "ask": 3500.2})
+            })
+            .collect();
+        let r = s
+            .post("/api/v1/market/ticks")
+            .bearer_auth(&t)
+            .json(&rows)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+    };
+    // The fast client reads as the ticks come; the slow one's queue fills.
+    let mut got = 0;
+    let mut closed_bars = 0;
+    let mut cut_off = false;
+    for k in 0..batches {
+        ingest(k);
+        // Once the server has cut the slow client off, it reads what is
+        // left: the frames already on the wire, the notice, the close.
+        if !cut_off && s.log().contains("websocket client too slow") {
+            drain_slow(&s, &mut slow);
+            cut_off = true;
+        }
+        loop {
+            let Message::Text(txt) = fast.read().unwrap() else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&txt).unwrap();
+            match v["topic"].as_str().unwrap() {
+                "ticks:IF2409" => {
+                    assert_eq!(v["data"]["ts"].as_array().unwrap().len(), per as usize);
+                    got += 1;
+                    break;
+                }
+                "bars:IF2409:1m" => closed_bars += v["data"]["closed"].as_bool().unwrap() as u32,
+                other => panic!("unexpected {other}: {v}"),
+            }
+        }
+    }
+    assert_eq!(got, batches);
+    assert!(cut_off, "the slow client was never cut off");
+    // 1500 batches of 200 ticks 10 ms apart span 50 minutes.
+    assert!(closed_bars >= 45, "{closed_bars}");
+
+    // Orders, fills and positions stream as they happen.
+    let r = s
+        .post("/api/v1/trading/orders")
+        .bearer_auth(&t)
+        .json(&json!({"client_id": "ws1", "symbol": "IF2409", "side": "buy", "qty": "1"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 3 {
+        let Message::Text(txt) = fast.read().unwrap() else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&txt).unwrap();
+        let topic = v["topic"].as_str().unwrap().to_string();
+        if topic == "fills" {
+            assert_eq!(v["data"]["price"], "3500.2");
+        }
+        if ["orders", "fills", "positions"].contains(&topic.as_str()) {
+            seen.insert(topic);
+        }
+    }
+}
+
+/// Reads a cut-off client to its end: whether it got the notice.
+fn drain_slow(s: &Server, slow: &mut Ws) {
+    slow.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut told = false;
+    let mut frames = 0;
+    let end = loop {
+        match slow.read() {
+            Ok(Message::Text(txt)) => {
+                let v: Value = serde_json::from_str(&txt).unwrap();
+                frames += 1;
+                told |= v["topic"] == "slow_consumer";
+            }
+            Ok(Message::Close(c)) => break format!("close {c:?}"),
+            Err(e) => break format!("error {e}"),
+            Ok(_) => {}
+        }
+    };
+    assert!(
+        told,
+        "the slow consumer got no notice ({frames} frames, then {end}); log:\n{}",
+        s.log()
+            .lines()
+            .filter(|l| l.contains("slow"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
