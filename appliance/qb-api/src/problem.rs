@@ -49,8 +49,9 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
     pub www_authenticate: bool,
-    pub rule: Option<String>,
-    pub order_id: Option<String>,
+    /// For risk rejections: the rule and the rejected order's id (boxed:
+    /// errors stay small on every other path).
+    pub rejection: Option<Box<(String, String)>>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -64,8 +65,7 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             www_authenticate: false,
-            rule: None,
-            order_id: None,
+            rejection: None,
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -138,8 +138,8 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             errors: self.errors,
-            rule: self.rule,
-            order_id: self.order_id,
+            rule: self.rejection.as_ref().map(|r| r.0.clone()),
+            order_id: self.rejection.as_ref().map(|r| r.1.clone()),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (self.status, body).into_response();

@@ -308,7 +308,6 @@ async fn ingest_ticks(
     }))
 }
 
-/// One event per symbol, columnar, for the `ticks` topic.
 // ---------------------------------------------------------------- imports
 
 /// Multipart fields of an upload.

@@ -107,8 +107,7 @@ async fn submit_order(
                 o.reason.as_deref().unwrap_or_default()
             ),
         );
-        e.rule = o.rule.clone();
-        e.order_id = Some(o.id.clone());
+        e.rejection = Some(Box::new((o.rule.clone().unwrap_or_default(), o.id.clone())));
         e.into_response()
     } else {
         let status = if known {
