@@ -493,6 +493,26 @@ impl Desk {
                 .write(vec![put(order_key(&order), json(&order))])
                 .await?;
             tracing::info!(account, order = %order.id, rule = ?order.rule, reason = ?order.reason, "order rejected");
+            // Manual orders are audited by the API; a strategy's here.
+            if let Some(strategy) = strategy {
+                let entry = qb_core::model::NewAuditEntry {
+                    actor: format!("strategy:{strategy}"),
+                    action: "trading.risk_reject".into(),
+                    target: Some(order.id.clone()),
+                    result: "rejected".into(),
+                    status: None,
+                    client_ip: None,
+                    detail: Some(format!(
+                        "account={account} client_id={} rule={} {}",
+                        order.client_id,
+                        order.rule.as_deref().unwrap_or_default(),
+                        order.reason.as_deref().unwrap_or_default()
+                    )),
+                };
+                if let Err(e) = self.meta.append_audit(entry).await {
+                    tracing::error!(error = %e, "could not audit a risk rejection");
+                }
+            }
             self.pubsub.publish(
                 ORDERS_TOPIC,
                 serde_json::to_value(&order).unwrap_or_default(),

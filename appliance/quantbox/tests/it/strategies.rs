@@ -207,6 +207,49 @@ fn replayed_ticks_drive_a_live_strategy_end_to_end() {
         "running"
     );
 
+    // A strategy's own limits: every order it tries is rejected, and each
+    // rejection is audited under the strategy's name.
+    let r = start(
+        &s,
+        &t,
+        json!({"plugin": "sma-crossover", "params": {"fast": 5, "slow": 20, "size": 1},
+                                 "symbols": ["IF2409"], "interval": "tick",
+                                 "limits": {"max_order_qty": "0.5"}}),
+    );
+    assert_eq!(r.status(), 201);
+    let capped = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s
+        .post("/api/v1/trading/replays")
+        .bearer_auth(&t)
+        .json(&json!({"symbols": ["IF2409"], "speed": 0}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let actor = format!("strategy:{capped}");
+    wait_for("an audited risk rejection", || {
+        s.get_json(&admin, "/api/v1/audit?page_size=100")["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| {
+                e["actor"] == actor.as_str()
+                    && e["action"] == "trading.risk_reject"
+                    && e["detail"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("rule=max_order_qty")
+            })
+    });
+    let r = s
+        .post(&format!("/api/v1/strategies/{capped}/stop"))
+        .bearer_auth(&t)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
     // kill -9 with the SMA strategy running: it resumes.
     s.kill9();
     let s = Server::start_in(tmp.path(), &[]);
