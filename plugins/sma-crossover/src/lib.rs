@@ -18,6 +18,9 @@ pub struct SmaCrossover {
     orders: u64,
     /// The last `slow` closes: the state handed to a successor.
     history: VecDeque<f64>,
+    /// Closes restored from a predecessor's state, logged on the first
+    /// event (init has no context to log through).
+    restored: Option<usize>,
 }
 
 impl Strategy for SmaCrossover {
@@ -71,6 +74,7 @@ impl Strategy for SmaCrossover {
             above: None,
             orders: 0,
             history: VecDeque::with_capacity(slow + 1),
+            restored: None,
         };
         // Restored state: the closes the previous instance had seen.
         if let Some(bytes) = state {
@@ -78,6 +82,7 @@ impl Strategy for SmaCrossover {
                 let close = f64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
                 s.step(close);
             }
+            s.restored = Some(bytes.len() / 8);
         }
         Ok(s)
     }
@@ -110,6 +115,12 @@ pub enum Cross {
 impl SmaCrossover {
     /// One price observed at `ts`: trades on a crossing.
     fn observe(&mut self, ctx: &mut dyn Ctx, symbol: &str, ts: i64, price: f64) {
+        if let Some(n) = self.restored.take() {
+            ctx.log(
+                LogLevel::Info,
+                &format!("resumed with {n} closes of history"),
+            );
+        }
         let Some(cross) = self.step(price) else {
             return;
         };

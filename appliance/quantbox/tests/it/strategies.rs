@@ -171,6 +171,22 @@ fn replayed_ticks_drive_a_live_strategy_end_to_end() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().unwrap()["swaps"], 1);
+    // The new instance started from the old one's history (20 closes: the
+    // slow average's window), which it reports on its first tick.
+    let r = s
+        .post("/api/v1/market/ticks")
+        .bearer_auth(&t)
+        .json(&json!([{"symbol": "IF2409", "ts": T0 + 900 * 1_000_000_000i64, "price": 3500.0, "size": 1}]))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    wait_for("the swapped instance's first log line", || {
+        s.get_json(&t, &format!("/api/v1/strategies/{id}/logs"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "resumed with 20 closes of history")
+    });
 
     // A plugin that traps fails its strategy only.
     let r = start(
