@@ -18,12 +18,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use qb_core::market::Instrument;
-use qb_core::{KvStore, KvWrite, MetaStore, PubSub, StoreError};
+use qb_core::{KvStore, KvWrite, MetaStore, PubSub};
 use qb_trading::ledger::Ledger;
 use rust_decimal::Decimal;
 use tokio::sync::Mutex;
 
 use crate::broker::{Broker, Execution};
+use crate::error::{LiveError, invalid};
 use crate::model::*;
 use crate::risk::{Exposure, Rejection, RiskLimits};
 
@@ -34,28 +35,6 @@ pub const FILLS_TOPIC: &str = "fills";
 pub const POSITIONS_TOPIC: &str = "positions";
 /// The sub-book of manual orders.
 pub const MANUAL: &str = "manual";
-
-#[derive(Debug, thiserror::Error)]
-pub enum DeskError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-fn invalid(field: &'static str, message: impl Into<String>) -> DeskError {
-    DeskError::Invalid {
-        field,
-        message: message.into(),
-    }
-}
 
 /// Figures of an account.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -229,7 +208,7 @@ impl Desk {
         mut broker: Box<dyn Broker>,
         default_account: &str,
         initial_cash: Decimal,
-    ) -> Result<Self, DeskError> {
+    ) -> Result<Self, LiveError> {
         let mut accounts = BTreeMap::new();
         let mut instruments = HashMap::new();
         let mut symbols: Vec<String> = Vec::new();
@@ -335,14 +314,14 @@ impl Desk {
         name: &str,
         initial_cash: Decimal,
         limits: RiskLimits,
-    ) -> Result<AccountView, DeskError> {
+    ) -> Result<AccountView, LiveError> {
         qb_core::market::check_symbol(name).map_err(|e| invalid("name", e))?;
         if initial_cash <= Decimal::ZERO {
             return Err(invalid("initial_cash", "must be positive"));
         }
         let mut inner = self.inner.lock().await;
         if inner.accounts.contains_key(name) {
-            return Err(DeskError::Conflict(format!("account {name} exists")));
+            return Err(LiveError::Conflict(format!("account {name} exists")));
         }
         let ledger = Ledger::new(initial_cash, inner.instruments.values().cloned());
         let mut account = Account {
@@ -380,7 +359,7 @@ impl Desk {
         account: &str,
         strategy: Option<&str>,
         limits: RiskLimits,
-    ) -> Result<(), DeskError> {
+    ) -> Result<(), LiveError> {
         let mut inner = self.inner.lock().await;
         let a = account_mut(&mut inner.accounts, account)?;
         match strategy {
@@ -396,7 +375,7 @@ impl Desk {
         Ok(())
     }
 
-    async fn instrument(&self, inner: &mut Inner, symbol: &str) -> Result<Instrument, DeskError> {
+    async fn instrument(&self, inner: &mut Inner, symbol: &str) -> Result<Instrument, LiveError> {
         if let Some(i) = inner.instruments.get(symbol) {
             return Ok(i.clone());
         }
@@ -424,7 +403,7 @@ impl Desk {
         account: &str,
         strategy: Option<&str>,
         req: OrderRequest,
-    ) -> Result<Order, DeskError> {
+    ) -> Result<Order, LiveError> {
         if req.client_id.is_empty() || req.client_id.len() > 64 {
             return Err(invalid("client_id", "1 to 64 characters"));
         }
@@ -565,7 +544,7 @@ impl Desk {
         inner: &mut Inner,
         writes: &mut Vec<KvWrite>,
         events: &mut Vec<(&'static str, serde_json::Value)>,
-    ) -> Result<Vec<Order>, DeskError> {
+    ) -> Result<Vec<Order>, LiveError> {
         let executions = inner.broker.take_executions();
         let mut updated = Vec::new();
         let mut touched: Vec<String> = Vec::new();
@@ -589,11 +568,11 @@ impl Desk {
             let booked = a
                 .ledger
                 .apply(ts, &o.symbol, &o.client_id, signed, price)
-                .map_err(|e| DeskError::Conflict(e.to_string()))?;
+                .map_err(|e| LiveError::Conflict(e.to_string()))?;
             let sub_name = source(o.strategy.as_deref());
             a.sub(&sub_name, &inner.instruments)
                 .apply(ts, &o.symbol, &o.client_id, signed, price)
-                .map_err(|e| DeskError::Conflict(e.to_string()))?;
+                .map_err(|e| LiveError::Conflict(e.to_string()))?;
             let prev = o.filled_qty;
             o.filled_qty += qty;
             let avg = o.avg_fill_price.unwrap_or_default();
@@ -644,7 +623,7 @@ impl Desk {
     }
 
     /// Cancels an open order (by server id or client id).
-    pub async fn cancel(&self, account: &str, id: &str, reason: &str) -> Result<Order, DeskError> {
+    pub async fn cancel(&self, account: &str, id: &str, reason: &str) -> Result<Order, LiveError> {
         let mut guard = self.inner.lock().await;
         let inner = &mut *guard;
         let a = account_mut(&mut inner.accounts, account)?;
@@ -653,7 +632,7 @@ impl Desk {
         } else if let Some(o) = a.open.values().find(|o| o.client_id == id) {
             o.id.clone()
         } else {
-            return Err(DeskError::Conflict(format!(
+            return Err(LiveError::Conflict(format!(
                 "order {id} is not open in account {account}"
             )));
         };
@@ -677,7 +656,7 @@ impl Desk {
         price: f64,
         bid: Option<f64>,
         ask: Option<f64>,
-    ) -> Result<(), DeskError> {
+    ) -> Result<(), LiveError> {
         let Some(last) = qb_trading::dec(price) else {
             return Ok(());
         };
@@ -722,7 +701,7 @@ impl Desk {
     /// The kill switch: cancels every open order of `account` and moves it
     /// to HALTED (only cancels pass until an admin resumes it); persisted,
     /// so HALTED survives a restart. Returns the cancelled orders.
-    pub async fn kill(&self, account: &str, reason: &str) -> Result<Vec<Order>, DeskError> {
+    pub async fn kill(&self, account: &str, reason: &str) -> Result<Vec<Order>, LiveError> {
         let mut guard = self.inner.lock().await;
         let inner = &mut *guard;
         let a = account_mut(&mut inner.accounts, account)?;
@@ -756,7 +735,7 @@ impl Desk {
     }
 
     /// Lifts HALTED.
-    pub async fn resume(&self, account: &str) -> Result<(), DeskError> {
+    pub async fn resume(&self, account: &str) -> Result<(), LiveError> {
         let mut inner = self.inner.lock().await;
         let a = account_mut(&mut inner.accounts, account)?;
         a.doc.halted = false;
@@ -768,7 +747,7 @@ impl Desk {
         Ok(())
     }
 
-    pub async fn account(&self, account: &str) -> Result<AccountView, DeskError> {
+    pub async fn account(&self, account: &str) -> Result<AccountView, LiveError> {
         let mut inner = self.inner.lock().await;
         Ok(account_mut(&mut inner.accounts, account)?.view())
     }
@@ -784,7 +763,7 @@ impl Desk {
     }
 
     /// Open orders, oldest first.
-    pub async fn open_orders(&self, account: &str) -> Result<Vec<Order>, DeskError> {
+    pub async fn open_orders(&self, account: &str) -> Result<Vec<Order>, LiveError> {
         let mut inner = self.inner.lock().await;
         Ok(account_mut(&mut inner.accounts, account)?
             .open
@@ -794,7 +773,7 @@ impl Desk {
     }
 
     /// Every order of the account, oldest first (from the store).
-    pub async fn all_orders(&self, account: &str) -> Result<Vec<Order>, DeskError> {
+    pub async fn all_orders(&self, account: &str) -> Result<Vec<Order>, LiveError> {
         self.account(account).await?;
         Ok(self
             .kv
@@ -811,7 +790,7 @@ impl Desk {
         account: &str,
         strategy: &str,
         symbol: &str,
-    ) -> Result<(Decimal, Decimal), DeskError> {
+    ) -> Result<(Decimal, Decimal), LiveError> {
         let mut inner = self.inner.lock().await;
         let a = account_mut(&mut inner.accounts, account)?;
         Ok(a.subs
@@ -847,7 +826,7 @@ impl Desk {
         account: &str,
         strategy: Option<&str>,
         client_id: &str,
-    ) -> Result<Option<String>, DeskError> {
+    ) -> Result<Option<String>, LiveError> {
         let mut inner = self.inner.lock().await;
         let a = account_mut(&mut inner.accounts, account)?;
         Ok(a.by_client
@@ -855,17 +834,19 @@ impl Desk {
             .cloned())
     }
 
-    pub async fn order(&self, account: &str, id: &str) -> Result<Order, DeskError> {
+    pub async fn order(&self, account: &str, id: &str) -> Result<Order, LiveError> {
         let v = self
             .kv
             .get(NS, &format!("order/{account}/{id}"))
             .await?
-            .ok_or_else(|| DeskError::NotFound(format!("order {id} in account {account}")))?;
-        serde_json::from_slice(&v).map_err(|e| DeskError::Conflict(e.to_string()))
+            .ok_or_else(|| {
+                LiveError::NotFound(format!("order {id} not found in account {account}"))
+            })?;
+        serde_json::from_slice(&v).map_err(|e| LiveError::Conflict(e.to_string()))
     }
 
     /// Fills, oldest first.
-    pub async fn fills(&self, account: &str) -> Result<Vec<Fill>, DeskError> {
+    pub async fn fills(&self, account: &str) -> Result<Vec<Fill>, LiveError> {
         self.account(account).await?;
         Ok(self
             .kv
@@ -877,7 +858,7 @@ impl Desk {
     }
 
     /// Net positions of the account, then each strategy's.
-    pub async fn positions(&self, account: &str) -> Result<Vec<PositionView>, DeskError> {
+    pub async fn positions(&self, account: &str) -> Result<Vec<PositionView>, LiveError> {
         let mut inner = self.inner.lock().await;
         let a = account_mut(&mut inner.accounts, account)?;
         let view = |strategy: Option<&str>, l: &Ledger| {
@@ -906,10 +887,10 @@ impl Desk {
 fn account_mut<'a>(
     accounts: &'a mut BTreeMap<String, Account>,
     name: &str,
-) -> Result<&'a mut Account, DeskError> {
+) -> Result<&'a mut Account, LiveError> {
     accounts
         .get_mut(name)
-        .ok_or_else(|| DeskError::NotFound(format!("account {name}")))
+        .ok_or_else(|| LiveError::NotFound(format!("account {name} not found")))
 }
 
 /// Every check an order passes before it goes to the broker.

@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod desk;
+mod error;
 pub mod feed;
 pub mod model;
 pub mod replay;
@@ -12,6 +13,7 @@ pub mod risk;
 pub mod strategies;
 
 pub use broker::{Broker, Execution, PaperBroker};
-pub use desk::{AccountView, Desk, DeskError, PositionView, QuoteView};
+pub use desk::{AccountView, Desk, PositionView, QuoteView};
+pub use error::LiveError;
 pub use model::{Fill, Order, OrderRequest, OrderState, OrderType, Side};
 pub use risk::{Rejection, RiskLimits};

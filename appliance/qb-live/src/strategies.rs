@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use utoipa::ToSchema;
 
-use crate::desk::{Desk, DeskError, ORDERS_TOPIC};
+use crate::desk::{Desk, ORDERS_TOPIC};
+use crate::error::{LiveError, invalid};
 use crate::model::{Order, OrderRequest, OrderState, OrderType, Side};
 use crate::risk::RiskLimits;
 
@@ -97,28 +98,6 @@ pub struct StrategyDoc {
     pub dropped: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StrategyError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-fn invalid(field: &'static str, message: impl Into<String>) -> StrategyError {
-    StrategyError::Invalid {
-        field,
-        message: message.into(),
-    }
-}
-
 enum Msg {
     Ticks(Arc<TickBatch>),
     Order(i64, OrderEvent),
@@ -172,11 +151,11 @@ impl Strategies {
         default_account: &str,
         running_gauge: prometheus::IntGauge,
         pnl: prometheus::GaugeVec,
-    ) -> Result<Arc<Self>, StrategyError> {
+    ) -> Result<Arc<Self>, LiveError> {
         let docs: BTreeMap<String, StrategyDoc> = kv
             .scan(NS, "doc/")
             .await
-            .map_err(|e| StrategyError::Failed(e.to_string()))?
+            .map_err(|e| LiveError::Failed(e.to_string()))?
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_slice::<StrategyDoc>(&v).ok())
             .map(|d| (d.id.clone(), d))
@@ -273,7 +252,7 @@ impl Strategies {
     }
 
     /// Starts a strategy; answers once its `init` succeeded.
-    pub async fn start(&self, spec: StrategySpec) -> Result<StrategyDoc, StrategyError> {
+    pub async fn start(&self, spec: StrategySpec) -> Result<StrategyDoc, LiveError> {
         if spec.symbols.is_empty() {
             return Err(invalid("symbols", "at least one symbol"));
         }
@@ -284,9 +263,9 @@ impl Strategies {
             .plugins
             .resolve(&spec.plugin)
             .await
-            .map_err(|e| StrategyError::NotFound(format!("plugin {}: {e}", spec.plugin)))?;
+            .map_err(|e| LiveError::NotFound(format!("plugin {}: {e}", spec.plugin)))?;
         let account = spec.account.unwrap_or_else(|| self.default_account.clone());
-        self.desk.account(&account).await.map_err(desk_err)?;
+        self.desk.account(&account).await?;
         let interval = match spec.interval {
             Some(i) => i,
             None => info
@@ -319,8 +298,7 @@ impl Strategies {
         if let Some(limits) = spec.limits {
             self.desk
                 .set_limits(&doc.account, Some(&doc.id), limits)
-                .await
-                .map_err(desk_err)?;
+                .await?;
         }
         self.launch(doc.clone()).await?;
         self.save(&doc).await;
@@ -356,18 +334,18 @@ impl Strategies {
     }
 
     /// Loads the plugin, instantiates and inits it on a new thread.
-    async fn launch(&self, doc: StrategyDoc) -> Result<(), StrategyError> {
+    async fn launch(&self, doc: StrategyDoc) -> Result<(), LiveError> {
         let plugin = self
             .plugins
             .load(&doc.plugin)
             .await
-            .map_err(|e| StrategyError::Failed(format!("plugin: {e}")))?;
+            .map_err(|e| LiveError::Failed(format!("plugin: {e}")))?;
         let lease = self.plugins.lease(&doc.plugin);
         let snapshot = self
             .kv
             .get(NS, &format!("snapshot/{}", doc.id))
             .await
-            .map_err(|e| StrategyError::Failed(e.to_string()))?;
+            .map_err(|e| LiveError::Failed(e.to_string()))?;
         let (tx, rx) = sync_channel(INBOX);
         let halt = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -387,17 +365,17 @@ impl Strategies {
             .name(format!("strategy-{}", &doc.id[doc.id.len() - 8..]))
             .stack_size(STACK_BYTES)
             .spawn(move || run(ctx, plugin, lease, snapshot, rx, ready_tx))
-            .map_err(|e| StrategyError::Failed(e.to_string()))?;
+            .map_err(|e| LiveError::Failed(e.to_string()))?;
         let ready = tokio::task::spawn_blocking(move || {
             ready_rx
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| Err("the strategy did not start in 30 s".into()))
         })
         .await
-        .map_err(|e| StrategyError::Failed(e.to_string()))?;
+        .map_err(|e| LiveError::Failed(e.to_string()))?;
         if let Err(e) = ready {
             let _ = thread.join();
-            return Err(StrategyError::Failed(e));
+            return Err(LiveError::Failed(e));
         }
         self.running.lock().insert(
             doc.id.clone(),
@@ -413,11 +391,7 @@ impl Strategies {
     }
 
     /// Stops a strategy (its snapshot is kept for a restart).
-    pub async fn stop(
-        &self,
-        id: &str,
-        reason: Option<String>,
-    ) -> Result<StrategyDoc, StrategyError> {
+    pub async fn stop(&self, id: &str, reason: Option<String>) -> Result<StrategyDoc, LiveError> {
         self.get(id)?;
         let r = self.running.lock().remove(id);
         if let Some(mut r) = r {
@@ -432,7 +406,7 @@ impl Strategies {
                 }
             })
             .await
-            .map_err(|e| StrategyError::Failed(e.to_string()))?;
+            .map_err(|e| LiveError::Failed(e.to_string()))?;
         }
         self.running_gauge.set(self.running.lock().len() as i64);
         self.set_status(id, Status::Stopped, reason).await;
@@ -455,10 +429,10 @@ impl Strategies {
     }
 
     /// Starts a stopped or failed strategy again, with its last snapshot.
-    pub async fn restart(&self, id: &str) -> Result<StrategyDoc, StrategyError> {
+    pub async fn restart(&self, id: &str) -> Result<StrategyDoc, LiveError> {
         let doc = self.get(id)?;
         if self.alive(id) {
-            return Err(StrategyError::Conflict(format!("strategy {id} is running")));
+            return Err(LiveError::Conflict(format!("strategy {id} is running")));
         }
         self.running.lock().remove(id);
         self.launch(doc).await?;
@@ -467,41 +441,41 @@ impl Strategies {
     }
 
     /// Replaces the plugin of a running strategy without stopping it.
-    pub async fn swap(&self, id: &str, plugin: &str) -> Result<StrategyDoc, StrategyError> {
+    pub async fn swap(&self, id: &str, plugin: &str) -> Result<StrategyDoc, LiveError> {
         let info = self
             .plugins
             .resolve(plugin)
             .await
-            .map_err(|e| StrategyError::NotFound(format!("plugin {plugin}: {e}")))?;
+            .map_err(|e| LiveError::NotFound(format!("plugin {plugin}: {e}")))?;
         let loaded = self
             .plugins
             .load(&info.id)
             .await
-            .map_err(|e| StrategyError::Failed(format!("plugin: {e}")))?;
+            .map_err(|e| LiveError::Failed(format!("plugin: {e}")))?;
         let tx = self
             .running
             .lock()
             .get(id)
             .map(|r| r.tx.clone())
-            .ok_or_else(|| StrategyError::Conflict(format!("strategy {id} is not running")))?;
+            .ok_or_else(|| LiveError::Conflict(format!("strategy {id} is not running")))?;
         let (reply_tx, reply_rx) = std::sync::mpsc::channel();
         tx.send(Msg::Swap(loaded, info.id.clone(), reply_tx))
-            .map_err(|_| StrategyError::Conflict(format!("strategy {id} has stopped")))?;
+            .map_err(|_| LiveError::Conflict(format!("strategy {id} has stopped")))?;
         let reply = tokio::task::spawn_blocking(move || {
             reply_rx
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| Err("no answer from the strategy in 30 s".into()))
         })
         .await
-        .map_err(|e| StrategyError::Failed(e.to_string()))?;
+        .map_err(|e| LiveError::Failed(e.to_string()))?;
         reply.map_err(|e| {
-            StrategyError::Failed(format!("swap refused, the old version keeps running: {e}"))
+            LiveError::Failed(format!("swap refused, the old version keeps running: {e}"))
         })?;
         let doc = {
             let mut docs = self.docs.lock();
             let d = docs
                 .get_mut(id)
-                .ok_or_else(|| StrategyError::NotFound(format!("strategy {id}")))?;
+                .ok_or_else(|| LiveError::NotFound(format!("strategy {id} not found")))?;
             d.plugin = info.id.clone();
             d.plugin_label = format!("{}@{}", info.name, info.version);
             d.swaps += 1;
@@ -512,13 +486,13 @@ impl Strategies {
         Ok(doc)
     }
 
-    pub fn get(&self, id: &str) -> Result<StrategyDoc, StrategyError> {
+    pub fn get(&self, id: &str) -> Result<StrategyDoc, LiveError> {
         let mut d = self
             .docs
             .lock()
             .get(id)
             .cloned()
-            .ok_or_else(|| StrategyError::NotFound(format!("strategy {id}")))?;
+            .ok_or_else(|| LiveError::NotFound(format!("strategy {id} not found")))?;
         // A thread the plugin stopped (a trap) shows as failed, with why.
         if d.status == Status::Running && !self.alive(id) {
             d.status = Status::Failed;
@@ -541,7 +515,7 @@ impl Strategies {
     }
 
     /// The last log lines of a strategy, oldest first.
-    pub fn logs(&self, id: &str) -> Result<Vec<serde_json::Value>, StrategyError> {
+    pub fn logs(&self, id: &str) -> Result<Vec<serde_json::Value>, LiveError> {
         self.get(id)?;
         Ok(self
             .logs
@@ -564,14 +538,6 @@ impl Strategies {
             }
         }
         self.running_gauge.set(self.running.lock().len() as i64);
-    }
-}
-
-fn desk_err(e: DeskError) -> StrategyError {
-    match e {
-        DeskError::NotFound(m) => StrategyError::NotFound(m),
-        DeskError::Invalid { field, message } => StrategyError::Invalid { field, message },
-        other => StrategyError::Failed(other.to_string()),
     }
 }
 

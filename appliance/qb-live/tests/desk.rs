@@ -137,6 +137,12 @@ async fn orders_fill_at_quotes_and_positions_are_the_sum_of_fills() {
     assert_eq!(view.cash, d("100000") + (d("96") - d("100")) * d("2"));
 }
 
+async fn cancel_all(desk: &Desk) {
+    for o in desk.open_orders("paper").await.unwrap() {
+        desk.cancel("paper", &o.id, "test").await.unwrap();
+    }
+}
+
 /// Submits orders one by one and returns the rules that rejected them
 /// (`None`: accepted).
 async fn rules(
@@ -183,9 +189,7 @@ async fn every_risk_rule_at_its_limit() {
         .await
         .unwrap();
     assert!(rejected.reason.unwrap().contains("quantity 6 exceeds 5"));
-    for o in desk.open_orders("paper").await.unwrap() {
-        desk.cancel("paper", &o.id, "test").await.unwrap();
-    }
+    cancel_all(&desk).await;
 
     // Notional: qty × price × multiplier (1).
     set(RiskLimits {
@@ -205,9 +209,7 @@ async fn every_risk_rule_at_its_limit() {
     )
     .await;
     assert_eq!(r, [none(), none(), rule("max_order_notional")]);
-    for o in desk.open_orders("paper").await.unwrap() {
-        desk.cancel("paper", &o.id, "test").await.unwrap();
-    }
+    cancel_all(&desk).await;
 
     // Collar ±5 % around the last price 100.
     set(RiskLimits {
@@ -227,9 +229,7 @@ async fn every_risk_rule_at_its_limit() {
     )
     .await;
     assert_eq!(r, [none(), none(), rule("price_collar")]);
-    for o in desk.open_orders("paper").await.unwrap() {
-        desk.cancel("paper", &o.id, "test").await.unwrap();
-    }
+    cancel_all(&desk).await;
 
     // Open orders: the third is the limit; a fourth is refused.
     set(RiskLimits {
@@ -269,9 +269,7 @@ async fn every_risk_rule_at_its_limit() {
     )
     .await;
     assert_eq!(r, [none(), none(), rule("max_position")]);
-    for o in desk.open_orders("paper").await.unwrap() {
-        desk.cancel("paper", &o.id, "test").await.unwrap();
-    }
+    cancel_all(&desk).await;
 
     // Submit rate: 3 per second for strategy s (wall clock: the three
     // orders go out within a second of each other).
@@ -303,9 +301,7 @@ async fn every_risk_rule_at_its_limit() {
         rules(&desk, None, vec![limit("r5", Side::Buy, "1", "90")]).await,
         [none()]
     );
-    for o in desk.open_orders("paper").await.unwrap() {
-        desk.cancel("paper", &o.id, "test").await.unwrap();
-    }
+    cancel_all(&desk).await;
 
     // Daily loss: buy 10 at 100, the price drops; at a loss of 99 orders
     // pass, at 100 (the limit) they stop.

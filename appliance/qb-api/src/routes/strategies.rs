@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use qb_core::model::Role;
 use qb_live::replay::{ReplaySpec, ReplayStatus};
-use qb_live::strategies::{StrategyDoc, StrategyError, StrategySpec};
+use qb_live::strategies::{StrategyDoc, StrategySpec};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,19 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(strategy_logs))
         .routes(routes!(list_replays, start_replay))
         .routes(routes!(stop_replay))
-}
-
-impl From<StrategyError> for ApiError {
-    fn from(e: StrategyError) -> Self {
-        match e {
-            StrategyError::NotFound(m) => ApiError::not_found(m),
-            StrategyError::Invalid { field, message } => ApiError::invalid(field, message),
-            StrategyError::Conflict(m) => ApiError::conflict(m),
-            StrategyError::Failed(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "strategy-failed", m)
-            }
-        }
-    }
 }
 
 /// Start a plugin as a live strategy on an account.

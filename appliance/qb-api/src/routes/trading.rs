@@ -15,7 +15,7 @@ use qb_core::model::Role;
 use std::collections::BTreeMap;
 
 use qb_live::{
-    AccountView, DeskError, Fill, Order, OrderRequest, OrderState, PositionView, QuoteView,
+    AccountView, Fill, LiveError, Order, OrderRequest, OrderState, PositionView, QuoteView,
     RiskLimits,
 };
 use rust_decimal::Decimal;
@@ -43,13 +43,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(quotes))
 }
 
-impl From<DeskError> for ApiError {
-    fn from(e: DeskError) -> Self {
+impl From<LiveError> for ApiError {
+    fn from(e: LiveError) -> Self {
         match e {
-            DeskError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            DeskError::Invalid { field, message } => ApiError::invalid(field, message),
-            DeskError::Conflict(m) => ApiError::conflict(m),
-            DeskError::Store(e) => e.into(),
+            LiveError::NotFound(what) => ApiError::not_found(what),
+            LiveError::Invalid { field, message } => ApiError::invalid(field, message),
+            LiveError::Conflict(m) => ApiError::conflict(m),
+            LiveError::Failed(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "strategy-failed", m)
+            }
+            LiveError::Store(e) => e.into(),
         }
     }
 }
