@@ -81,6 +81,24 @@ trait Series {
     fn deliver<R: Runner>(&self, r: &mut R, from: usize, to: usize) -> Result<(), PluginError>;
 }
 
+/// Every column as long as `ts`; times increasing (`strict`, bars) or
+/// not decreasing (ticks may share a timestamp).
+fn check_columns(symbol: &str, ts: &[i64], lens: &[usize], strict: bool) -> Result<(), String> {
+    if lens.iter().any(|&l| l != ts.len()) {
+        return Err(format!("{symbol}: columns of different lengths"));
+    }
+    let out_of_order = |w: &[i64]| if strict { w[0] >= w[1] } else { w[0] > w[1] };
+    if ts.windows(2).any(out_of_order) {
+        let rule = if strict {
+            "must increase"
+        } else {
+            "must not decrease"
+        };
+        return Err(format!("{symbol}: times {rule}"));
+    }
+    Ok(())
+}
+
 fn decimal(symbol: &str, ts: i64, what: &str, v: f64) -> Result<Decimal, String> {
     dec(v).ok_or_else(|| format!("{symbol}: {what} {v} at {ts} is not a finite number"))
 }
@@ -93,7 +111,6 @@ impl Series for SymbolBars {
         &self.ts
     }
     fn check(&self) -> Result<(), String> {
-        let n = self.ts.len();
         let lens = [
             self.open.len(),
             self.high.len(),
@@ -101,13 +118,7 @@ impl Series for SymbolBars {
             self.close.len(),
             self.volume.len(),
         ];
-        if lens.iter().any(|&l| l != n) {
-            return Err(format!("{}: columns of different lengths", self.symbol));
-        }
-        if self.ts.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("{}: bar times must increase", self.symbol));
-        }
-        Ok(())
+        check_columns(&self.symbol, &self.ts, &lens, true)
     }
     fn mark(&self, i: usize) -> f64 {
         self.close[i]
@@ -142,20 +153,13 @@ impl Series for SymbolTicks {
         &self.ts
     }
     fn check(&self) -> Result<(), String> {
-        let n = self.ts.len();
         let lens = [
             self.price.len(),
             self.size.len(),
             self.bid.len(),
             self.ask.len(),
         ];
-        if lens.iter().any(|&l| l != n) {
-            return Err(format!("{}: columns of different lengths", self.symbol));
-        }
-        if self.ts.windows(2).any(|w| w[0] > w[1]) {
-            return Err(format!("{}: tick times must not decrease", self.symbol));
-        }
-        Ok(())
+        check_columns(&self.symbol, &self.ts, &lens, false)
     }
     fn mark(&self, i: usize) -> f64 {
         self.price[i]

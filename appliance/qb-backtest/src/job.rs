@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use qb_core::market::{BarQuery, Instrument, Interval, TickQuery, check_symbol};
+use qb_core::market::{BarQuery, Instrument, Interval, check_symbol};
 use qb_core::{MetaStore, TickStore};
 use qb_jobs::{JobContext, JobError, JobHandler};
 use qb_plugin_host::Param;
@@ -235,31 +235,18 @@ async fn load_ticks(
         symbol: symbol.to_string(),
         ..Default::default()
     };
-    let mut after = None;
-    loop {
-        let page = store
-            .ticks(TickQuery {
-                symbol: symbol.to_string(),
-                start: spec.start,
-                end: spec.end,
-                after,
-                limit: TICK_PAGE,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let full = page.len() == TICK_PAGE as usize;
+    qb_core::seams::tick_pages(store, symbol, spec.start, spec.end, TICK_PAGE, |page| {
         for tick in page {
-            after = Some((tick.ts, tick.seq));
             t.ts.push(tick.ts);
             t.price.push(tick.price);
             t.size.push(tick.size);
             t.bid.push(tick.bid.unwrap_or(f64::NAN));
             t.ask.push(tick.ask.unwrap_or(f64::NAN));
         }
-        if !full {
-            return Ok(t);
-        }
-    }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(t)
 }
 
 impl BacktestSpec {

@@ -259,6 +259,54 @@ pub struct Bar {
     pub open_interest: Option<f64>,
 }
 
+/// Bars of one interval built from one symbol's trades as they arrive
+/// (live strategies, `/ws` bar channels). A bar is complete when a trade
+/// opens a later bucket; trades older than the bar in progress are ignored.
+#[derive(Debug, Clone)]
+pub struct BarBuilder {
+    nanos: Nanos,
+    current: Option<Bar>,
+}
+
+impl BarBuilder {
+    pub fn new(interval: Interval) -> Self {
+        Self {
+            nanos: interval.nanos(),
+            current: None,
+        }
+    }
+
+    /// Adds a trade; the bar it completed, if it opened a new bucket.
+    pub fn push(&mut self, ts: Nanos, price: f64, size: f64) -> Option<Bar> {
+        let bucket = ts - ts.rem_euclid(self.nanos);
+        match &mut self.current {
+            Some(bar) if bar.ts == bucket => {
+                bar.high = bar.high.max(price);
+                bar.low = bar.low.min(price);
+                bar.close = price;
+                bar.volume += size;
+                None
+            }
+            Some(bar) if bar.ts > bucket => None,
+            slot => slot.replace(Bar {
+                ts: bucket,
+                open: price,
+                high: price,
+                low: price,
+                close: price,
+                volume: size,
+                turnover: None,
+                open_interest: None,
+            }),
+        }
+    }
+
+    /// The bar in progress.
+    pub fn current(&self) -> Option<&Bar> {
+        self.current.as_ref()
+    }
+}
+
 /// A bar interval in whole seconds, from 1 s to 1 d, dividing a day so
 /// that buckets align to midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -517,6 +565,30 @@ pub fn fits_f64(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bar_builder_completes_a_bar_when_the_next_bucket_opens() {
+        let mut b = BarBuilder::new(Interval::from_secs(60).unwrap());
+        let s = 1_000_000_000i64;
+        assert_eq!(b.push(60 * s, 10.0, 1.0), None);
+        assert_eq!(b.push(70 * s, 12.0, 2.0), None);
+        assert_eq!(b.push(80 * s, 9.0, 1.0), None);
+        assert_eq!(b.push(30 * s, 99.0, 1.0), None, "a late trade is ignored");
+        let done = b.push(125 * s, 11.0, 5.0).unwrap();
+        assert_eq!(
+            (
+                done.ts,
+                done.open,
+                done.high,
+                done.low,
+                done.close,
+                done.volume
+            ),
+            (60 * s, 10.0, 12.0, 9.0, 9.0, 4.0)
+        );
+        let now = b.current().unwrap();
+        assert_eq!((now.ts, now.open, now.volume), (120 * s, 11.0, 5.0));
+    }
 
     #[test]
     fn intervals_parse_and_align() {

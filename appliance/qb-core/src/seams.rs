@@ -212,6 +212,36 @@ pub enum KvWrite {
     },
 }
 
+/// Every tick of `symbol` in `[start, end)` in `(ts, seq)` order, read
+/// from `store` in pages of `page` ticks; `each` gets every page.
+pub async fn tick_pages(
+    store: &dyn TickStore,
+    symbol: &str,
+    start: Option<Nanos>,
+    end: Option<Nanos>,
+    page: u32,
+    mut each: impl FnMut(Vec<Tick>),
+) -> StoreResult<()> {
+    let mut after = None;
+    loop {
+        let ticks = store
+            .ticks(TickQuery {
+                symbol: symbol.to_string(),
+                start,
+                end,
+                after,
+                limit: page,
+            })
+            .await?;
+        let full = ticks.len() == page as usize;
+        after = ticks.last().map(|t| (t.ts, t.seq));
+        each(ticks);
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
 /// Hot state: small values read and written often, optionally expiring.
 #[async_trait]
 pub trait KvStore: Send + Sync {

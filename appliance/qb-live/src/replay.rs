@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use qb_core::market::{TICKS_TOPIC, Tick, TickBatch, TickQuery};
+use qb_core::market::{TICKS_TOPIC, Tick, TickBatch};
 use qb_core::{PubSub, TickStore};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -76,8 +75,7 @@ impl Replays {
         let shown = status.lock().clone();
         let st = status.clone();
         let task = tokio::spawn(async move {
-            let published = AtomicU64::new(0);
-            let result = replay(&spec, &*ticks, &*pubsub, &published, &st).await;
+            let result = replay(&spec, &*ticks, &*pubsub, &st).await;
             let mut s = st.lock();
             s.done = true;
             s.error = result.err();
@@ -120,30 +118,13 @@ async fn replay(
     spec: &ReplaySpec,
     store: &dyn TickStore,
     pubsub: &dyn PubSub,
-    published: &AtomicU64,
     status: &Mutex<ReplayStatus>,
 ) -> Result<(), String> {
     let mut all: Vec<Tick> = Vec::new();
     for symbol in &spec.symbols {
-        let mut after = None;
-        loop {
-            let page = store
-                .ticks(TickQuery {
-                    symbol: symbol.clone(),
-                    start: spec.start,
-                    end: spec.end,
-                    after,
-                    limit: PAGE,
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            let full = page.len() == PAGE as usize;
-            after = page.last().map(|t| (t.ts, t.seq));
-            all.extend(page);
-            if !full {
-                break;
-            }
-        }
+        qb_core::seams::tick_pages(store, symbol, spec.start, spec.end, PAGE, |p| all.extend(p))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     all.sort_by_key(|t| (t.ts, t.symbol.clone(), t.seq));
     let wall0 = tokio::time::Instant::now();
@@ -160,8 +141,7 @@ async fn replay(
         for batch in TickBatch::group(&all[i..j]) {
             pubsub.publish(TICKS_TOPIC, serde_json::to_value(batch).unwrap_or_default());
         }
-        let n = published.fetch_add((j - i) as u64, Ordering::Relaxed) + (j - i) as u64;
-        status.lock().published = n;
+        status.lock().published += (j - i) as u64;
         if spec.speed == 0.0 {
             // Let subscribers run between instants.
             tokio::task::yield_now().await;

@@ -21,7 +21,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use qb_core::market::{Interval, TICKS_TOPIC, TickBatch};
+use qb_core::market::{BarBuilder, Interval, TICKS_TOPIC, TickBatch};
 use qb_core::{KvStore, PubSub};
 use qb_plugin_host::registry::{Lease, PluginRegistry};
 use qb_plugin_host::{
@@ -669,15 +669,19 @@ impl Env for LiveEnv {
     }
 }
 
-/// Aggregates ticks into bars of one interval per symbol.
-struct BarMaker {
-    nanos: i64,
-    open: HashMap<String, (i64, f64, f64, f64, f64, f64)>,
+/// Bar strategies: one [`BarBuilder`] per symbol.
+struct LiveBars {
+    interval: Interval,
+    by_symbol: HashMap<String, BarBuilder>,
 }
 
-impl BarMaker {
-    /// Bars completed by `b` (a bar completes when a later bucket starts).
+impl LiveBars {
+    /// The bars `b` completed, as one batch for the strategy.
     fn push(&mut self, b: &TickBatch) -> Option<Bars> {
+        let builder = self
+            .by_symbol
+            .entry(b.symbol.clone())
+            .or_insert_with(|| BarBuilder::new(self.interval));
         let mut out = Bars {
             symbol: b.symbol.clone(),
             ts: Vec::new(),
@@ -688,27 +692,13 @@ impl BarMaker {
             volume: Vec::new(),
         };
         for i in 0..b.ts.len() {
-            let bucket = b.ts[i] - b.ts[i].rem_euclid(self.nanos);
-            let (p, v) = (b.price[i], b.size[i]);
-            match self.open.get_mut(&b.symbol) {
-                Some(bar) if bar.0 == bucket => {
-                    bar.2 = bar.2.max(p);
-                    bar.3 = bar.3.min(p);
-                    bar.4 = p;
-                    bar.5 += v;
-                }
-                Some(bar) if bar.0 > bucket => {} // late tick: ignored
-                slot => {
-                    if let Some(done) = slot.map(|b| *b) {
-                        out.ts.push(done.0);
-                        out.open.push(done.1);
-                        out.high.push(done.2);
-                        out.low.push(done.3);
-                        out.close.push(done.4);
-                        out.volume.push(done.5);
-                    }
-                    self.open.insert(b.symbol.clone(), (bucket, p, p, p, p, v));
-                }
+            if let Some(done) = builder.push(b.ts[i], b.price[i], b.size[i]) {
+                out.ts.push(done.ts);
+                out.open.push(done.open);
+                out.high.push(done.high);
+                out.low.push(done.low);
+                out.close.push(done.close);
+                out.volume.push(done.volume);
             }
         }
         (!out.ts.is_empty()).then_some(out)
@@ -752,14 +742,16 @@ fn run(
     };
     let _ = ready.send(Ok(()));
     let mut _lease = lease;
-    let mut bars = (ctx.doc.interval != "tick").then(|| BarMaker {
-        nanos: ctx
-            .doc
-            .interval
-            .parse::<Interval>()
-            .map_or(60_000_000_000, Interval::nanos),
-        open: HashMap::new(),
-    });
+    // Validated at start: "tick", or an interval.
+    let mut bars = ctx
+        .doc
+        .interval
+        .parse::<Interval>()
+        .ok()
+        .map(|interval| LiveBars {
+            interval,
+            by_symbol: HashMap::new(),
+        });
     let mut last_snapshot = Instant::now();
     let persist_snapshot = |inst: &mut Instance<LiveEnv>| {
         if let Ok(s) = inst.snapshot_state() {
@@ -778,7 +770,7 @@ fn run(
             Msg::Ticks(b) => {
                 let now = b.ts.last().copied().unwrap_or(0);
                 match bars.as_mut() {
-                    Some(maker) => match maker.push(&b) {
+                    Some(live) => match live.push(&b) {
                         Some(done) => inst.on_bars(now, &done),
                         None => Ok(()),
                     },

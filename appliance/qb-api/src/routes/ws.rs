@@ -25,7 +25,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::SinkExt;
 use futures_util::stream::{SelectAll, SplitSink, Stream, StreamExt};
-use qb_core::market::{Interval, TickBatch};
+use qb_core::market::{Bar, BarBuilder, Interval, TickBatch};
 use qb_core::seams::Event;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
@@ -55,12 +55,11 @@ struct ClientMessage {
     unsubscribe: Option<Vec<String>>,
 }
 
-/// What a channel name asks for.
-#[derive(Debug, Clone, PartialEq)]
+/// What a channel name asks for; a bar channel holds its bar in progress.
 enum Channel {
     Plain(&'static str),
     Ticks(String),
-    Bars(String, i64),
+    Bars(String, BarBuilder),
 }
 
 impl Channel {
@@ -77,7 +76,7 @@ impl Channel {
             ["bars", sym, interval] => {
                 qb_core::market::check_symbol(sym)?;
                 let i: Interval = interval.parse()?;
-                Ok(Channel::Bars(sym.to_string(), i.nanos()))
+                Ok(Channel::Bars(sym.to_string(), BarBuilder::new(i)))
             }
             _ => Err(format!(
                 "unknown channel {name:?}; channels: {}, ticks:SYMBOL, bars:SYMBOL:INTERVAL",
@@ -111,8 +110,9 @@ fn frame(topic: &str, data: serde_json::Value) -> Message {
     )
 }
 
-type Events =
-    Pin<Box<dyn Stream<Item = (String, Result<Arc<Event>, BroadcastStreamRecvError>)> + Send>>;
+type Events = Pin<
+    Box<dyn Stream<Item = (&'static str, Result<Arc<Event>, BroadcastStreamRecvError>)> + Send>,
+>;
 
 /// How long a cut-off client has to take its last notice.
 const NOTICE_WINDOW: Duration = Duration::from_secs(10);
@@ -195,18 +195,7 @@ impl Outbox {
     }
 }
 
-/// A bar being built for a `bars:` channel.
-#[derive(Clone, Copy)]
-struct OpenBar {
-    ts: i64,
-    open: f64,
-    high: f64,
-    low: f64,
-    close: f64,
-    volume: f64,
-}
-
-fn bar_json(b: &OpenBar, closed: bool) -> serde_json::Value {
+fn bar_json(b: &Bar, closed: bool) -> serde_json::Value {
     serde_json::json!({"ts": b.ts, "open": b.open, "high": b.high, "low": b.low,
                        "close": b.close, "volume": b.volume, "closed": closed})
 }
@@ -222,9 +211,9 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
     };
     let auth_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut streams: SelectAll<Events> = SelectAll::new();
-    let mut followed: HashSet<String> = HashSet::new();
+    // One feed per pub/sub topic; channels filter it.
+    let mut followed: HashSet<&'static str> = HashSet::new();
     let mut active: HashMap<String, Channel> = HashMap::new();
-    let mut bars: HashMap<String, OpenBar> = HashMap::new();
     let mut ping = tokio::time::interval(Duration::from_secs(30));
     'session: loop {
         tokio::select! {
@@ -238,60 +227,35 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
                 }
             }
             event = streams.next(), if !streams.is_empty() => {
-                let Some((name, event)) = event else { continue };
+                let Some((topic, event)) = event else { continue };
                 let e = match event {
                     Ok(e) => e,
                     Err(BroadcastStreamRecvError::Lagged(n)) => {
-                        outbox.slow(format!("missed {n} events of {name}"));
+                        outbox.slow(format!("missed {n} events of {topic}"));
                         break;
                     }
                 };
-                for (chan_name, chan) in active.iter().filter(|(_, c)| c.topic() == e.topic) {
-                    let sent = match chan {
-                        Channel::Plain(_) => {
-                            if *chan_name != name {
-                                continue;
-                            }
-                            outbox.push(frame(chan_name, e.data.clone()))
+                let mut ok = true;
+                for (name, chan) in active.iter_mut().filter(|(_, c)| c.topic() == topic) {
+                    match chan {
+                        Channel::Plain(_) => ok &= outbox.push(frame(name, e.data.clone())),
+                        Channel::Ticks(sym) if e.data["symbol"] == sym.as_str() => {
+                            ok &= outbox.push(frame(name, e.data.clone()));
                         }
-                        Channel::Ticks(sym) => {
-                            if name != chan.topic() || e.data["symbol"] != sym.as_str() {
-                                continue;
-                            }
-                            outbox.push(frame(chan_name, e.data.clone()))
-                        }
-                        Channel::Bars(sym, nanos) => {
-                            if name != chan.topic() || e.data["symbol"] != sym.as_str() {
-                                continue;
-                            }
+                        Channel::Bars(sym, builder) if e.data["symbol"] == sym.as_str() => {
                             let Ok(b) = serde_json::from_value::<TickBatch>(e.data.clone()) else { continue };
-                            let mut ok = true;
                             for i in 0..b.ts.len() {
-                                let bucket = b.ts[i] - b.ts[i].rem_euclid(*nanos);
-                                let (p, v) = (b.price[i], b.size[i]);
-                                match bars.get_mut(chan_name) {
-                                    Some(bar) if bar.ts == bucket => {
-                                        bar.high = bar.high.max(p);
-                                        bar.low = bar.low.min(p);
-                                        bar.close = p;
-                                        bar.volume += v;
-                                    }
-                                    Some(bar) if bar.ts > bucket => continue,
-                                    prev => {
-                                        if let Some(done) = prev.map(|b| *b) {
-                                            ok &= outbox.push(frame(chan_name, bar_json(&done, true)));
-                                        }
-                                        bars.insert(chan_name.clone(), OpenBar { ts: bucket, open: p, high: p, low: p, close: p, volume: v });
-                                    }
+                                if let Some(done) = builder.push(b.ts[i], b.price[i], b.size[i]) {
+                                    ok &= outbox.push(frame(name, bar_json(&done, true)));
                                 }
                             }
-                            if let Some(bar) = bars.get(chan_name) {
-                                ok &= outbox.push(frame(chan_name, bar_json(bar, false)));
+                            if let Some(bar) = builder.current() {
+                                ok &= outbox.push(frame(name, bar_json(bar, false)));
                             }
-                            ok
                         }
-                    };
-                    if !sent {
+                        Channel::Ticks(_) | Channel::Bars(..) => {}
+                    }
+                    if !ok {
                         break 'session;
                     }
                 }
@@ -332,7 +296,6 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
                 }
                 for name in msg.unsubscribe.unwrap_or_default() {
                     active.remove(&name);
-                    bars.remove(&name);
                 }
                 for name in msg.subscribe.unwrap_or_default() {
                     let chan = match Channel::parse(&name) {
@@ -342,12 +305,10 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
                             continue;
                         }
                     };
-                    // One feed per pub/sub topic; channels filter it.
                     let topic = chan.topic();
-                    if followed.insert(topic.to_string()) {
-                        let key = PLAIN.iter().find(|(_, t)| *t == topic).map_or(topic, |(n, _)| n).to_string();
+                    if followed.insert(topic) {
                         let rx = state.pubsub.subscribe(topic);
-                        streams.push(Box::pin(BroadcastStream::new(rx).map(move |r| (key.clone(), r))));
+                        streams.push(Box::pin(BroadcastStream::new(rx).map(move |r| (topic, r))));
                     }
                     active.insert(name, chan);
                 }
