@@ -15,8 +15,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 # Debian packages the test suite drives, and the command each provides.
-DEB_PACKAGES=(prometheus prometheus-alertmanager nginx-light lintian)
-DEB_COMMANDS=(promtool amtool nginx lintian)
+# chromium: the dashboard's browser test (web/e2e, playwright-core).
+DEB_PACKAGES=(prometheus prometheus-alertmanager nginx-light lintian chromium)
+DEB_COMMANDS=(promtool amtool nginx lintian chromium)
 
 ensure_debian_tools() {
     local missing=()
@@ -36,6 +37,16 @@ ensure_debian_tools() {
     fi
 }
 
+# The dashboard (web/) is built by appliance/qb-web's build script during
+# the cargo build; its npm dependencies are installed here first, from
+# web/package-lock.json (npm ci), so the build itself never has to.
+setup_web() {
+    if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+        log "dashboard dependencies (npm ci)"
+        (cd web && npm ci --no-audit --no-fund >/dev/null)
+    fi
+}
+
 setup() {
     log "toolchain"
     rustup show active-toolchain >/dev/null
@@ -43,6 +54,7 @@ setup() {
     log "libduckdb (prebuilt)"
     DUCKDB_LIB_DIR="$("$ROOT/packaging/scripts/fetch-libduckdb.sh")"
     export DUCKDB_LIB_DIR
+    setup_web
 }
 
 cmd_serve() {

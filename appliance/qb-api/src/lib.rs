@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -93,10 +93,6 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_credentials(true)
 }
 
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {}", uri.path()))
-}
-
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -112,7 +108,7 @@ pub fn app(state: AppState) -> Router {
     let mut router = router
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", api))
         .route("/ws", axum::routing::get(routes::ws::handler))
-        .fallback(not_found)
+        .fallback(routes::dashboard::serve)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(
             state.clone(),

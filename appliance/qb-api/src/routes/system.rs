@@ -36,6 +36,9 @@ pub struct SystemInfo {
     pub uptime_seconds: u64,
     pub host: HostInfo,
     pub queues: Vec<QueueStats>,
+    /// Ticks stored by live ingest since start-up; the dashboard
+    /// shows the ingest rate from two readings.
+    pub ticks_ingested_total: u64,
 }
 
 /// Host and process figures.
@@ -72,5 +75,6 @@ async fn system(State(state): State<AppState>, _p: Principal) -> ApiResult<Json<
         uptime_seconds: state.started.elapsed().as_secs(),
         host,
         queues: state.jobs.stats(qb_jobs::QUEUES).await?,
+        ticks_ingested_total: state.metrics.ticks_ingested.get(),
     }))
 }
