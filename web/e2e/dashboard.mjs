@@ -55,6 +55,11 @@ page.on("console", (m) => {
   consoleErrors.push(`${step}: ${m.text()}`);
 });
 page.on("pageerror", (e) => consoleErrors.push(`${step}: ${e.message}`));
+// Refused API calls, for the report when something fails.
+const refused = [];
+page.on("response", (r) => {
+  if (r.status() >= 400) refused.push(`${step}: ${r.status()} ${r.request().method()} ${r.url()}`);
+});
 // Nothing may be fetched from anywhere but the server.
 const foreign = [];
 page.on("request", (r) => {
@@ -236,6 +241,32 @@ try {
   assert(overflow <= 0, `page wider than a tablet by ${overflow}px`);
   await shot("overview-tablet");
 
+  step = "session expiry";
+  // The server runs with 20 s access tokens, so the page has renewed its
+  // token several times by now. Revoke its refresh token behind its back:
+  // the next renewal fails and the login page says the session expired.
+  expectFailures = true;
+  const refresh = await page.evaluate(() => sessionStorage.getItem("quantbox.refresh"));
+  assert(refresh, "a refresh token in sessionStorage");
+  const admin = await (await fetch(BASE + "/api/v1/auth/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "admin", password: PASSWORD }),
+  })).json();
+  const revoked = await fetch(BASE + "/api/v1/auth/logout", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${admin.access_token}` },
+    body: JSON.stringify({ refresh_token: refresh }),
+  });
+  assert(revoked.ok, `logout of the page's refresh token: ${revoked.status}`);
+  await page.getByTestId("session-notice").waitFor({ timeout: 30_000 });
+  expectFailures = false;
+  await page.getByLabel("Username").fill("admin");
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("cpu").waitFor();
+  log("session expiry shown; signed in again");
+
   step = "logout";
   await page.getByTestId("logout").click();
   await page.getByRole("button", { name: "Sign in" }).waitFor();
@@ -250,6 +281,7 @@ try {
   await page.screenshot({ path: join(SHOTS, `failed-${step.replace(/\W+/g, "-")}.png`), fullPage: true }).catch(() => undefined);
   console.error(`[dashboard] FAILED at step "${step}": ${e.stack ?? e}`);
   if (consoleErrors.length) console.error(`console errors:\n${consoleErrors.join("\n")}`);
+  if (refused.length) console.error(`refused requests:\n${refused.join("\n")}`);
   await browser.close();
   process.exit(1);
 }

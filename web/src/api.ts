@@ -115,34 +115,40 @@ export async function login(username: string, password: string): Promise<void> {
   emit("login");
 }
 
-/** Renews the access token with the refresh token; false if the session is over. */
+/** Renews the access token with the refresh token; false if the session is over.
+ *  Concurrent callers share one request. */
 function renew(): Promise<boolean> {
-  if (renewing) return renewing;
-  renewing = (async () => {
-    const refresh = sessionStorage.getItem(REFRESH_KEY);
-    if (!refresh) return false;
-    try {
-      const res = await fetch("/api/v1/auth/refresh", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ refresh_token: refresh }),
-      });
-      if (!res.ok) {
-        if (access || me) {
-          drop();
-          emit("expired");
-        } else drop();
-        return false;
-      }
-      adopt(await res.json());
-      return true;
-    } catch {
-      return false;
-    } finally {
-      renewing = null;
-    }
-  })();
+  // `.finally` runs after the assignment, even when the request is skipped.
+  renewing ??= refreshTokens().finally(() => {
+    renewing = null;
+  });
   return renewing;
+}
+
+async function refreshTokens(): Promise<boolean> {
+  const refresh = sessionStorage.getItem(REFRESH_KEY);
+  if (!refresh) return false;
+  let res: Response;
+  try {
+    res = await fetch("/api/v1/auth/refresh", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ refresh_token: refresh }),
+    });
+  } catch {
+    // The server is unreachable: keep the session, try again shortly.
+    window.clearTimeout(renewTimer);
+    renewTimer = window.setTimeout(() => void renew(), 5000);
+    return false;
+  }
+  if (!res.ok) {
+    const wasIn = access !== null || me !== null;
+    drop();
+    if (wasIn) emit("expired");
+    return false;
+  }
+  adopt(await res.json());
+  return true;
 }
 
 /** Restores a session after a reload; true if there is one. */

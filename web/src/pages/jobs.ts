@@ -107,14 +107,15 @@ export const jobsPage: Page = async (root, ctx) => {
   mount(root, h("h1", null, "Jobs"), h("div", { class: "row filters" }, field("State", state), field("Queue", queue)), card(null, list, pager), detail);
   await load();
   // Live: job events update rows in place.
-  return ctx.live.on("jobs", (j: Job) => {
+  // Events carry id, kind, state, progress and message; rows are merged,
+  // and a job not on the page yet reloads the first page.
+  return ctx.live.on("jobs", (j: Partial<Job> & { id: string }) => {
     const i = jobs.findIndex((x) => x.id === j.id);
     if (i >= 0) {
-      jobs[i] = j;
+      jobs[i] = { ...jobs[i], ...j };
       draw();
-    } else if (page === 1 && !state.value && !queue.value) {
-      jobs.unshift(j);
-      draw();
+    } else if (page === 1) {
+      void load().catch(() => undefined);
     }
   });
 };
@@ -133,7 +134,10 @@ export function followJob(ctx: { live: { on: (c: string, f: (j: Job) => void) =>
       }
     };
     const off = ctx.live.on("jobs", (j: Job) => {
-      if (j.id === id) finish(j);
+      if (j.id !== id) return;
+      // Events carry state and progress; the final record (result) is read back.
+      if (FINAL.includes(j.state)) void api<Job>(`/api/v1/jobs/${id}`).then(finish).catch(() => undefined);
+      else onUpdate(j);
     });
     // Polling as well: events may pass before the subscription is active.
     const poll = window.setInterval(() => {

@@ -127,7 +127,8 @@ fn the_dashboard_works_in_a_browser() {
     std::fs::write(&plugin, component("sma_crossover")).unwrap();
     let shots = crate::support::target_dir().join("dashboard-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
-    let s = Server::start(&[]);
+    // Short-lived access tokens: the page must renew them as it goes.
+    let s = Server::start(&[("QUANTBOX_AUTH__ACCESS_TTL_SECS", "20")]);
     let out = Command::new("node")
         .arg(root.join("web/e2e/dashboard.mjs"))
         .env("QB_BASE", &s.base)
