@@ -98,6 +98,11 @@ PIDS+=($!)
 for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18799/ready >/dev/null && break; sleep 0.1; done
 curl -sf http://127.0.0.1:18799/health | grep -q '"ok"' || fail "/health"
 curl -sf http://127.0.0.1:18799/ready | grep -q '"ready"' || fail "/ready: $(cat "$WORK/serve.log")"
+# The dashboard is embedded: the entry page at / and the bundle it names.
+curl -sf http://127.0.0.1:18799/ >"$WORK/index.html" || fail "no dashboard at /"
+ASSET="$(grep -o '/assets/index-[A-Za-z0-9_-]*\.js' "$WORK/index.html" | head -1)"
+[ -n "$ASSET" ] || fail "the dashboard page names no bundle: $(cat "$WORK/index.html")"
+curl -sfI "http://127.0.0.1:18799$ASSET" | grep -qi '^content-type: text/javascript' || fail "$ASSET is not served as JavaScript"
 kill -TERM "${PIDS[-1]}"; wait "${PIDS[-1]}" || fail "unclean exit"
 unset QUANTBOX_SECRET_KEY_FILE QUANTBOX_DATA_DIR QUANTBOX_BIND
 

@@ -148,13 +148,21 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Periodic upkeep of in-memory state (rate-limiter buckets).
+/// Periodic upkeep: strategy and data-disk gauges every 5 s, rate-limiter
+/// buckets every minute.
 pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         for n in 0u64.. {
             tick.tick().await;
             state.strategies.refresh_metrics().await;
+            let dir = state.config.data_dir.clone();
+            if let Ok((total, available)) =
+                tokio::task::spawn_blocking(move || routes::system::data_disk(&dir)).await
+            {
+                state.metrics.data_disk_total.set(total as i64);
+                state.metrics.data_disk_available.set(available as i64);
+            }
             if n % 12 == 0 {
                 state.limits.shrink();
             }

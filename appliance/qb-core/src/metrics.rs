@@ -41,6 +41,11 @@ pub struct Metrics {
     pub strategies_running: prometheus::IntGauge,
     /// `quantbox_strategy_pnl{strategy,account}`: a live strategy's PnL.
     pub strategy_pnl: prometheus::GaugeVec,
+    /// `quantbox_data_disk_available_bytes` / `_total_bytes`: the file system
+    /// holding the data directory (refreshed every few seconds), so the disk
+    /// alert needs no node exporter.
+    pub data_disk_available: prometheus::IntGauge,
+    pub data_disk_total: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -119,6 +124,16 @@ impl Metrics {
             &["strategy", "account"],
         )
         .unwrap();
+        let data_disk_available = prometheus::IntGauge::new(
+            "quantbox_data_disk_available_bytes",
+            "Bytes available to quantbox on the file system of its data directory",
+        )
+        .unwrap();
+        let data_disk_total = prometheus::IntGauge::new(
+            "quantbox_data_disk_total_bytes",
+            "Size of the file system holding the data directory",
+        )
+        .unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new("quantbox_build_info", "Build information; always 1"),
             &["version"],
@@ -146,6 +161,8 @@ impl Metrics {
             Box::new(plugin_traps.clone()),
             Box::new(strategies_running.clone()),
             Box::new(strategy_pnl.clone()),
+            Box::new(data_disk_available.clone()),
+            Box::new(data_disk_total.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).unwrap();
@@ -170,6 +187,8 @@ impl Metrics {
             plugin_traps,
             strategies_running,
             strategy_pnl,
+            data_disk_available,
+            data_disk_total,
         }
     }
 

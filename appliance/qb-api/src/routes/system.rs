@@ -52,21 +52,14 @@ async fn system(State(state): State<AppState>, _p: Principal) -> ApiResult<Json<
                 .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
                 .with_memory(MemoryRefreshKind::nothing().with_ram()),
         );
-        let data_dir = std::fs::canonicalize(&state.config.data_dir)
-            .unwrap_or_else(|_| state.config.data_dir.clone());
-        let disks = Disks::new_with_refreshed_list();
-        let disk = disks
-            .list()
-            .iter()
-            .filter(|d| data_dir.starts_with(d.mount_point()))
-            .max_by_key(|d| d.mount_point().as_os_str().len());
+        let (disk_total, disk_available) = data_disk(&state.config.data_dir);
         HostInfo {
             cpu_percent: sys.global_cpu_usage(),
             cpus: sys.cpus().len(),
             memory_total_bytes: sys.total_memory(),
             memory_used_bytes: sys.used_memory(),
-            disk_total_bytes: disk.map_or(0, |d| d.total_space()),
-            disk_available_bytes: disk.map_or(0, |d| d.available_space()),
+            disk_total_bytes: disk_total,
+            disk_available_bytes: disk_available,
         }
     };
     Ok(Json(SystemInfo {
@@ -77,4 +70,17 @@ async fn system(State(state): State<AppState>, _p: Principal) -> ApiResult<Json<
         queues: state.jobs.stats(qb_jobs::QUEUES).await?,
         ticks_ingested_total: state.metrics.ticks_ingested.get(),
     }))
+}
+
+/// `(total, available)` bytes of the file system holding `dir` (the longest
+/// mount point containing it); zeros if none is found.
+pub fn data_disk(dir: &std::path::Path) -> (u64, u64) {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let disks = Disks::new_with_refreshed_list();
+    disks
+        .list()
+        .iter()
+        .filter(|d| dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map_or((0, 0), |d| (d.total_space(), d.available_space()))
 }

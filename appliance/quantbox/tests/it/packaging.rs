@@ -11,13 +11,10 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Metrics that appear only with their first labelled event (a stopped
-/// plugin call; tested in qb-plugin-host) or that live trading will export.
-const LATER: &[&str] = &[
-    "quantbox_plugin_traps_total",
-    "quantbox_strategies_running",
-    "quantbox_strategy_pnl",
-];
+/// Labelled metrics that appear with their first event: a stopped plugin
+/// call (tested in qb-plugin-host) and a live strategy's PnL (tested in
+/// `strategies`).
+const LATER: &[&str] = &["quantbox_plugin_traps_total", "quantbox_strategy_pnl"];
 
 #[test]
 fn dockerfile_matches_the_binary() {
@@ -38,6 +35,9 @@ fn dockerfile_matches_the_binary() {
         "dashboard, Rust build and runtime stages: {froms:?}"
     );
     assert!(froms[0].contains("node:") && froms[0].ends_with("AS web"));
+    // The Rust build embeds the dashboard built by the first stage.
+    assert!(lines.iter().any(|l| l.starts_with("COPY --from=web ")));
+    assert!(lines.iter().any(|l| l.contains("QB_WEB_DIST=")));
     assert!(froms[1].contains("rust:1.95") && froms[1].ends_with("AS build"));
     assert!(
         froms[2].contains("-slim") && froms[2].ends_with("AS runtime"),
