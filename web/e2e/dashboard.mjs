@@ -174,6 +174,28 @@ try {
   assert(fillRows > 0, "backtest fills table is empty");
   log(`backtest done: ${points} equity points, return ${ret}, ${fillRows} fills`);
   await shot("backtest-result");
+  // The HTML report downloads with the session's token.
+  const [report] = await Promise.all([page.waitForEvent("download"), page.getByTestId("download-report.html").click()]);
+  assert(/^backtest-.*\.html$/.test(report.suggestedFilename()), `report file name: ${report.suggestedFilename()}`);
+  const reportPath = await report.path();
+  assert(readFileSync(reportPath, "utf8").includes("<svg"), "the report has its charts");
+
+  step = "sweep";
+  await nav("Backtests");
+  await page.getByLabel("Interval").selectOption("tick");
+  await page.getByLabel("Parameter sweep").check();
+  await page.getByLabel("fast values").fill("3, 5");
+  await page.getByLabel("slow values").fill("15, 20");
+  await page.getByTestId("bt-run").click();
+  await page.waitForURL(/\/sweeps\/[^/]+$/);
+  await page.getByTestId("sweep-rows").locator("tbody tr").nth(3).waitFor({ timeout: 90_000 });
+  await page.getByText("4 of 4 runs done").waitFor({ timeout: 90_000 });
+  // Sorting by a column header reorders the rows.
+  await page.getByTestId("sweep-rows").getByRole("columnheader", { name: /^fast/ }).click();
+  const firstFast = await page.getByTestId("sweep-rows").locator("tbody tr").first().locator("td").first().innerText();
+  assert(firstFast === "3", `sorted by fast ascending: first row ${firstFast}`);
+  log("sweep of 4 runs done and sortable");
+  await shot("sweep");
 
   step = "live strategy";
   await nav("Live");

@@ -1,4 +1,5 @@
 // A few DOM helpers: the dashboard is plain TypeScript, no framework.
+import { Problem } from "./api";
 
 type Child = Node | string | number | null | undefined | false | Child[];
 type Attrs = Record<string, unknown> & {
@@ -178,5 +179,44 @@ export function progress(fraction: number | null | undefined): HTMLElement {
     { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct },
     h("div", { class: "bar", style: `width:${pct}%` }),
     h("span", null, `${pct}%`),
+  );
+}
+
+/** What went wrong, as the API stated it. */
+export function describe(e: unknown): string {
+  return e instanceof Problem ? e.describe() : String(e);
+}
+
+export function showError(e: unknown): void {
+  toast(describe(e), "error");
+}
+
+/** A form whose submit runs `action` with its submit buttons disabled;
+ *  a failure is shown as a toast unless `action` handles it. */
+export function form(attrs: Attrs | null, action: () => Promise<void>, ...children: Child[]): HTMLFormElement {
+  const el = h("form", attrs, ...children);
+  el.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const buttons = [...el.querySelectorAll<HTMLButtonElement>('button[type="submit"]')];
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      await action();
+    } catch (x) {
+      showError(x);
+    } finally {
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  });
+  return el;
+}
+
+/** Newer / older buttons for a paged list. */
+export function pager(el: HTMLElement, page: number, total: number, pageSize: number, noun: string, go: (page: number) => void): void {
+  const pages = Math.max(1, Math.ceil(total / pageSize));
+  mount(
+    el,
+    h("button", { class: "ghost", disabled: page <= 1, on: { click: () => go(page - 1) } }, "‹ Newer"),
+    h("span", { class: "muted" }, `page ${page} of ${pages} · ${total} ${noun}`),
+    h("button", { class: "ghost", disabled: page >= pages, on: { click: () => go(page + 1) } }, "Older ›"),
   );
 }

@@ -64,3 +64,8 @@ export function sign(s: string | number | null | undefined): string {
   const x = typeof s === "number" ? s : Number(s ?? 0);
   return x > 0 ? "pos" : x < 0 ? "neg" : "";
 }
+
+/** "a, b,,c" → ["a", "b", "c"] */
+export function list(s: string): string[] {
+  return s.split(",").map((x) => x.trim()).filter(Boolean);
+}

@@ -1,6 +1,6 @@
 // The audit log (admin): every mutating call and every login.
 import { api, type Page as PageOf } from "../api";
-import { badge, card, field, h, mount, table } from "../dom";
+import { badge, card, field, form, h, mount, pager, table } from "../dom";
 import { time } from "../format";
 import type { Page } from "../page";
 
@@ -20,7 +20,7 @@ export const auditPage: Page = async (root) => {
   const actor = h("input", { placeholder: "any", name: "actor" });
   const action = h("input", { placeholder: "any (e.g. auth.login)", name: "action" });
   const list = h("div");
-  const pager = h("div", { class: "row" });
+  const pages = h("div", { class: "row" });
   let page = 1;
   const load = async () => {
     const q = new URLSearchParams({ page: String(page), page_size: "50" });
@@ -44,15 +44,9 @@ export const auditPage: Page = async (root) => {
         { testid: "audit", empty: "Nothing recorded." },
       ),
     );
-    const pages = Math.max(1, Math.ceil(res.total / res.page_size));
-    mount(
-      pager,
-      h("button", { class: "ghost", disabled: page <= 1, on: { click: () => ((page -= 1), void load()) } }, "‹ Newer"),
-      h("span", { class: "muted" }, `page ${page} of ${pages} · ${res.total} records`),
-      h("button", { class: "ghost", disabled: page >= pages, on: { click: () => ((page += 1), void load()) } }, "Older ›"),
-    );
+    pager(pages, page, res.total, res.page_size, "records", (p) => ((page = p), void load()));
   };
-  const filter = h("form", { class: "row wrap filters", on: { submit: (e: SubmitEvent) => (e.preventDefault(), (page = 1), void load()) } }, field("Actor", actor), field("Action", action), h("button", { type: "submit", class: "ghost" }, "Filter"));
-  mount(root, h("h1", null, "Audit log"), filter, card(null, list, pager));
+  const filter = form({ class: "row wrap filters" }, () => ((page = 1), load()), field("Actor", actor), field("Action", action), h("button", { type: "submit", class: "ghost" }, "Filter"));
+  mount(root, h("h1", null, "Audit log"), filter, card(null, list, pages));
   await load();
 };

@@ -1,9 +1,9 @@
 // Backtests: a form built from the plugin's parameter schema, the list,
 // one backtest's progress and results, and parameter sweeps.
-import { api, canTrade, download, Problem, send, type Page as PageOf } from "../api";
+import { api, canTrade, download, send, type Page as PageOf } from "../api";
 import { equityCharts, sec } from "../charts";
-import { badge, card, field, h, mount, progress, table, toast } from "../dom";
-import { ago, dec, num, pct, time } from "../format";
+import { badge, card, describe, field, h, mount, progress, showError, table } from "../dom";
+import { ago, dec, list, num, pct, time } from "../format";
 import type { Page, PageCtx } from "../page";
 import { FINAL, followJob, type Job } from "./jobs";
 import { INTERVALS } from "./market";
@@ -132,7 +132,7 @@ function newBacktestCard(ctx: PageCtx, plugins: Plugin[], symbols: string[]): HT
             if (sweepMode.checked) {
               const grid: Record<string, number[]> = {};
               for (const [pp, , g] of inputs) {
-                const vals = g.value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+                const vals = list(g.value).map(Number);
                 if (vals.length) grid[pp.name] = vals;
               }
               const sweep = await api<Sweep>("/api/v1/sweeps", { method: "POST", body: { base: body, grid } });
@@ -142,7 +142,7 @@ function newBacktestCard(ctx: PageCtx, plugins: Plugin[], symbols: string[]): HT
               ctx.go(`/backtests/${bt.id}`);
             }
           } catch (err) {
-            mount(status, h("div", { class: "problem", role: "alert" }, err instanceof Problem ? err.describe() : String(err)));
+            mount(status, h("div", { class: "problem", role: "alert" }, describe(err)));
           } finally {
             submit.disabled = false;
           }
@@ -263,9 +263,7 @@ export const backtestPage: Page = async (root, ctx) => {
               "data-testid": `download-${f}`,
               on: {
                 click: () =>
-                  void download(f === "report.html" ? `/reports/${id}.html` : `/api/v1/backtests/${id}/files/${f}`, f === "report.html" ? `backtest-${id}.html` : `${id}-${f}`).catch((e) =>
-                    toast(e instanceof Problem ? e.describe() : String(e), "error"),
-                  ),
+                  void download(f === "report.html" ? `/reports/${id}.html` : `/api/v1/backtests/${id}/files/${f}`, f === "report.html" ? `backtest-${id}.html` : `${id}-${f}`).catch(showError),
               },
             },
             f,
@@ -313,17 +311,23 @@ export const backtestPage: Page = async (root, ctx) => {
   };
 };
 
+/** The best run's parameters, as the server ranks them. */
+function best(s: Sweep): string {
+  const row = s.rows.find((r) => r.id === s.best);
+  if (!row) return "";
+  return ` · best by sharpe: ${Object.entries(row.params).map(([k, v]) => `${k}=${v}`).join(", ")}`;
+}
+
 export const sweepPage: Page = async (root, ctx) => {
   const id = ctx.params.id;
   const body = h("div");
-  const sort = "sharpe";
   mount(root, h("p", null, h("a", { href: "/backtests", on: { click: (e: Event) => (e.preventDefault(), ctx.go("/backtests")) } }, "‹ Backtests")), h("h1", null, `Sweep ${id.slice(0, 8)}`), body);
   const load = async () => {
-    const s = await api<Sweep>(`/api/v1/sweeps/${id}?sort=${sort}&order=desc`);
+    const s = await api<Sweep>(`/api/v1/sweeps/${id}?sort=sharpe&order=desc`);
     const names = Object.keys(s.grid);
     mount(
       body,
-      h("p", null, badge(s.status), ` ${s.done} of ${s.rows.length || "?"} runs done`, s.best ? ` · best by ${sort}: ${s.best.slice(0, 8)}` : ""),
+      h("p", null, badge(s.status), ` ${s.done} of ${s.rows.length || "?"} runs done`, best(s)),
       card(
         null,
         table(

@@ -1,6 +1,6 @@
 // Jobs: filterable list, live state over /ws, cancel, detail.
-import { api, canTrade, Problem, type Page as PageOf } from "../api";
-import { badge, card, field, h, mount, progress, table, toast } from "../dom";
+import { api, canTrade, type Page as PageOf } from "../api";
+import { badge, card, field, h, mount, pager, progress, showError, table, toast } from "../dom";
 import { ago, time } from "../format";
 import type { Page } from "../page";
 
@@ -28,7 +28,7 @@ export const jobsPage: Page = async (root, ctx) => {
   const queue = h("select", { name: "queue" }, ["", "backtest", "data"].map((s) => h("option", { value: s }, s || "any")));
   const list = h("div");
   const detail = h("div");
-  const pager = h("div", { class: "row" });
+  const pages = h("div", { class: "row" });
   let page = 1;
   let jobs: Job[] = [];
 
@@ -61,7 +61,7 @@ export const jobsPage: Page = async (root, ctx) => {
       toast(`Cancel requested for ${j.kind}`, "ok");
       await load();
     } catch (e) {
-      toast(e instanceof Problem ? e.describe() : String(e), "error");
+      showError(e);
     }
   };
 
@@ -93,18 +93,12 @@ export const jobsPage: Page = async (root, ctx) => {
     const res = await api<PageOf<Job>>(`/api/v1/jobs?${q}`);
     jobs = res.items;
     draw();
-    const pages = Math.max(1, Math.ceil(res.total / res.page_size));
-    mount(
-      pager,
-      h("button", { class: "ghost", disabled: page <= 1, on: { click: () => ((page -= 1), void load()) } }, "‹ Newer"),
-      h("span", { class: "muted" }, `page ${page} of ${pages} · ${res.total} jobs`),
-      h("button", { class: "ghost", disabled: page >= pages, on: { click: () => ((page += 1), void load()) } }, "Older ›"),
-    );
+    pager(pages, page, res.total, res.page_size, "jobs", (p) => ((page = p), void load()));
   };
   state.addEventListener("change", () => ((page = 1), void load()));
   queue.addEventListener("change", () => ((page = 1), void load()));
 
-  mount(root, h("h1", null, "Jobs"), h("div", { class: "row filters" }, field("State", state), field("Queue", queue)), card(null, list, pager), detail);
+  mount(root, h("h1", null, "Jobs"), h("div", { class: "row filters" }, field("State", state), field("Queue", queue)), card(null, list, pages), detail);
   await load();
   // Live: job events update rows in place.
   // Events carry id, kind, state, progress and message; rows are merged,

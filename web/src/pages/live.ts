@@ -1,10 +1,10 @@
 // Live paper trading: account, kill switch, strategies (start / stop /
 // restart / hot swap / logs), replay feeds, an order ticket, positions,
 // orders, fills and PnL by strategy, all kept current over /ws.
-import { api, canTrade, isAdmin, Problem } from "../api";
+import { api, canTrade, isAdmin } from "../api";
 import { LiveLine, sec } from "../charts";
-import { badge, card, confirmDialog, field, h, mount, table, toast } from "../dom";
-import { dec, num, sign, time } from "../format";
+import { badge, card, confirmDialog, field, form, h, mount, showError as err, table, toast } from "../dom";
+import { dec, list, num, sign, time } from "../format";
 import type { Page } from "../page";
 import { INTERVALS } from "./market";
 import { allPlugins, type Plugin } from "./plugins";
@@ -88,7 +88,6 @@ interface Replay {
   error: string | null;
 }
 
-const err = (e: unknown) => toast(e instanceof Problem ? e.describe() : String(e), "error");
 
 export const livePage: Page = async (root, ctx) => {
   let account = new URLSearchParams(location.search).get("account") ?? "";
@@ -349,30 +348,21 @@ export const livePage: Page = async (root, ctx) => {
     };
     plugin.addEventListener("change", draw);
     draw();
-    return h(
-      "form",
-      {
-        on: {
-          submit: async (e: SubmitEvent) => {
-            e.preventDefault();
-            try {
-              const s = await api<Strategy>("/api/v1/strategies", {
-                method: "POST",
-                body: {
-                  plugin: plugin.value,
-                  params: Object.fromEntries(inputs.map(([n, el]) => [n, Number(el.value)])),
-                  symbols: syms.value.split(",").map((x) => x.trim()).filter(Boolean),
-                  interval: interval.value,
-                  account,
-                },
-              });
-              toast(`Started ${s.plugin_label}`, "ok");
-              await loadStrategies();
-            } catch (er) {
-              err(er);
-            }
+    return form(
+      null,
+      async () => {
+        const s = await api<Strategy>("/api/v1/strategies", {
+          method: "POST",
+          body: {
+            plugin: plugin.value,
+            params: Object.fromEntries(inputs.map(([n, el]) => [n, Number(el.value)])),
+            symbols: list(syms.value),
+            interval: interval.value,
+            account,
           },
-        },
+        });
+        toast(`Started ${s.plugin_label}`, "ok");
+        await loadStrategies();
       },
       h("div", { class: "row wrap" }, field("Plugin", plugin), field("Symbols", syms), field("Feed", interval)),
       params,
@@ -383,20 +373,11 @@ export const livePage: Page = async (root, ctx) => {
   const replayForm = () => {
     const syms = h("input", { value: symbols[0] ?? "", "data-testid": "replay-symbols" });
     const speed = h("input", { type: "number", min: 0, step: "any", value: "0", "data-testid": "replay-speed" });
-    return h(
-      "form",
-      {
-        on: {
-          submit: async (e: SubmitEvent) => {
-            e.preventDefault();
-            try {
-              await api("/api/v1/trading/replays", { method: "POST", body: { symbols: syms.value.split(",").map((x) => x.trim()).filter(Boolean), speed: Number(speed.value) } });
-              await loadReplays();
-            } catch (er) {
-              err(er);
-            }
-          },
-        },
+    return form(
+      null,
+      async () => {
+        await api("/api/v1/trading/replays", { method: "POST", body: { symbols: list(syms.value), speed: Number(speed.value) } });
+        await loadReplays();
       },
       h("div", { class: "row wrap" }, field("Symbols", syms), field("Speed (0 = as fast as taken)", speed)),
       h("button", { type: "submit", class: "primary", "data-testid": "replay-start" }, "Replay stored ticks"),
@@ -404,29 +385,24 @@ export const livePage: Page = async (root, ctx) => {
   };
 
   const ticket = () => {
-    const sym = h("input", { value: symbols[0] ?? "", "aria-label": "Symbol" });
-    const side = h("select", { "aria-label": "Side" }, [h("option", { value: "buy" }, "buy"), h("option", { value: "sell" }, "sell")]);
-    const qty = h("input", { value: "1", inputmode: "decimal", "aria-label": "Quantity" });
-    const type = h("select", { "aria-label": "Type" }, [h("option", { value: "market" }, "market"), h("option", { value: "limit" }, "limit")]);
-    const price = h("input", { placeholder: "limit price", inputmode: "decimal", "aria-label": "Price" });
-    return h(
-      "form",
-      {
-        class: "row wrap",
-        on: {
-          submit: async (e: SubmitEvent) => {
-            e.preventDefault();
-            const body: Record<string, unknown> = { client_id: `ui-${Date.now()}`, symbol: sym.value, side: side.value, qty: qty.value, type: type.value };
-            if (type.value === "limit") body.price = price.value;
-            try {
-              const o = await api<Order>(`/api/v1/trading/orders?${q()}`, { method: "POST", body });
-              toast(`Order ${o.state}`, "ok");
-            } catch (er) {
-              err(er);
-            }
-            await loadOrders();
-          },
-        },
+    const sym = h("input", { value: symbols[0] ?? "" });
+    const side = h("select", null, [h("option", { value: "buy" }, "buy"), h("option", { value: "sell" }, "sell")]);
+    const qty = h("input", { value: "1", inputmode: "decimal" });
+    const type = h("select", null, [h("option", { value: "market" }, "market"), h("option", { value: "limit" }, "limit")]);
+    const price = h("input", { placeholder: "limit price", inputmode: "decimal" });
+    return form(
+      { class: "row wrap" },
+      async () => {
+        // One client id per submission: a retried request is one order.
+        const clientId = `ui-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+        const body: Record<string, unknown> = { client_id: clientId, symbol: sym.value, side: side.value, qty: qty.value, type: type.value };
+        if (type.value === "limit") body.price = price.value;
+        try {
+          const o = await api<Order>(`/api/v1/trading/orders?${q()}`, { method: "POST", body });
+          toast(`Order ${o.state}`, "ok");
+        } finally {
+          await loadOrders();
+        }
       },
       field("Symbol", sym),
       field("Side", side),

@@ -1,8 +1,8 @@
 // Market data: symbols with coverage, a live candlestick + volume chart with
 // an interval switch, and file imports with job progress.
-import { api, canTrade, Problem } from "../api";
+import { api, canTrade } from "../api";
 import { CandleChart, sec } from "../charts";
-import { badge, card, field, h, mount, progress, table, toast } from "../dom";
+import { badge, card, describe, field, h, mount, progress, table, toast } from "../dom";
 import { num, time } from "../format";
 import type { Page } from "../page";
 import { followJob, type Job } from "./jobs";
@@ -186,7 +186,7 @@ function importCard(ctx: Parameters<Page>[1], done: () => void): HTMLElement {
               mount(status, h("div", { class: "problem" }, badge(final.state), h("pre", null, final.error ?? "")));
             }
           } catch (err) {
-            mount(status, h("div", { class: "problem" }, err instanceof Problem ? err.describe() : String(err)));
+            mount(status, h("div", { class: "problem" }, describe(err)));
           } finally {
             submit.disabled = false;
           }

@@ -1,6 +1,6 @@
 // Strategy plugins: drag-and-drop upload, the registry, parameters.
 import { api, canTrade, Problem } from "../api";
-import { card, confirmDialog, h, mount, table, toast } from "../dom";
+import { card, confirmDialog, h, mount, showError, table, toast } from "../dom";
 import { bytes, time } from "../format";
 import type { Page } from "../page";
 
@@ -84,7 +84,7 @@ export const pluginsPage: Page = async (root) => {
       toast(`Deleted ${p.name}@${p.version}`, "ok");
       await load();
     } catch (e) {
-      toast(e instanceof Problem ? e.describe() : String(e), "error");
+      showError(e);
     }
   };
 

@@ -1,6 +1,6 @@
 // Schedules: cron (with seconds, UTC) → a job; enable, disable, edit, delete.
-import { api, isAdmin, Problem, type Page as PageOf } from "../api";
-import { badge, card, confirmDialog, field, h, mount, table, toast } from "../dom";
+import { api, isAdmin, type Page as PageOf } from "../api";
+import { badge, card, confirmDialog, field, form, h, mount, showError as err, table, toast } from "../dom";
 import { time } from "../format";
 import type { Page } from "../page";
 
@@ -15,7 +15,6 @@ interface Schedule {
   next_run_at: string | null;
 }
 
-const err = (e: unknown) => toast(e instanceof Problem ? e.describe() : String(e), "error");
 
 export const schedulesPage: Page = async (root) => {
   const list = h("div");
@@ -91,32 +90,23 @@ export const schedulesPage: Page = async (root) => {
   const cron = h("input", { required: true, value: "0 0 2 * * *", "aria-describedby": "cron-help" });
   const kind = h("select", null, kinds.map((k) => h("option", { value: k.kind }, `${k.kind} (${k.queue})`)));
   const params = h("textarea", { rows: 3 }, "{}");
-  const form = h(
-    "form",
-    {
-      on: {
-        submit: async (e: SubmitEvent) => {
-          e.preventDefault();
-          let p: unknown;
-          try {
-            p = JSON.parse(params.value || "{}");
-          } catch (x) {
-            return toast(`Parameters are not JSON: ${x}`, "error");
-          }
-          try {
-            await api("/api/v1/schedules", { method: "POST", body: { name: name.value, cron: cron.value, job: { kind: kind.value, params: p }, enabled: true } });
-            toast(`Schedule ${name.value} created`, "ok");
-            await load();
-          } catch (x) {
-            err(x);
-          }
-        },
-      },
+  const create = form(
+    null,
+    async () => {
+      let p: unknown;
+      try {
+        p = JSON.parse(params.value || "{}");
+      } catch (x) {
+        throw new Error(`Parameters are not JSON: ${x}`);
+      }
+      await api("/api/v1/schedules", { method: "POST", body: { name: name.value, cron: cron.value, job: { kind: kind.value, params: p }, enabled: true } });
+      toast(`Schedule ${name.value} created`, "ok");
+      await load();
     },
     h("div", { class: "row wrap" }, field("Name", name), field("Cron", cron, "Six fields with seconds, UTC: sec min hour day month weekday."), field("Job kind", kind)),
     field("Job parameters (JSON)", params),
     h("button", { type: "submit", class: "primary" }, "Create schedule"),
   );
-  mount(root, h("h1", null, "Schedules"), card(null, list), isAdmin() ? card("New schedule", form) : null);
+  mount(root, h("h1", null, "Schedules"), card(null, list), isAdmin() ? card("New schedule", create) : null);
   await load();
 };

@@ -1,6 +1,6 @@
 // Users and API keys (admin).
-import { api, me, Problem, type Page as PageOf, type User } from "../api";
-import { badge, card, confirmDialog, field, h, mount, table, toast } from "../dom";
+import { api, me, type Page as PageOf, type User } from "../api";
+import { badge, card, confirmDialog, field, form, h, mount, showError as err, table, toast } from "../dom";
 import { ago, time } from "../format";
 import type { Page } from "../page";
 
@@ -16,7 +16,6 @@ interface ApiKey {
 }
 
 const ROLES = ["viewer", "trader", "admin"];
-const err = (e: unknown) => toast(e instanceof Problem ? e.describe() : String(e), "error");
 
 export const usersPage: Page = async (root) => {
   const users = h("div");
@@ -133,23 +132,13 @@ export const usersPage: Page = async (root) => {
   const uname = h("input", { required: true, autocomplete: "off" });
   const upass = h("input", { type: "password", required: true, minlength: 12, autocomplete: "new-password" });
   const urole = h("select", null, ROLES.map((r) => h("option", { value: r, selected: r === "trader" }, r)));
-  const userForm = h(
-    "form",
-    {
-      class: "row wrap",
-      on: {
-        submit: async (e: SubmitEvent) => {
-          e.preventDefault();
-          try {
-            await api("/api/v1/users", { method: "POST", body: { username: uname.value, password: upass.value, role: urole.value } });
-            toast(`Created ${uname.value}`, "ok");
-            uname.value = upass.value = "";
-            await load();
-          } catch (x) {
-            err(x);
-          }
-        },
-      },
+  const userForm = form(
+    { class: "row wrap" },
+    async () => {
+      await api("/api/v1/users", { method: "POST", body: { username: uname.value, password: upass.value, role: urole.value } });
+      toast(`Created ${uname.value}`, "ok");
+      uname.value = upass.value = "";
+      await load();
     },
     field("Username", uname),
     field("Password", upass),
@@ -159,22 +148,12 @@ export const usersPage: Page = async (root) => {
 
   const kname = h("input", { required: true, placeholder: "grafana" });
   const krole = h("select", null, ROLES.map((r) => h("option", { value: r }, r)));
-  const keyForm = h(
-    "form",
-    {
-      class: "row wrap",
-      on: {
-        submit: async (e: SubmitEvent) => {
-          e.preventDefault();
-          try {
-            const k = await api<{ key: string; api_key: ApiKey }>("/api/v1/api-keys", { method: "POST", body: { name: kname.value, role: krole.value } });
-            mount(newKey, h("div", { class: "notice" }, "Copy this key now; it is not shown again: ", h("code", { "data-testid": "new-key" }, k.key)));
-            await load();
-          } catch (x) {
-            err(x);
-          }
-        },
-      },
+  const keyForm = form(
+    { class: "row wrap" },
+    async () => {
+      const k = await api<{ key: string; api_key: ApiKey }>("/api/v1/api-keys", { method: "POST", body: { name: kname.value, role: krole.value } });
+      mount(newKey, h("div", { class: "notice" }, "Copy this key now; it is not shown again: ", h("code", { "data-testid": "new-key" }, k.key)));
+      await load();
     },
     field("Name", kname),
     field("Role", krole),

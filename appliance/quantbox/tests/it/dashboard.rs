@@ -154,6 +154,7 @@ fn the_dashboard_works_in_a_browser() {
         "plugins",
         "backtests",
         "backtest-result",
+        "sweep",
         "live",
         "live-halted",
         "schedules",
