@@ -570,6 +570,9 @@ fn replay<S: Series, R: Runner<Env = SimEnv>>(
         .collect();
     let mut cash = f(settings.initial_cash);
 
+    // Per symbol: the earliest decision time of its pending orders
+    // (i64::MAX if none), so a row with nothing due costs one comparison.
+    let mut due_after = vec![i64::MAX; data.len()];
     for window in timeline.chunks(settings.batch) {
         let end = *window.last().unwrap_or(&0);
         // 1. The strategy sees each symbol's rows of the window.
@@ -586,22 +589,22 @@ fn replay<S: Series, R: Runner<Env = SimEnv>>(
         }
         // 2. Replay the window: fills, then equity from an f64 shadow of
         //    the ledger (refreshed at fills) and the latest marks.
+        for (k, d) in data.iter().enumerate() {
+            due_after[k] = earliest_decision(&inst.env().pending, d.symbol());
+        }
         for &ts in window {
             for (k, d) in data.iter().enumerate() {
                 while cursor[k] < ranges[k].1 && d.ts()[cursor[k]] == ts {
                     let i = cursor[k];
                     cursor[k] += 1;
                     last_mark[k] = Some(d.mark(i));
-                    let env = inst.env_mut();
-                    if !env
-                        .pending
-                        .iter()
-                        .any(|p| p.symbol == d.symbol() && p.decided < ts)
-                    {
+                    if due_after[k] >= ts {
                         continue;
                     }
+                    let env = inst.env_mut();
                     let before = fills.len();
                     fill_symbol(env, *d, i, settings.slippage, &mut fills)?;
+                    due_after[k] = earliest_decision(&env.pending, d.symbol());
                     if fills.len() > before {
                         let p = env
                             .ledger
@@ -648,6 +651,16 @@ fn replay<S: Series, R: Runner<Env = SimEnv>>(
         rows: total_rows,
         log_lines_dropped: dropped,
     })
+}
+
+/// The earliest decision time among `symbol`'s pending orders.
+fn earliest_decision(pending: &[Pending], symbol: &str) -> i64 {
+    pending
+        .iter()
+        .filter(|p| p.symbol == symbol)
+        .map(|p| p.decided)
+        .min()
+        .unwrap_or(i64::MAX)
 }
 
 fn mark_ledger<S: Series>(env: &mut SimEnv, data: &[&S], last_mark: &[Option<f64>]) {
