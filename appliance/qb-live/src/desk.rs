@@ -36,6 +36,25 @@ pub const POSITIONS_TOPIC: &str = "positions";
 /// The sub-book of manual orders.
 pub const MANUAL: &str = "manual";
 
+/// What [`Desk::submit`] answers: the order as persisted, and whether the
+/// client id had been used before (then the order is the earlier one,
+/// unchanged). Decided under the desk's lock, so two concurrent first
+/// submissions of one client id give one order and one `repeat: false`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    pub order: Order,
+    pub repeat: bool,
+}
+
+impl Placed {
+    fn new(order: Order) -> Self {
+        Self {
+            order,
+            repeat: false,
+        }
+    }
+}
+
 /// Figures of an account.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct AccountView {
@@ -403,7 +422,7 @@ impl Desk {
         account: &str,
         strategy: Option<&str>,
         req: OrderRequest,
-    ) -> Result<Order, LiveError> {
+    ) -> Result<Placed, LiveError> {
         if req.client_id.is_empty() || req.client_id.len() > 64 {
             return Err(invalid("client_id", "1 to 64 characters"));
         }
@@ -431,7 +450,11 @@ impl Desk {
             if let Some(id) = a.by_client.get(&(src.clone(), req.client_id.clone())) {
                 let id = id.clone();
                 drop(guard);
-                return self.order(account, &id).await;
+                let order = self.order(account, &id).await?;
+                return Ok(Placed {
+                    order,
+                    repeat: true,
+                });
             }
         }
         let inst = self.instrument(inner, &req.symbol).await?;
@@ -496,7 +519,7 @@ impl Desk {
                 ORDERS_TOPIC,
                 serde_json::to_value(&order).unwrap_or_default(),
             );
-            return Ok(order);
+            return Ok(Placed::new(order));
         }
         a.recent.entry(src.clone()).or_default().push_back(now);
         a.recent.entry(String::new()).or_default().push_back(now);
@@ -510,7 +533,7 @@ impl Desk {
             self.kv
                 .write(vec![put(order_key(&order), json(&order))])
                 .await?;
-            return Ok(order);
+            return Ok(Placed::new(order));
         }
         let mut writes = Vec::new();
         let mut events = vec![(
@@ -531,10 +554,12 @@ impl Desk {
         for (topic, e) in events {
             self.pubsub.publish(topic, e);
         }
-        Ok(updated
-            .into_iter()
-            .rfind(|o| o.id == order.id)
-            .unwrap_or(order))
+        Ok(Placed::new(
+            updated
+                .into_iter()
+                .rfind(|o| o.id == order.id)
+                .unwrap_or(order),
+        ))
     }
 
     /// Books what the broker executed: fills, ledgers, order states. Adds
@@ -817,21 +842,6 @@ impl Desk {
                 )
             })
             .collect()
-    }
-
-    /// The id of the order `strategy` (`None`: manual) submitted under
-    /// `client_id`, if any.
-    pub async fn client_order(
-        &self,
-        account: &str,
-        strategy: Option<&str>,
-        client_id: &str,
-    ) -> Result<Option<String>, LiveError> {
-        let mut inner = self.inner.lock().await;
-        let a = account_mut(&mut inner.accounts, account)?;
-        Ok(a.by_client
-            .get(&(source(strategy), client_id.to_string()))
-            .cloned())
     }
 
     pub async fn order(&self, account: &str, id: &str) -> Result<Order, LiveError> {

@@ -13,7 +13,7 @@ pub mod risk;
 pub mod strategies;
 
 pub use broker::{Broker, Execution, PaperBroker};
-pub use desk::{AccountView, Desk, PositionView, QuoteView};
+pub use desk::{AccountView, Desk, Placed, PositionView, QuoteView};
 pub use error::LiveError;
 pub use model::{Fill, Order, OrderRequest, OrderState, OrderType, Side};
 pub use risk::{Rejection, RiskLimits};

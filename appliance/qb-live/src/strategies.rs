@@ -603,7 +603,8 @@ impl Env for LiveEnv {
         };
         let placed =
             c.rt.block_on(c.desk.submit(&c.doc.account, Some(&c.doc.id), req))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .order;
         match placed.state {
             OrderState::Rejected => Err(format!(
                 "{}: {}",

@@ -70,6 +70,23 @@ async fn quote(desk: &Desk, i: i64, last: f64, bid: f64, ask: f64) {
 }
 
 #[tokio::test]
+async fn two_first_submissions_of_one_client_id_are_one_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = stores(tmp.path());
+    let desk = desk(&s).await;
+    quote(&desk, 0, 100.0, 99.0, 101.0).await;
+    let (x, y) = tokio::join!(
+        desk.submit("paper", None, market("twice", Side::Buy, "1")),
+        desk.submit("paper", None, market("twice", Side::Buy, "1")),
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.order.id, y.order.id);
+    // Only one of them is told it created the order.
+    assert_ne!(x.repeat, y.repeat);
+    assert_eq!(desk.fills("paper").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn orders_fill_at_quotes_and_positions_are_the_sum_of_fills() {
     let tmp = tempfile::tempdir().unwrap();
     let s = stores(tmp.path());
@@ -77,7 +94,8 @@ async fn orders_fill_at_quotes_and_positions_are_the_sum_of_fills() {
     let o = desk
         .submit("paper", None, market("m0", Side::Buy, "1"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert_eq!(o.state, OrderState::Rejected);
     assert_eq!(o.rule.as_deref(), Some("no_quote"));
 
@@ -85,7 +103,8 @@ async fn orders_fill_at_quotes_and_positions_are_the_sum_of_fills() {
     let o = desk
         .submit("paper", None, market("m1", Side::Buy, "2"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert_eq!(o.state, OrderState::Filled, "{o:?}");
     assert_eq!(o.avg_fill_price, Some(d("101")));
     // The same client id again: the same order, no second fill.
@@ -93,14 +112,16 @@ async fn orders_fill_at_quotes_and_positions_are_the_sum_of_fills() {
         .submit("paper", None, market("m1", Side::Buy, "2"))
         .await
         .unwrap();
-    assert_eq!(again.id, o.id);
+    assert!(again.repeat);
+    assert_eq!(again.order.id, o.id);
     assert_eq!(desk.fills("paper").await.unwrap().len(), 1);
 
     // A resting limit fills at its own price when the ask comes down.
     let l = desk
         .submit("paper", Some("s1"), limit("l1", Side::Buy, "1", "98"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert_eq!(l.state, OrderState::Accepted);
     quote(&desk, 1, 99.0, 98.5, 99.5).await;
     assert_eq!(desk.open_orders("paper").await.unwrap().len(), 1);
@@ -152,7 +173,7 @@ async fn rules(
 ) -> Vec<Option<String>> {
     let mut out = Vec::new();
     for o in orders {
-        out.push(desk.submit("paper", strategy, o).await.unwrap().rule);
+        out.push(desk.submit("paper", strategy, o).await.unwrap().order.rule);
     }
     out
 }
@@ -339,25 +360,29 @@ async fn self_trades_between_strategies_are_refused() {
     let a = desk
         .submit("paper", Some("a"), limit("a1", Side::Sell, "1", "100.5"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert_eq!(a.state, OrderState::Accepted);
     // b's buy at 100.5 would trade with a's resting sell.
     let b = desk
         .submit("paper", Some("b"), limit("b1", Side::Buy, "1", "100.5"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert_eq!(b.rule.as_deref(), Some("self_trade"), "{b:?}");
     assert!(b.reason.unwrap().contains(&a.id));
     // Below a's price it does not cross; a's own buy is a's business.
     let b = desk
         .submit("paper", Some("b"), limit("b2", Side::Buy, "1", "100.4"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert_eq!(b.state, OrderState::Accepted);
     let m = desk
         .submit("paper", None, market("m", Side::Buy, "1"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert_eq!(m.rule.as_deref(), Some("self_trade"));
 }
 
@@ -395,7 +420,8 @@ async fn kill_switch_and_restart_restore_everything() {
         let o = desk
             .submit("paper", Some("a"), market("a2", Side::Sell, "1"))
             .await
-            .unwrap();
+            .unwrap()
+            .order;
         assert_eq!(o.rule.as_deref(), Some("halted"));
         (
             desk.positions("paper").await.unwrap(),
@@ -424,7 +450,8 @@ async fn kill_switch_and_restart_restore_everything() {
     let o = desk
         .submit("paper", Some("a"), market("a3", Side::Sell, "1"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert_eq!(o.state, OrderState::Filled);
 }
 
@@ -437,12 +464,14 @@ async fn a_marketable_limit_fills_at_the_quote_a_resting_one_at_its_price() {
     let o = desk
         .submit("paper", None, limit("mk", Side::Buy, "1", "102"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert_eq!(o.avg_fill_price, Some(d("100")), "{o:?}");
     let o = desk
         .submit("paper", None, limit("rest", Side::Buy, "1", "98"))
         .await
-        .unwrap();
+        .unwrap()
+        .order;
     assert!(o.rested && o.state == OrderState::Accepted, "{o:?}");
     quote(&desk, 1, 97.0, 96.0, 97.0).await;
     let o = desk.order("paper", &o.id).await.unwrap();

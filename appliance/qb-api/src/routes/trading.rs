@@ -94,12 +94,8 @@ async fn submit_order(
 ) -> ApiResult<Response> {
     p.require(Role::Trader)?;
     let account = q.name(&state);
-    let known = state
-        .desk
-        .client_order(&account, None, &req.client_id)
-        .await?
-        .is_some();
-    let o = state.desk.submit(&account, None, req).await?;
+    let placed = state.desk.submit(&account, None, req).await?;
+    let o = placed.order;
     let mut resp = if o.state == OrderState::Rejected {
         let mut e = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -113,7 +109,7 @@ async fn submit_order(
         e.rejection = Some(Box::new((o.rule.clone().unwrap_or_default(), o.id.clone())));
         e.into_response()
     } else {
-        let status = if known {
+        let status = if placed.repeat {
             StatusCode::OK
         } else {
             StatusCode::CREATED
