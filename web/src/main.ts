@@ -123,7 +123,7 @@ async function render(): Promise<void> {
   }
   document.title = `${route.title} · quantbox`;
   const params = (path.match(route.pattern)?.groups ?? {}) as Record<string, string>;
-  const ctx: PageCtx = { live, params, go, refreshBanner };
+  const ctx: PageCtx = { live, params, go, refreshBanner: () => refreshBanner(true) };
   try {
     cleanup = await route.page(main, ctx);
   } catch (e) {
@@ -137,13 +137,20 @@ interface AccountView {
   halted_reason: string | null;
 }
 
-/** Shows a banner while any account is HALTED (kill switch pressed). */
-async function refreshBanner(): Promise<void> {
+let halted: AccountView[] = [];
+let bannerAt = 0;
+
+/** Shows a banner while any account is HALTED (kill switch pressed).
+ *  Asks the server at most every 8 s unless `force` (after a kill or a
+ *  resume): the trading API's rate limit is 5 r/s per client. */
+async function refreshBanner(force = false): Promise<void> {
   const el = document.getElementById("halted-banner");
   if (!el || !me) return;
   try {
-    const accounts = await api<AccountView[]>("/api/v1/trading/accounts");
-    const halted = accounts.filter((a) => a.halted);
+    if (force || performance.now() - bannerAt > 8000) {
+      bannerAt = performance.now();
+      halted = (await api<AccountView[]>("/api/v1/trading/accounts")).filter((a) => a.halted);
+    }
     el.classList.toggle("hidden", halted.length === 0);
     mount(
       el,

@@ -143,8 +143,8 @@ export const livePage: Page = async (root, ctx) => {
     }
   };
 
-  const loadAccount = async () => {
-    const a = await api<Account>(`/api/v1/trading/account?${q()}`);
+  const loadAccount = async (known?: Account) => {
+    const a = known ?? (await api<Account>(`/api/v1/trading/account?${q()}`));
     equity.push(sec(Date.now()), Number(a.equity));
     mount(
       accountBox,
@@ -425,7 +425,11 @@ export const livePage: Page = async (root, ctx) => {
     card("Orders", canTrade() ? h("details", null, h("summary", null, "Order ticket"), ticket()) : null, ordersBox),
     card("Fills", fillsBox),
   );
-  await Promise.all([loadStrategies(), loadAccount(), loadPositions(), loadOrders(), loadFills(), loadReplays()]);
+  // The account comes with the list already read (the trading API allows
+  // 5 requests per second per client).
+  await loadStrategies();
+  await loadAccount(accounts.find((a) => a.name === account));
+  await Promise.all([loadPositions(), loadOrders(), loadFills(), loadReplays()]);
 
   // Live: fills and orders from /ws; books refreshed at most once a second.
   let pending = false;

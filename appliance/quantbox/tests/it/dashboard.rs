@@ -127,8 +127,13 @@ fn the_dashboard_works_in_a_browser() {
     std::fs::write(&plugin, component("sma_crossover")).unwrap();
     let shots = crate::support::target_dir().join("dashboard-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
-    // Short-lived access tokens: the page must renew them as it goes.
-    let s = Server::start(&[("QUANTBOX_AUTH__ACCESS_TTL_SECS", "20")]);
+    // Short-lived access tokens: the page must renew them as it goes. The
+    // seed's rate limits stay on (the other tests turn them off): the
+    // dashboard must work within them without a single 429.
+    let s = Server::start(&[
+        ("QUANTBOX_AUTH__ACCESS_TTL_SECS", "20"),
+        ("QUANTBOX_RATE_LIMIT__ENABLED", "true"),
+    ]);
     let out = Command::new("node")
         .arg(root.join("web/e2e/dashboard.mjs"))
         .env("QB_BASE", &s.base)
