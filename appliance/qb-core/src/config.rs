@@ -246,6 +246,10 @@ pub struct TradingConfig {
     pub initial_cash: rust_decimal::Decimal,
     /// Paper broker: price ticks of slippage on market and stop fills.
     pub slippage_ticks: u32,
+    /// Days final orders (filled, cancelled, rejected) and their fills are
+    /// kept in the hot-state store after their last change; 0 keeps them
+    /// forever. A client id can be reused once its order is gone.
+    pub order_retention_days: u32,
 }
 
 impl Default for TradingConfig {
@@ -254,6 +258,7 @@ impl Default for TradingConfig {
             default_account: "paper".into(),
             initial_cash: rust_decimal::Decimal::from(1_000_000),
             slippage_ticks: 0,
+            order_retention_days: 90,
         }
     }
 }

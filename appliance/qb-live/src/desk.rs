@@ -154,6 +154,10 @@ fn put(key: String, value: Vec<u8>) -> KvWrite {
     }
 }
 
+fn delete(key: String) -> KvWrite {
+    KvWrite::Delete { ns: NS.into(), key }
+}
+
 fn order_key(o: &Order) -> String {
     format!("order/{}/{}", o.account, o.id)
 }
@@ -842,6 +846,42 @@ impl Desk {
                 )
             })
             .collect()
+    }
+
+    /// Deletes final orders last changed before `before_ms` (Unix ms), with
+    /// their fills, and forgets their client ids; open orders, books and
+    /// positions are untouched. One batch, under the desk's lock. Returns
+    /// (orders, fills) deleted.
+    pub async fn prune(&self, before_ms: i64) -> Result<(usize, usize), LiveError> {
+        let mut guard = self.inner.lock().await;
+        let inner = &mut *guard;
+        let mut writes = Vec::new();
+        let mut gone = std::collections::HashSet::new();
+        for (key, value) in self.kv.scan(NS, "order/").await? {
+            let Ok(o) = serde_json::from_slice::<Order>(&value) else {
+                continue;
+            };
+            if o.state.is_open() || o.updated_at >= before_ms {
+                continue;
+            }
+            if let Some(a) = inner.accounts.get_mut(&o.account) {
+                a.by_client
+                    .remove(&(source(o.strategy.as_deref()), o.client_id.clone()));
+            }
+            gone.insert(o.id);
+            writes.push(delete(key));
+        }
+        let orders = writes.len();
+        for (key, value) in self.kv.scan(NS, "fill/").await? {
+            if serde_json::from_slice::<Fill>(&value).is_ok_and(|f| gone.contains(&f.order_id)) {
+                writes.push(delete(key));
+            }
+        }
+        let fills = writes.len() - orders;
+        if !writes.is_empty() {
+            self.kv.write(writes).await?;
+        }
+        Ok((orders, fills))
     }
 
     pub async fn order(&self, account: &str, id: &str) -> Result<Order, LiveError> {

@@ -9,6 +9,7 @@ mod error;
 pub mod feed;
 pub mod model;
 pub mod replay;
+pub mod retention;
 pub mod risk;
 pub mod strategies;
 

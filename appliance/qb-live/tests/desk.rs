@@ -70,6 +70,59 @@ async fn quote(desk: &Desk, i: i64, last: f64, bid: f64, ask: f64) {
 }
 
 #[tokio::test]
+async fn retention_deletes_final_orders_with_their_fills_and_keeps_open_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = stores(tmp.path());
+    let desk = desk(&s).await;
+    quote(&desk, 0, 100.0, 99.0, 101.0).await;
+    let filled = desk
+        .submit("paper", None, market("f1", Side::Buy, "2"))
+        .await
+        .unwrap()
+        .order;
+    let resting = desk
+        .submit("paper", None, limit("r1", Side::Buy, "1", "90"))
+        .await
+        .unwrap()
+        .order;
+    let unquoted = OrderRequest {
+        symbol: "Y".into(),
+        ..market("x1", Side::Buy, "1")
+    };
+    let rejected = desk.submit("paper", None, unquoted).await.unwrap().order;
+    assert_eq!(rejected.state, OrderState::Rejected, "{rejected:?}");
+    let book = desk.positions("paper").await.unwrap();
+    // Nothing is old enough yet.
+    assert_eq!(desk.prune(filled.updated_at).await.unwrap(), (0, 0));
+    // Everything final is, a millisecond from now.
+    let (orders, fills) = desk
+        .prune(chrono::Utc::now().timestamp_millis() + 1)
+        .await
+        .unwrap();
+    assert_eq!((orders, fills), (2, 1));
+    assert!(desk.order("paper", &filled.id).await.is_err());
+    assert!(desk.fills("paper").await.unwrap().is_empty());
+    // The open order, the book and the positions are untouched.
+    assert_eq!(
+        desk.order("paper", &resting.id).await.unwrap().state,
+        OrderState::Accepted
+    );
+    assert_eq!(desk.positions("paper").await.unwrap(), book);
+    // A pruned client id may be used again: a new order.
+    let again = desk
+        .submit("paper", None, market("f1", Side::Buy, "1"))
+        .await
+        .unwrap();
+    assert!(!again.repeat);
+    assert_ne!(again.order.id, filled.id);
+    // Still the case after a restart.
+    drop(desk);
+    let desk = self::desk(&s).await;
+    assert!(desk.order("paper", &filled.id).await.is_err());
+    assert_eq!(desk.open_orders("paper").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn two_first_submissions_of_one_client_id_are_one_order() {
     let tmp = tempfile::tempdir().unwrap();
     let s = stores(tmp.path());

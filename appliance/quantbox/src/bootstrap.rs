@@ -172,6 +172,7 @@ pub async fn default_schedules(jobs: &dyn JobQueue) -> anyhow::Result<()> {
         ("store-checkpoint", "0 17 * * * *", "maintenance.checkpoint"),
         ("retention", "0 30 3 * * *", "maintenance.retention"),
         ("market-retention", "0 0 4 * * *", "market.retention"),
+        ("trading-retention", "0 15 4 * * *", "trading.retention"),
     ];
     let existing = jobs.all_schedules().await?;
     for (name, cron, kind) in defaults {

@@ -99,6 +99,18 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let plugins = Arc::new(bootstrap::plugin_registry(&config, meta.clone(), &metrics)?);
+    let desk = Arc::new(
+        qb_live::Desk::open(
+            kv.clone(),
+            meta.clone(),
+            pubsub.clone(),
+            Box::new(qb_live::PaperBroker::new(config.trading.slippage_ticks)),
+            &config.trading.default_account,
+            config.trading.initial_cash,
+        )
+        .await
+        .context("restoring trading state")?,
+    );
     let mut registry = Registry::new();
     registry
         .register(Checkpoint {
@@ -132,20 +144,12 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         .register(MarketRetention {
             ticks: ticks.clone(),
             retention_days: config.market.retention_days,
+        })
+        .register(qb_live::retention::TradingRetention {
+            desk: desk.clone(),
+            retention_days: config.trading.order_retention_days,
         });
 
-    let desk = Arc::new(
-        qb_live::Desk::open(
-            kv.clone(),
-            meta.clone(),
-            pubsub.clone(),
-            Box::new(qb_live::PaperBroker::new(config.trading.slippage_ticks)),
-            &config.trading.default_account,
-            config.trading.initial_cash,
-        )
-        .await
-        .context("restoring trading state")?,
-    );
     let _quotes = qb_live::feed::follow_ticks(desk.clone(), pubsub.as_ref());
     let strategies = qb_live::strategies::Strategies::open(
         desk.clone(),

@@ -227,7 +227,12 @@ fn schedules_fire_once_per_due_time() {
         .collect();
     assert_eq!(
         names,
-        vec!["market-retention", "retention", "store-checkpoint"]
+        vec![
+            "market-retention",
+            "retention",
+            "store-checkpoint",
+            "trading-retention"
+        ]
     );
     assert!(list["items"][0]["next_run_at"].is_string());
 

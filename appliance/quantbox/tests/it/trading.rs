@@ -250,6 +250,23 @@ fn manual_trading_risk_and_the_kill_switch_survive_kill_9() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().unwrap()["halted"], false);
+    // The daily retention job keeps today's orders (90 days by default).
+    let job: Value = s
+        .post("/api/v1/jobs")
+        .bearer_auth(&admin)
+        .json(&json!({"kind": "trading.retention"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let job = s.wait_job(&admin, job["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded"
+    });
+    assert_eq!(job["result"]["orders_deleted"], 0, "{job}");
+    assert_eq!(
+        s.get_json(&admin, "/api/v1/trading/fills?account=second"),
+        fills
+    );
 }
 
 #[test]

@@ -1,0 +1,47 @@
+//! `trading.retention`: final orders and their fills leave the hot-state
+//! store `trading.order_retention_days` after their last change (nothing
+//! when it is 0). Open orders, books and positions are never touched.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use qb_jobs::{JobContext, JobError, JobHandler};
+
+use crate::desk::Desk;
+
+pub struct TradingRetention {
+    pub desk: Arc<Desk>,
+    pub retention_days: u32,
+}
+
+impl JobHandler for TradingRetention {
+    fn kind(&self) -> &'static str {
+        "trading.retention"
+    }
+    fn queue(&self) -> &'static str {
+        qb_jobs::QUEUE_DATA
+    }
+    fn description(&self) -> &'static str {
+        "Delete final orders and their fills past trading.order_retention_days"
+    }
+    fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        _: &serde_json::Value,
+    ) -> Result<serde_json::Value, JobError> {
+        if self.retention_days == 0 {
+            return Ok(
+                serde_json::json!({ "orders_deleted": 0, "fills_deleted": 0, "retention_days": 0 }),
+            );
+        }
+        let cut = Utc::now() - chrono::Duration::days(i64::from(self.retention_days));
+        let (orders, fills) = ctx
+            .block_on(self.desk.prune(cut.timestamp_millis()))
+            .map_err(JobError::failed)?;
+        Ok(serde_json::json!({
+            "orders_deleted": orders,
+            "fills_deleted": fills,
+            "retention_days": self.retention_days,
+        }))
+    }
+}
