@@ -227,6 +227,24 @@ try {
   log("kill switch: account HALTED, strategy stopped");
   await shot("live-halted");
 
+  step = "a lost refresh answer";
+  // The server rotates the refresh token but the page never gets the
+  // answer (as when a reload kills the request): the page keeps its spent
+  // token, tries again 5 s later, and the server's reuse grace answers.
+  let dropped = false;
+  await page.route("**/api/v1/auth/refresh", async (route) => {
+    if (dropped) return route.continue();
+    dropped = true;
+    expectFailures = true;
+    await route.fetch();
+    await route.abort();
+  });
+  await page.waitForResponse((r) => r.url().endsWith("/api/v1/auth/refresh") && r.ok(), { timeout: 30_000 });
+  await page.unroute("**/api/v1/auth/refresh");
+  expectFailures = false;
+  assert(dropped, "a refresh answer was dropped");
+  log("a lost refresh answer did not end the session");
+
   step = "reload keeps the session";
   await page.reload();
   await page.getByTestId("who").filter({ hasText: "admin" }).waitFor();

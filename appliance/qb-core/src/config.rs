@@ -110,6 +110,10 @@ impl Default for QueuesConfig {
 pub struct AuthConfig {
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
+    /// Seconds after a refresh during which the spent refresh token is
+    /// answered again (a client that lost the answer, e.g. a page reloaded
+    /// mid-request) instead of revoking the session as stolen; 0 is strict.
+    pub refresh_reuse_grace_secs: u64,
     /// Failed logins in a row before the account is locked.
     pub lockout_threshold: u32,
     /// First lockout; doubles with each further failure.
@@ -122,6 +126,7 @@ impl Default for AuthConfig {
         Self {
             access_ttl_secs: 15 * 60,
             refresh_ttl_secs: 7 * 24 * 3600,
+            refresh_reuse_grace_secs: 10,
             lockout_threshold: 5,
             lockout_base_secs: 30,
             lockout_max_secs: 15 * 60,

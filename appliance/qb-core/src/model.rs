@@ -105,6 +105,10 @@ pub struct RefreshToken {
     pub family: String,
     pub expires_at: DateTime<Utc>,
     pub revoked: bool,
+    /// When it was spent by a refresh (rotation). Cleared when its family
+    /// or its user's tokens are revoked, so a recent rotation also means
+    /// the session is still alive.
+    pub rotated_at: Option<DateTime<Utc>>,
 }
 
 /// One audit record.

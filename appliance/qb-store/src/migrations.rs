@@ -114,6 +114,10 @@ pub const STEPS: &[&str] = &[
     );
     CREATE INDEX plugins_by_time ON plugins (uploaded_at DESC, id);
     "#,
+    // 4: when a refresh token was spent by rotation (the reuse grace).
+    r#"
+    ALTER TABLE refresh_tokens ADD COLUMN rotated_at INTEGER;
+    "#,
 ];
 
 /// The schema version this build expects.

@@ -669,7 +669,7 @@ impl MetaStore for Sqlite {
         let hash = token_hash.to_string();
         self.read(move |c| {
             c.query_row(
-                "SELECT token_hash, user_id, family, expires_at, revoked
+                "SELECT token_hash, user_id, family, expires_at, revoked, rotated_at
                  FROM refresh_tokens WHERE token_hash = ?1",
                 [hash],
                 |r| {
@@ -679,6 +679,7 @@ impl MetaStore for Sqlite {
                         family: r.get(2)?,
                         expires_at: to_utc(r.get(3)?),
                         revoked: r.get(4)?,
+                        rotated_at: r.get::<_, Option<i64>>(5)?.map(to_utc),
                     })
                 },
             )
@@ -693,8 +694,9 @@ impl MetaStore for Sqlite {
         self.write(move |c| {
             let n = c
                 .execute(
-                    "UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
-                    [hash],
+                    "UPDATE refresh_tokens SET revoked = 1, rotated_at = ?2
+                     WHERE token_hash = ?1 AND revoked = 0",
+                    params![hash, now_ms()],
                 )
                 .map_err(backend)?;
             Ok(n == 1)
@@ -705,9 +707,15 @@ impl MetaStore for Sqlite {
     async fn revoke_refresh_family(&self, family: &str) -> StoreResult<u64> {
         let family = family.to_string();
         self.write(move |c| {
+            // A revoked family has no recent rotation (no reuse grace).
+            c.execute(
+                "UPDATE refresh_tokens SET rotated_at = NULL WHERE family = ?1",
+                [&family],
+            )
+            .map_err(backend)?;
             c.execute(
                 "UPDATE refresh_tokens SET revoked = 1 WHERE family = ?1 AND revoked = 0",
-                [family],
+                [&family],
             )
             .map(|n| n as u64)
             .map_err(backend)
@@ -717,6 +725,11 @@ impl MetaStore for Sqlite {
 
     async fn revoke_user_refresh_tokens(&self, user_id: i64) -> StoreResult<u64> {
         self.write(move |c| {
+            c.execute(
+                "UPDATE refresh_tokens SET rotated_at = NULL WHERE user_id = ?1",
+                [user_id],
+            )
+            .map_err(backend)?;
             c.execute(
                 "UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?1 AND revoked = 0",
                 [user_id],

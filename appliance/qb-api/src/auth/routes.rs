@@ -109,6 +109,7 @@ async fn issue_pair(state: &AppState, user: &User, family: &str) -> ApiResult<To
             family: family.to_string(),
             expires_at: Utc::now() + chrono::Duration::seconds(state.tokens.refresh_ttl),
             revoked: false,
+            rotated_at: None,
         })
         .await?;
     Ok(TokenResponse {
@@ -197,7 +198,10 @@ async fn login(
     Ok(Json(pair))
 }
 
-/// Trade a refresh token for a new token pair (the old refresh token is spent).
+/// Trade a refresh token for a new token pair (the old refresh token is
+/// spent). Presenting a spent token revokes the whole session, except within
+/// `auth.refresh_reuse_grace_secs` of its rotation while the session is
+/// still alive.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,
     responses(
@@ -215,8 +219,20 @@ async fn refresh(
         .refresh_token(&hash)
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown refresh token"))?;
-    let reuse = token.revoked || !state.meta.revoke_refresh_token(&hash).await?;
-    if reuse {
+    let fresh = !token.revoked && state.meta.revoke_refresh_token(&hash).await?;
+    // A spent token presented again within seconds of its rotation, while
+    // its session is alive: a client that lost the answer to its refresh
+    // (a page reloaded mid-request). It gets a new pair of the same family.
+    let grace = i64::try_from(state.config.auth.refresh_reuse_grace_secs).unwrap_or(i64::MAX);
+    let lost_answer = !fresh
+        && grace > 0
+        && state
+            .meta
+            .refresh_token(&hash)
+            .await?
+            .and_then(|t| t.rotated_at)
+            .is_some_and(|at| Utc::now() - at <= chrono::Duration::seconds(grace));
+    if !fresh && !lost_answer {
         // A spent token came back: someone else may hold the newer one.
         state.meta.revoke_refresh_family(&token.family).await?;
         let _ = state

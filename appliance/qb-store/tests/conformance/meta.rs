@@ -141,14 +141,39 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
         family: family.into(),
         expires_at: Utc::now() + Duration::hours(1),
         revoked: false,
+        rotated_at: None,
     };
     db.insert_refresh_token(&t("r1", "f1")).await.unwrap();
     db.insert_refresh_token(&t("r2", "f1")).await.unwrap();
     db.insert_refresh_token(&t("r3", "f2")).await.unwrap();
+    assert!(
+        db.refresh_token("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .rotated_at
+            .is_none()
+    );
+    let before = Utc::now() - Duration::seconds(1);
     assert!(db.revoke_refresh_token("r1").await.unwrap());
     assert!(!db.revoke_refresh_token("r1").await.unwrap());
-    assert!(db.refresh_token("r1").await.unwrap().unwrap().revoked);
+    let r1 = db.refresh_token("r1").await.unwrap().unwrap();
+    assert!(r1.revoked);
+    // Rotation time kept (to the millisecond) for the reuse grace.
+    assert!(
+        r1.rotated_at
+            .is_some_and(|at| at >= before && at <= Utc::now())
+    );
     assert_eq!(db.revoke_refresh_family("f1").await.unwrap(), 1);
+    // A revoked family has no recent rotation any more.
+    assert!(
+        db.refresh_token("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .rotated_at
+            .is_none()
+    );
     assert_eq!(
         db.revoke_user_refresh_tokens(creds.user.id).await.unwrap(),
         1

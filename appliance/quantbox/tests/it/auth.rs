@@ -25,7 +25,7 @@ fn forge(secret: &str, claims: Value) -> String {
 
 #[test]
 fn login_refresh_logout_and_bad_tokens() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[("QUANTBOX_AUTH__REFRESH_REUSE_GRACE_SECS", "1")]);
     let pair = s.login("admin", ADMIN_PASSWORD);
     assert_eq!(pair["token_type"], "bearer");
     assert_eq!(pair["expires_in"], 900);
@@ -109,28 +109,29 @@ fn login_refresh_logout_and_bad_tokens() {
         200
     );
 
-    // Refresh rotates; a spent refresh token revokes the whole session family.
-    let r2: Value = s
-        .post("/api/v1/auth/refresh")
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    // Refresh rotates.
+    let refresh_with = |token: &str| {
+        s.post("/api/v1/auth/refresh")
+            .json(&json!({"refresh_token": token}))
+            .send()
+            .unwrap()
+    };
+    let r2: Value = refresh_with(refresh).json().unwrap();
     let refresh2 = r2["refresh_token"].as_str().unwrap();
     assert_ne!(refresh2, refresh);
-    let reuse = s
-        .post("/api/v1/auth/refresh")
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .unwrap();
-    problem(reuse, 401);
-    let after_theft = s
-        .post("/api/v1/auth/refresh")
-        .json(&json!({"refresh_token": refresh2}))
-        .send()
-        .unwrap();
-    problem(after_theft, 401);
+    // The spent token again at once (a client that lost the answer, such
+    // as a page reloaded mid-request): a new pair of the same session.
+    let r = refresh_with(refresh);
+    assert_eq!(r.status(), 200);
+    let r3: Value = r.json().unwrap();
+    let refresh3 = r3["refresh_token"].as_str().unwrap();
+    assert!(refresh3 != refresh2 && refresh3 != refresh);
+    // After the grace (1 s here) a spent token is taken as stolen: the
+    // whole session family is revoked, its newest tokens included.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    problem(refresh_with(refresh), 401);
+    problem(refresh_with(refresh2), 401);
+    problem(refresh_with(refresh3), 401);
 
     // Logout revokes the access token at once.
     let t = s.admin_token();
@@ -153,7 +154,15 @@ fn login_refresh_logout_and_bad_tokens() {
 
     // Nothing secret reached the log.
     let log = s.log();
-    for secret in [ADMIN_PASSWORD, SECRET, access, refresh, refresh2, &t] {
+    for secret in [
+        ADMIN_PASSWORD,
+        SECRET,
+        access,
+        refresh,
+        refresh2,
+        refresh3,
+        &t,
+    ] {
         assert!(!log.contains(secret), "a secret leaked into the log");
     }
 }
