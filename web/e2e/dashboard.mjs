@@ -261,6 +261,31 @@ try {
     step = name;
     await nav(label);
     await page.getByTestId(testid).locator("tbody tr").first().waitFor();
+    if (name === "schedules") {
+      // Edit a schedule's cron in place.
+      const row = page.getByTestId("schedules").locator("tbody tr", { hasText: "market-retention" });
+      await row.getByRole("button", { name: "Edit cron" }).click();
+      await row.getByLabel("Edit cron").fill("0 0 5 * * *");
+      await row.getByRole("button", { name: "Save" }).click();
+      await page.getByTestId("schedules").locator("tbody tr", { hasText: "market-retention" }).getByText("0 0 5 * * *").waitFor();
+    }
+    if (name === "users") {
+      // Add a user, then give them a new password in place.
+      await page.getByLabel("Username").fill("tina");
+      await page.locator("form", { hasText: "Add user" }).getByLabel("Password").fill("tina-password-1234");
+      await page.getByRole("button", { name: "Add user" }).click();
+      const row = page.getByTestId("users").locator("tbody tr", { hasText: "tina" });
+      await row.getByRole("button", { name: "Set password" }).click();
+      await row.getByLabel("Set password").fill("tina-password-5678");
+      await row.getByRole("button", { name: "Save" }).click();
+      await page.getByText("New password set for tina").waitFor();
+      const r = await fetch(BASE + "/api/v1/auth/login", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username: "tina", password: "tina-password-5678" }),
+      });
+      assert(r.ok, `tina signs in with the new password: ${r.status}`);
+    }
     await shot(name);
   }
   const audit = await page.getByTestId("audit").innerText();

@@ -220,3 +220,22 @@ export function pager(el: HTMLElement, page: number, total: number, pageSize: nu
     h("button", { class: "ghost", disabled: page >= pages, on: { click: () => go(page + 1) } }, "Older ›"),
   );
 }
+
+/** A button that turns into a one-field form in place (Enter saves,
+ *  Escape cancels); `save` failing keeps the field open with the error. */
+export function inlineEdit(label: string, opts: { value?: string; type?: string; placeholder?: string }, save: (value: string) => Promise<void>): HTMLElement {
+  const host = h("span", { class: "inline-edit" });
+  const closed = () => mount(host, h("button", { class: "ghost small", on: { click: open } }, label));
+  function open() {
+    const input = h("input", { type: opts.type ?? "text", value: opts.value ?? "", placeholder: opts.placeholder ?? "", "aria-label": label, class: "small" });
+    const f = form({ class: "row actions" }, async () => {
+      await save(input.value);
+      closed();
+    }, input, h("button", { type: "submit", class: "primary small" }, "Save"), h("button", { type: "button", class: "ghost small", on: { click: closed } }, "Cancel"));
+    input.addEventListener("keydown", (e) => e.key === "Escape" && closed());
+    mount(host, f);
+    input.focus();
+  }
+  closed();
+  return host;
+}

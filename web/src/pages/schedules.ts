@@ -1,6 +1,6 @@
 // Schedules: cron (with seconds, UTC) → a job; enable, disable, edit, delete.
 import { api, isAdmin, type Page as PageOf } from "../api";
-import { badge, card, confirmDialog, field, form, h, mount, showError as err, table, toast } from "../dom";
+import { badge, card, confirmDialog, field, form, h, inlineEdit, mount, showError as err, table, toast } from "../dom";
 import { time } from "../format";
 import type { Page } from "../page";
 
@@ -49,19 +49,12 @@ export const schedulesPage: Page = async (root) => {
                     "div",
                     { class: "row actions" },
                     h("button", { class: "ghost small", on: { click: () => void patch(s, { enabled: !s.enabled }) } }, s.enabled ? "Disable" : "Enable"),
-                    h(
-                      "button",
-                      {
-                        class: "ghost small",
-                        on: {
-                          click: () => {
-                            const cron = prompt(`New cron expression for ${s.name} (sec min hour day month weekday)`, s.cron);
-                            if (cron && cron !== s.cron) void patch(s, { cron });
-                          },
-                        },
-                      },
-                      "Edit cron",
-                    ),
+                    inlineEdit("Edit cron", { value: s.cron, placeholder: "sec min hour day month weekday" }, async (cron) => {
+                      if (cron === s.cron) return;
+                      await api(`/api/v1/schedules/${s.id}`, { method: "PATCH", body: { cron } });
+                      toast(`${s.name}: ${cron}`, "ok");
+                      await load();
+                    }),
                     h(
                       "button",
                       {

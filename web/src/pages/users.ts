@@ -1,6 +1,6 @@
 // Users and API keys (admin).
 import { api, me, type Page as PageOf, type User } from "../api";
-import { badge, card, confirmDialog, field, form, h, mount, showError as err, table, toast } from "../dom";
+import { badge, card, confirmDialog, field, form, h, inlineEdit, mount, showError as err, table, toast } from "../dom";
 import { ago, time } from "../format";
 import type { Page } from "../page";
 
@@ -59,19 +59,10 @@ export const usersPage: Page = async (root) => {
                     "div",
                     { class: "row actions" },
                     h("button", { class: "ghost small", on: { click: () => void patch(u, { disabled: !u.disabled }) } }, u.disabled ? "Enable" : "Disable"),
-                    h(
-                      "button",
-                      {
-                        class: "ghost small",
-                        on: {
-                          click: () => {
-                            const pw = prompt(`New password for ${u.username} (at least 12 characters)`);
-                            if (pw) void patch(u, { password: pw });
-                          },
-                        },
-                      },
-                      "Set password",
-                    ),
+                    inlineEdit("Set password", { type: "password", placeholder: "at least 12 characters" }, async (password) => {
+                      await api(`/api/v1/users/${encodeURIComponent(u.username)}`, { method: "PATCH", body: { password } });
+                      toast(`New password set for ${u.username}`, "ok");
+                    }),
                     h(
                       "button",
                       {
