@@ -329,13 +329,13 @@ impl JobHandler for MarketRetention {
         ctx: &JobContext<'_>,
         _: &serde_json::Value,
     ) -> Result<serde_json::Value, JobError> {
-        let deleted = if self.retention_days == 0 {
-            0
-        } else {
-            let cut = Utc::now() - chrono::Duration::days(i64::from(self.retention_days));
-            let cut_ns = cut.timestamp_nanos_opt().unwrap_or(i64::MIN);
-            ctx.block_on(self.ticks.retain(cut_ns))
-                .map_err(JobError::failed)?
+        let deleted = match crate::retention_cut(self.retention_days) {
+            None => 0,
+            Some(cut) => {
+                let cut_ns = cut.timestamp_nanos_opt().unwrap_or(i64::MIN);
+                ctx.block_on(self.ticks.retain(cut_ns))
+                    .map_err(JobError::failed)?
+            }
         };
         ctx.progress(0.8, "old rows deleted")?;
         ctx.block_on(self.ticks.checkpoint())

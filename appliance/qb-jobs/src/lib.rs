@@ -21,5 +21,11 @@ pub const QUEUE_BACKTEST: &str = "backtest";
 pub const QUEUE_DATA: &str = "data";
 pub const QUEUES: &[&str] = &[QUEUE_BACKTEST, QUEUE_DATA];
 
+/// Where a retention of `days` days cuts from now; `None` for 0, which
+/// keeps everything (`market.retention_days`, `trading.order_retention_days`).
+pub fn retention_cut(days: u32) -> Option<chrono::DateTime<chrono::Utc>> {
+    (days > 0).then(|| chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+}
+
 /// The pub/sub topic job state changes are published on.
 pub const JOBS_TOPIC: &str = "jobs";

@@ -850,38 +850,43 @@ impl Desk {
 
     /// Deletes final orders last changed before `before_ms` (Unix ms), with
     /// their fills, and forgets their client ids; open orders, books and
-    /// positions are untouched. One batch, under the desk's lock. Returns
-    /// (orders, fills) deleted.
+    /// positions are untouched. Final orders never change again, so the
+    /// store is scanned without holding the desk; only the delete batch and
+    /// the client-id index update take its lock. Returns (orders, fills)
+    /// deleted.
     pub async fn prune(&self, before_ms: i64) -> Result<(usize, usize), LiveError> {
-        let mut guard = self.inner.lock().await;
-        let inner = &mut *guard;
         let mut writes = Vec::new();
-        let mut gone = std::collections::HashSet::new();
+        let mut gone = Vec::new();
         for (key, value) in self.kv.scan(NS, "order/").await? {
             let Ok(o) = serde_json::from_slice::<Order>(&value) else {
                 continue;
             };
-            if o.state.is_open() || o.updated_at >= before_ms {
-                continue;
+            if !o.state.is_open() && o.updated_at < before_ms {
+                writes.push(delete(key));
+                gone.push(o);
             }
+        }
+        if gone.is_empty() {
+            return Ok((0, 0));
+        }
+        let ids: std::collections::HashSet<&str> = gone.iter().map(|o| o.id.as_str()).collect();
+        for (key, value) in self.kv.scan(NS, "fill/").await? {
+            if serde_json::from_slice::<Fill>(&value)
+                .is_ok_and(|f| ids.contains(f.order_id.as_str()))
+            {
+                writes.push(delete(key));
+            }
+        }
+        let fills = writes.len() - gone.len();
+        let mut inner = self.inner.lock().await;
+        self.kv.write(writes).await?;
+        for o in &gone {
             if let Some(a) = inner.accounts.get_mut(&o.account) {
                 a.by_client
                     .remove(&(source(o.strategy.as_deref()), o.client_id.clone()));
             }
-            gone.insert(o.id);
-            writes.push(delete(key));
         }
-        let orders = writes.len();
-        for (key, value) in self.kv.scan(NS, "fill/").await? {
-            if serde_json::from_slice::<Fill>(&value).is_ok_and(|f| gone.contains(&f.order_id)) {
-                writes.push(delete(key));
-            }
-        }
-        let fills = writes.len() - orders;
-        if !writes.is_empty() {
-            self.kv.write(writes).await?;
-        }
-        Ok((orders, fills))
+        Ok((gone.len(), fills))
     }
 
     pub async fn order(&self, account: &str, id: &str) -> Result<Order, LiveError> {

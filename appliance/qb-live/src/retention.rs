@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use qb_jobs::{JobContext, JobError, JobHandler};
 
 use crate::desk::Desk;
@@ -29,15 +28,12 @@ impl JobHandler for TradingRetention {
         ctx: &JobContext<'_>,
         _: &serde_json::Value,
     ) -> Result<serde_json::Value, JobError> {
-        if self.retention_days == 0 {
-            return Ok(
-                serde_json::json!({ "orders_deleted": 0, "fills_deleted": 0, "retention_days": 0 }),
-            );
-        }
-        let cut = Utc::now() - chrono::Duration::days(i64::from(self.retention_days));
-        let (orders, fills) = ctx
-            .block_on(self.desk.prune(cut.timestamp_millis()))
-            .map_err(JobError::failed)?;
+        let (orders, fills) = match qb_jobs::retention_cut(self.retention_days) {
+            None => (0, 0),
+            Some(cut) => ctx
+                .block_on(self.desk.prune(cut.timestamp_millis()))
+                .map_err(JobError::failed)?,
+        };
         Ok(serde_json::json!({
             "orders_deleted": orders,
             "fills_deleted": fills,

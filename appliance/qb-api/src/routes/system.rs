@@ -52,14 +52,16 @@ async fn system(State(state): State<AppState>, _p: Principal) -> ApiResult<Json<
                 .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
                 .with_memory(MemoryRefreshKind::nothing().with_ram()),
         );
-        let (disk_total, disk_available) = data_disk(&state.config.data_dir);
+        // The data disk as housekeeping last measured it (every 5 s, the
+        // gauges behind the disk alert); no file-system scan per request.
+        let m = &state.metrics;
         HostInfo {
             cpu_percent: sys.global_cpu_usage(),
             cpus: sys.cpus().len(),
             memory_total_bytes: sys.total_memory(),
             memory_used_bytes: sys.used_memory(),
-            disk_total_bytes: disk_total,
-            disk_available_bytes: disk_available,
+            disk_total_bytes: u64::try_from(m.data_disk_total.get()).unwrap_or(0),
+            disk_available_bytes: u64::try_from(m.data_disk_available.get()).unwrap_or(0),
         }
     };
     Ok(Json(SystemInfo {

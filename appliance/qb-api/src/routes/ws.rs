@@ -236,6 +236,8 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
                     }
                 };
                 let mut ok = true;
+                // Parsed once per event, for however many bar channels want it.
+                let mut batch: Option<Option<TickBatch>> = None;
                 for (name, chan) in active.iter_mut().filter(|(_, c)| c.topic() == topic) {
                     match chan {
                         Channel::Plain(_) => ok &= outbox.push(frame(name, e.data.clone())),
@@ -243,7 +245,8 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
                             ok &= outbox.push(frame(name, e.data.clone()));
                         }
                         Channel::Bars(sym, builder) if e.data["symbol"] == sym.as_str() => {
-                            let Ok(b) = serde_json::from_value::<TickBatch>(e.data.clone()) else { continue };
+                            let parsed = batch.get_or_insert_with(|| TickBatch::deserialize(&e.data).ok());
+                            let Some(b) = parsed.as_ref() else { continue };
                             for i in 0..b.ts.len() {
                                 if let Some(done) = builder.push(b.ts[i], b.price[i], b.size[i]) {
                                     ok &= outbox.push(frame(name, bar_json(&done, true)));
