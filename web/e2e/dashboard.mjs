@@ -239,10 +239,11 @@ try {
     await route.fetch();
     await route.abort();
   });
-  await page.waitForResponse((r) => r.url().endsWith("/api/v1/auth/refresh") && r.ok(), { timeout: 30_000 });
+  // The retry after the dropped answer (a renewal already in flight when
+  // the route was installed does not count).
+  await page.waitForResponse((r) => dropped && r.url().endsWith("/api/v1/auth/refresh") && r.ok(), { timeout: 30_000 });
   await page.unroute("**/api/v1/auth/refresh");
   expectFailures = false;
-  assert(dropped, "a refresh answer was dropped");
   log("a lost refresh answer did not end the session");
 
   step = "reload keeps the session";
@@ -289,13 +290,13 @@ try {
     await shot(name);
   }
   const audit = await page.getByTestId("audit").innerText();
-  assert(audit.includes("trading.kill") || audit.includes("kill"), "the kill switch is in the audit log");
+  assert(audit.includes("POST /api/v1/trading/kill"), "the kill switch is in the audit log");
 
   step = "keyboard";
   await page.keyboard.press("Tab");
   await page.keyboard.press("Enter"); // the skip link
-  const focused = await page.evaluate(() => document.activeElement?.tagName);
-  log(`after skip link, focus on ${focused}`);
+  const focused = await page.evaluate(() => document.activeElement?.id);
+  assert(focused === "main", `the skip link moves focus to the content, not ${focused}`);
 
   step = "tablet width";
   await page.setViewportSize({ width: 820, height: 1180 });

@@ -146,38 +146,30 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
     db.insert_refresh_token(&t("r1", "f1")).await.unwrap();
     db.insert_refresh_token(&t("r2", "f1")).await.unwrap();
     db.insert_refresh_token(&t("r3", "f2")).await.unwrap();
-    assert!(
-        db.refresh_token("r1")
-            .await
-            .unwrap()
-            .unwrap()
-            .rotated_at
-            .is_none()
-    );
+    db.insert_refresh_token(&t("r4", "f2")).await.unwrap();
+    let rotated_at = async |hash: &str| db.refresh_token(hash).await.unwrap().unwrap().rotated_at;
+    assert!(rotated_at("r1").await.is_none());
     let before = Utc::now() - Duration::seconds(1);
     assert!(db.revoke_refresh_token("r1").await.unwrap());
     assert!(!db.revoke_refresh_token("r1").await.unwrap());
-    let r1 = db.refresh_token("r1").await.unwrap().unwrap();
-    assert!(r1.revoked);
+    assert!(db.refresh_token("r1").await.unwrap().unwrap().revoked);
     // Rotation time kept (to the millisecond) for the reuse grace.
     assert!(
-        r1.rotated_at
+        rotated_at("r1")
+            .await
             .is_some_and(|at| at >= before && at <= Utc::now())
     );
     assert_eq!(db.revoke_refresh_family("f1").await.unwrap(), 1);
-    // A revoked family has no recent rotation any more.
-    assert!(
-        db.refresh_token("r1")
-            .await
-            .unwrap()
-            .unwrap()
-            .rotated_at
-            .is_none()
-    );
+    // A revoked family, or a user's revoked tokens, have no recent
+    // rotation any more.
+    assert!(rotated_at("r1").await.is_none());
+    assert!(db.revoke_refresh_token("r4").await.unwrap());
+    assert!(rotated_at("r4").await.is_some());
     assert_eq!(
         db.revoke_user_refresh_tokens(creds.user.id).await.unwrap(),
         1
     );
+    assert!(rotated_at("r4").await.is_none());
     assert!(db.refresh_token("r3").await.unwrap().unwrap().revoked);
 
     // Audit log: newest first, filters, purge.

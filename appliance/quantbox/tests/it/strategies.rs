@@ -2,11 +2,11 @@
 //! which trades through the desk; hot swap; a trapping plugin; the kill
 //! switch stops strategies; a running strategy resumes after kill -9.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, component, problem};
+use crate::support::{Server, component, problem, wait_for};
 
 const T0: i64 = 1_704_157_200_000_000_000;
 
@@ -21,14 +21,6 @@ fn ticks(n: i64) -> Value {
         })
         .collect();
     Value::Array(rows)
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn upload(s: &Server, t: &str, name: &str) {
@@ -57,13 +49,7 @@ fn replayed_ticks_drive_a_live_strategy_end_to_end() {
     let admin = s.admin_token();
     let t = s.user_token(&admin, "tara", "trader");
     // Stored ticks (the desk sees them live as they are ingested).
-    let r = s
-        .post("/api/v1/market/ticks")
-        .bearer_auth(&t)
-        .json(&ticks(600))
-        .send()
-        .unwrap();
-    assert!(r.status().is_success());
+    s.ingest(&t, &ticks(600));
     upload(&s, &t, "sma_crossover");
     upload(&s, &t, "misbehave");
 
@@ -173,13 +159,7 @@ fn replayed_ticks_drive_a_live_strategy_end_to_end() {
     assert_eq!(r.json::<Value>().unwrap()["swaps"], 1);
     // The new instance started from the old one's history (20 closes: the
     // slow average's window), which it reports on its first tick.
-    let r = s
-        .post("/api/v1/market/ticks")
-        .bearer_auth(&t)
-        .json(&json!([{"symbol": "IF2409", "ts": T0 + 900 * 1_000_000_000i64, "price": 3500.0, "size": 1}]))
-        .send()
-        .unwrap();
-    assert!(r.status().is_success());
+    s.ingest(&t, &json!([{"symbol": "IF2409", "ts": T0 + 900 * 1_000_000_000i64, "price": 3500.0, "size": 1}]));
     wait_for("the swapped instance's first log line", || {
         s.get_json(&t, &format!("/api/v1/strategies/{id}/logs"))
             .as_array()
@@ -200,13 +180,7 @@ fn replayed_ticks_drive_a_live_strategy_end_to_end() {
         .as_str()
         .unwrap()
         .to_string();
-    let r = s
-        .post("/api/v1/market/ticks")
-        .bearer_auth(&t)
-        .json(&json!([{"symbol": "IF2409", "ts": T0 + 1000 * 1_000_000_000i64, "price": 3500.0, "size": 1}]))
-        .send()
-        .unwrap();
-    assert!(r.status().is_success());
+    s.ingest(&t, &json!([{"symbol": "IF2409", "ts": T0 + 1000 * 1_000_000_000i64, "price": 3500.0, "size": 1}]));
     wait_for("the trap", || {
         s.get_json(&t, &format!("/api/v1/strategies/{bad}"))["status"] == "failed"
     });

@@ -198,18 +198,24 @@ impl Server {
 
     /// Polls a job until `done(job)`.
     pub fn wait_job(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let job = self.get_json(token, &format!("/api/v1/jobs/{id}"));
-            if done(&job) {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job never reached the state: {job}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut job = Value::Null;
+        wait_for(&format!("job {id} to reach the state"), || {
+            job = self.get_json(token, &format!("/api/v1/jobs/{id}"));
+            done(&job)
+        });
+        job
+    }
+
+    /// Live ingest of tick rows (a JSON array) through the API; asserts it
+    /// was stored.
+    pub fn ingest(&self, token: &str, ticks: &Value) {
+        let r = self
+            .post("/api/v1/market/ticks")
+            .bearer_auth(token)
+            .json(ticks)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "ingest: {}", r.status());
     }
 
     pub fn kill9(&mut self) {
@@ -242,6 +248,15 @@ impl Drop for Server {
 }
 
 /// Asserts a problem+json response with `status`; returns the document.
+/// Polls `done` every 20 ms for up to 30 s.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn problem(r: Response, status: u16) -> Value {
     assert_eq!(r.status().as_u16(), status, "unexpected status");
     let ct = r

@@ -2,32 +2,24 @@
 //! quotes, risk rejections as problem documents, idempotent client ids,
 //! the kill switch, and HALTED / positions / open orders after kill -9.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, problem};
+use crate::support::{Server, problem, wait_for};
 
 const T0: i64 = 1_704_157_200_000_000_000;
 
 fn ingest(s: &Server, t: &str, i: i64, price: f64, bid: f64, ask: f64) {
-    let r = s
-        .post("/api/v1/market/ticks")
-        .bearer_auth(t)
-        .json(&json!([{"symbol": "IF2409", "ts": T0 + i * 1_000_000_000,
-                       "price": price, "size": 1, "bid": bid, "ask": ask}]))
-        .send()
-        .unwrap();
-    assert!(r.status().is_success());
+    let ts = T0 + i * 1_000_000_000;
+    s.ingest(
+        t,
+        &json!([{"symbol": "IF2409", "ts": ts, "price": price, "size": 1, "bid": bid, "ask": ask}]),
+    );
     // The desk follows the tick feed; wait until it has this quote.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.get_json(t, "/api/v1/trading/quotes")["IF2409"]["ts"] != T0 + i * 1_000_000_000 {
-        assert!(
-            Instant::now() < deadline,
-            "quote {i} never reached the desk"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&format!("quote {i} to reach the desk"), || {
+        s.get_json(t, "/api/v1/trading/quotes")["IF2409"]["ts"] == ts
+    });
 }
 
 fn order(s: &Server, t: &str, body: Value) -> reqwest::blocking::Response {
@@ -230,16 +222,12 @@ fn manual_trading_risk_and_the_kill_switch_survive_kill_9() {
     assert_eq!(open[0]["client_id"], "keep");
     // The restored order still works: the ask comes down to it.
     ingest(&s, &admin, 1, 3489.0, 3488.0, 3489.0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !s
-        .get_json(&admin, "/api/v1/trading/orders?account=second")
-        .as_array()
-        .unwrap()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the restored order to fill", || {
+        s.get_json(&admin, "/api/v1/trading/orders?account=second")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
     let fills = s.get_json(&admin, "/api/v1/trading/fills?account=second");
     assert_eq!(fills[0]["price"], "3490");
     // Only an admin resumes.
