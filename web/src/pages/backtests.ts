@@ -2,7 +2,7 @@
 // one backtest's progress and results, and parameter sweeps.
 import { api, canTrade, download, send, type Page as PageOf } from "../api";
 import { equityCharts, sec } from "../charts";
-import { badge, card, describe, field, h, mount, progress, showError, table } from "../dom";
+import { badge, card, describe, field, form, h, mount, progress, showError, table } from "../dom";
 import { ago, dec, list, num, pct, time } from "../format";
 import type { Page, PageCtx } from "../page";
 import { FINAL, followJob, type Job } from "./jobs";
@@ -108,46 +108,39 @@ function newBacktestCard(ctx: PageCtx, plugins: Plugin[], symbols: string[]): HT
   sweepMode.addEventListener("change", () => (sweepBox.hidden = !sweepMode.checked));
 
   const submit = h("button", { type: "submit", class: "primary", "data-testid": "bt-run" }, "Run backtest");
-  const form = h(
-    "form",
-    {
-      on: {
-        submit: async (e: SubmitEvent) => {
-          e.preventDefault();
-          const params: Record<string, number> = {};
-          for (const [pp, el] of inputs) params[pp.name] = paramValue(pp, el);
-          const body: Record<string, unknown> = {
-            plugin: plugin.value,
-            params,
-            symbols: [...syms.selectedOptions].map((o) => o.value),
-            interval: interval.value,
-          };
-          if (start.value) body.start = start.value;
-          if (end.value) body.end = end.value;
-          if (cash.value) body.initial_cash = cash.value;
-          if (commission.value && commission.value !== "0") body.commission_rate = commission.value;
-          if (slippage.value && slippage.value !== "0") body.slippage_ticks = Number(slippage.value);
-          submit.disabled = true;
-          try {
-            if (sweepMode.checked) {
-              const grid: Record<string, number[]> = {};
-              for (const [pp, , g] of inputs) {
-                const vals = list(g.value).map(Number);
-                if (vals.length) grid[pp.name] = vals;
-              }
-              const sweep = await api<Sweep>("/api/v1/sweeps", { method: "POST", body: { base: body, grid } });
-              ctx.go(`/sweeps/${sweep.id}`);
-            } else {
-              const bt = await api<Backtest>("/api/v1/backtests", { method: "POST", body });
-              ctx.go(`/backtests/${bt.id}`);
-            }
-          } catch (err) {
-            mount(status, h("div", { class: "problem", role: "alert" }, describe(err)));
-          } finally {
-            submit.disabled = false;
+  const run = form(
+    null,
+    async () => {
+      const params: Record<string, number> = {};
+      for (const [pp, el] of inputs) params[pp.name] = paramValue(pp, el);
+      const body: Record<string, unknown> = {
+        plugin: plugin.value,
+        params,
+        symbols: [...syms.selectedOptions].map((o) => o.value),
+        interval: interval.value,
+      };
+      if (start.value) body.start = start.value;
+      if (end.value) body.end = end.value;
+      if (cash.value) body.initial_cash = cash.value;
+      if (commission.value && commission.value !== "0") body.commission_rate = commission.value;
+      if (slippage.value && slippage.value !== "0") body.slippage_ticks = Number(slippage.value);
+      try {
+        if (sweepMode.checked) {
+          const grid: Record<string, number[]> = {};
+          for (const [pp, , g] of inputs) {
+            const vals = list(g.value).map(Number);
+            if (vals.length) grid[pp.name] = vals;
           }
-        },
-      },
+          const sweep = await api<Sweep>("/api/v1/sweeps", { method: "POST", body: { base: body, grid } });
+          ctx.go(`/sweeps/${sweep.id}`);
+        } else {
+          const bt = await api<Backtest>("/api/v1/backtests", { method: "POST", body });
+          ctx.go(`/backtests/${bt.id}`);
+        }
+      } catch (err) {
+        // Shown beside the form, field by field, as the API states it.
+        mount(status, h("div", { class: "problem", role: "alert" }, describe(err)));
+      }
     },
     h("div", { class: "row wrap" }, field("Plugin", plugin), field("Symbols", syms), field("Interval", interval), field("Start", start), field("End", end)),
     h("div", { class: "row wrap" }, field("Initial cash", cash), field("Commission rate", commission), field("Slippage (ticks)", slippage)),
@@ -158,7 +151,7 @@ function newBacktestCard(ctx: PageCtx, plugins: Plugin[], symbols: string[]): HT
     status,
   );
   drawParams();
-  return card("New backtest", plugins.length ? form : h("p", { class: "muted" }, "Upload a strategy plugin first (Plugins page)."));
+  return card("New backtest", plugins.length ? run : h("p", { class: "muted" }, "Upload a strategy plugin first (Plugins page)."));
 }
 
 export const backtestsPage: Page = async (root, ctx) => {

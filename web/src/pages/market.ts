@@ -2,7 +2,7 @@
 // an interval switch, and file imports with job progress.
 import { api, canTrade } from "../api";
 import { CandleChart, sec } from "../charts";
-import { badge, card, describe, field, h, mount, progress, table, toast } from "../dom";
+import { badge, card, describe, field, form, h, mount, progress, table, toast } from "../dom";
 import { num, time } from "../format";
 import type { Page } from "../page";
 import { followJob, type Job } from "./jobs";
@@ -159,44 +159,37 @@ function importCard(ctx: Parameters<Page>[1], done: () => void): HTMLElement {
     if (e.dataTransfer?.files.length) file.files = e.dataTransfer.files;
   });
   const submit = h("button", { type: "submit", class: "primary", "data-testid": "import-submit" }, "Import");
-  const form = h(
-    "form",
-    {
-      on: {
-        submit: async (e: SubmitEvent) => {
-          e.preventDefault();
-          const f = file.files?.[0];
-          if (!f) return toast("Choose a file first.", "error");
-          const body = new FormData();
-          body.set("format", format.value);
-          body.set("mode", mode.value);
-          if (tz.value) body.set("timezone", tz.value);
-          if (symbol.value) body.set("symbol", symbol.value);
-          if (interval.value) body.set("interval", interval.value);
-          body.set("file", f, f.name);
-          submit.disabled = true;
-          try {
-            const job = await api<Job>("/api/v1/market/imports", { method: "POST", raw: body });
-            const final = await followJob(ctx, job.id, (j) => mount(status, h("div", { class: "row" }, badge(j.state), progress(j.progress), h("span", null, j.message ?? ""))));
-            if (final.state === "succeeded") {
-              toast(`Imported ${f.name}`, "ok");
-              mount(status, importReport(final.result as ImportReport));
-              done();
-            } else {
-              mount(status, h("div", { class: "problem" }, badge(final.state), h("pre", null, final.error ?? "")));
-            }
-          } catch (err) {
-            mount(status, h("div", { class: "problem" }, describe(err)));
-          } finally {
-            submit.disabled = false;
-          }
-        },
-      },
+  const upload = form(
+    null,
+    async () => {
+      const f = file.files?.[0];
+      if (!f) return toast("Choose a file first.", "error");
+      const body = new FormData();
+      body.set("format", format.value);
+      body.set("mode", mode.value);
+      if (tz.value) body.set("timezone", tz.value);
+      if (symbol.value) body.set("symbol", symbol.value);
+      if (interval.value) body.set("interval", interval.value);
+      body.set("file", f, f.name);
+      try {
+        const job = await api<Job>("/api/v1/market/imports", { method: "POST", raw: body });
+        const final = await followJob(ctx, job.id, (j) => mount(status, h("div", { class: "row" }, badge(j.state), progress(j.progress), h("span", null, j.message ?? ""))));
+        if (final.state === "succeeded") {
+          toast(`Imported ${f.name}`, "ok");
+          mount(status, importReport(final.result as ImportReport));
+          done();
+        } else {
+          mount(status, h("div", { class: "problem" }, badge(final.state), h("pre", null, final.error ?? "")));
+        }
+      } catch (err) {
+        // Shown beside the form (line numbers included), as the API states it.
+        mount(status, h("div", { class: "problem" }, describe(err)));
+      }
     },
     drop,
     h("div", { class: "row wrap" }, field("Format", format), field("Mode", mode), field("Time zone", tz), field("Symbol", symbol), field("Interval", interval)),
     submit,
     status,
   );
-  return card("Import data", form);
+  return card("Import data", upload);
 }
