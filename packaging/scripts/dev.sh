@@ -87,8 +87,40 @@ build_plugins() {
     plugins/python/build.sh "$CARGO_TARGET_DIR/plugins"
 }
 
+# Cluster mode is tested against the machine's PostgreSQL and Redis
+# (QB_TEST_PG / QB_TEST_REDIS override where they are).
+PG_URL="${QB_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
+REDIS_URL_TEST="${QB_TEST_REDIS:-redis://127.0.0.1:6379}"
+
+check_services() {
+    log "test services (PostgreSQL, Redis)"
+    local ok=1
+    if ! pg_isready -q -d "$PG_URL" 2>/dev/null; then
+        echo "PostgreSQL does not answer at $PG_URL: the cluster-mode tests need it (set QB_TEST_PG, or start it: pg_ctlcluster <version> main start)" >&2
+        ok=0
+    fi
+    if ! redis-cli -u "$REDIS_URL_TEST" ping 2>/dev/null | grep -q PONG; then
+        echo "Redis does not answer at $REDIS_URL_TEST: the cluster-mode tests need it (set QB_TEST_REDIS, or start redis-server)" >&2
+        ok=0
+    fi
+    [ "$ok" -eq 1 ] || exit 1
+}
+
+# The integration tests that exercise the stores, once more against a
+# cluster-backed server (PostgreSQL + Redis) instead of the embedded files.
+CLUSTER_IT_FILTERS=(auth:: jobs:: plugins:: backtest:: trading:: strategies::)
+
+test_cluster_config() {
+    log "integration tests, cluster configuration (PostgreSQL + Redis)"
+    # Databases of earlier runs' servers (one per data directory).
+    psql -q -d "$PG_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'qb\_it\_%'" |
+        while read -r db; do psql -q -d "$PG_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
+    QB_IT_BACKEND=cluster cargo test -p quantbox --test it -- "${CLUSTER_IT_FILTERS[@]}"
+}
+
 cmd_test() {
     setup
+    check_services
     ensure_debian_tools
     ensure_cargo_deb
     log "cargo fmt --check"
@@ -98,6 +130,7 @@ cmd_test() {
     build_plugins
     log "cargo test"
     cargo test --workspace
+    test_cluster_config
     log "packaging checks"
     "$ROOT/packaging/scripts/check-packaging.sh"
 }

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use qb_core::config::Config;
 use qb_core::metrics::Metrics;
-use qb_core::{JobQueue, KvStore, MetaStore, PubSub, TickStore};
+use qb_core::{
+    Backends, JobQueue, KvStore, MetaStore, NodeIdentity, PubSub, RateLimiter, TickStore,
+};
 use qb_jobs::{Registry, Scheduler};
 use qb_plugin_host::registry::PluginRegistry;
 
@@ -54,6 +56,10 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limits: Arc<RateLimits>,
     pub readiness: Arc<Readiness>,
+    /// Which backend serves each store.
+    pub backends: Arc<Backends>,
+    /// This process in the cluster (node name and instance).
+    pub node: NodeIdentity,
     pub started: Instant,
     /// The product version (the binary's, not this crate's).
     pub version: &'static str,
@@ -68,6 +74,9 @@ pub struct Deps {
     pub kv: Arc<dyn KvStore>,
     pub pubsub: Arc<dyn PubSub>,
     pub ticks: Arc<dyn TickStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub backends: Backends,
+    pub node: NodeIdentity,
     pub registry: Registry,
     pub plugins: Arc<PluginRegistry>,
     pub desk: Arc<qb_live::Desk>,
@@ -80,7 +89,7 @@ pub struct Deps {
 
 impl AppState {
     pub fn new(d: Deps) -> Self {
-        let limits = Arc::new(RateLimits::new(&d.config.rate_limit));
+        let limits = Arc::new(RateLimits::new(&d.config.rate_limit, d.limiter));
         let tokens = Arc::new(TokenKeys::new(
             &d.secret,
             d.config.auth.access_ttl_secs,
@@ -103,6 +112,8 @@ impl AppState {
             tokens,
             limits,
             readiness: Arc::new(Readiness::default()),
+            backends: Arc::new(d.backends),
+            node: d.node,
             started: Instant::now(),
             version: d.version,
             host: Arc::new(parking_lot::Mutex::new(sysinfo::System::new())),

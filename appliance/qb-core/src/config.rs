@@ -285,6 +285,44 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Cluster mode: what several quantbox processes sharing PostgreSQL and
+/// Redis need beyond the two URLs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name in job claims, heartbeats and logs; the host name
+    /// when empty. Unique per running process of a cluster.
+    pub node_id: String,
+    /// PostgreSQL connections per process (`max_connections` is shared by
+    /// every node: keep this small).
+    pub db_pool_size: usize,
+    /// Connections per process to `database_read_url`.
+    pub db_read_pool_size: usize,
+    /// Prefix of every Redis key and channel: one per deployment.
+    pub redis_prefix: String,
+    /// How long start-up keeps retrying (with backoff) while PostgreSQL or
+    /// Redis do not answer yet.
+    pub connect_timeout_secs: u64,
+    /// How often a node records that it is alive.
+    pub heartbeat_secs: u64,
+    /// A node silent this long is dead: its running jobs are taken back.
+    pub node_timeout_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            db_pool_size: 8,
+            db_read_pool_size: 4,
+            redis_prefix: "quantbox".into(),
+            connect_timeout_secs: 60,
+            heartbeat_secs: 5,
+            node_timeout_secs: 30,
+        }
+    }
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -314,6 +352,11 @@ pub struct Config {
     pub database_url: Option<Secret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url_file: Option<PathBuf>,
+    /// Cluster mode: a streaming replica for reads that tolerate lag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_read_url: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_read_url_file: Option<PathBuf>,
     /// Cluster mode: Redis.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<Secret>,
@@ -334,6 +377,7 @@ pub struct Config {
     pub market: MarketConfig,
     pub plugins: PluginsConfig,
     pub trading: TradingConfig,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -353,6 +397,8 @@ impl Default for Config {
             admin_password_file: None,
             database_url: None,
             database_url_file: None,
+            database_read_url: None,
+            database_read_url_file: None,
             redis_url: None,
             redis_url_file: None,
             behind_tls: false,
@@ -366,6 +412,7 @@ impl Default for Config {
             market: MarketConfig::default(),
             plugins: PluginsConfig::default(),
             trading: TradingConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -467,10 +514,12 @@ const SEED_ENV: &[(&str, &str)] = &[
     // JWT_SECRET_KEY is the more specific name: it wins over SECRET_KEY.
     ("JWT_SECRET_KEY", "secret_key"),
     ("DATABASE_URL", "database_url"),
+    ("DATABASE_READ_URL", "database_read_url"),
     ("REDIS_URL", "redis_url"),
     ("SECRET_KEY_FILE", "secret_key_file"),
     ("JWT_SECRET_KEY_FILE", "secret_key_file"),
     ("DATABASE_URL_FILE", "database_url_file"),
+    ("DATABASE_READ_URL_FILE", "database_read_url_file"),
     ("REDIS_URL_FILE", "redis_url_file"),
 ];
 
@@ -484,10 +533,14 @@ const STRING_KEYS: &[&str] = &[
     "secret_key",
     "admin_password",
     "database_url",
+    "database_read_url",
     "redis_url",
+    "node_id",
+    "redis_prefix",
     "secret_key_file",
     "admin_password_file",
     "database_url_file",
+    "database_read_url_file",
     "redis_url_file",
 ];
 
@@ -592,7 +645,7 @@ impl Config {
 
     fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
         let mut issues = Vec::new();
-        let slots: [(&str, &Option<PathBuf>, &mut Option<Secret>); 4] = [
+        let slots: [(&str, &Option<PathBuf>, &mut Option<Secret>); 5] = [
             ("secret_key", &self.secret_key_file, &mut self.secret_key),
             (
                 "admin_password",
@@ -603,6 +656,11 @@ impl Config {
                 "database_url",
                 &self.database_url_file,
                 &mut self.database_url,
+            ),
+            (
+                "database_read_url",
+                &self.database_read_url_file,
+                &mut self.database_read_url,
             ),
             ("redis_url", &self.redis_url_file, &mut self.redis_url),
         ];
@@ -750,6 +808,85 @@ impl Config {
         if self.trading.initial_cash <= rust_decimal::Decimal::ZERO {
             bad("trading.initial_cash", "must be positive".into());
         }
+        match (&self.database_url, &self.redis_url) {
+            (Some(_), None) => bad(
+                "redis_url",
+                "cluster mode (database_url is set) also needs REDIS_URL: events and rate limits are shared through Redis".into(),
+            ),
+            (None, Some(_)) => bad(
+                "database_url",
+                "REDIS_URL is set but DATABASE_URL is not: cluster mode needs both".into(),
+            ),
+            _ => {}
+        }
+        if self.database_read_url.is_some() && self.database_url.is_none() {
+            bad(
+                "database_read_url",
+                "a read replica needs DATABASE_URL as well".into(),
+            );
+        }
+        if self.cluster_mode() {
+            match &self.secret_key {
+                None => bad(
+                    "secret_key",
+                    "cluster mode needs one signing secret shared by every node (set SECRET_KEY or SECRET_KEY_FILE); otherwise each node would refuse the others' tokens".into(),
+                ),
+                Some(s) => {
+                    if let Err(reason) = check_secret_strength(s.expose()) {
+                        bad("secret_key", reason);
+                    }
+                }
+            }
+            let c = &self.cluster;
+            for (key, n, lo, hi) in [
+                ("cluster.db_pool_size", c.db_pool_size as u64, 1, 256),
+                (
+                    "cluster.db_read_pool_size",
+                    c.db_read_pool_size as u64,
+                    1,
+                    256,
+                ),
+                (
+                    "cluster.connect_timeout_secs",
+                    c.connect_timeout_secs,
+                    0,
+                    3600,
+                ),
+            ] {
+                if !(lo..=hi).contains(&n) {
+                    bad(key, format!("{n} is not between {lo} and {hi}"));
+                }
+            }
+            if c.redis_prefix.is_empty()
+                || !c
+                    .redis_prefix
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch))
+            {
+                bad(
+                    "cluster.redis_prefix",
+                    "must be letters, digits, '-', '_', '.' or ':'".into(),
+                );
+            }
+        }
+        // Heartbeats and take-back run on one box too (jobs of a previous
+        // process of this node).
+        let c = &self.cluster;
+        if !(1..=300).contains(&c.heartbeat_secs) {
+            bad(
+                "cluster.heartbeat_secs",
+                format!("{} is not between 1 and 300", c.heartbeat_secs),
+            );
+        }
+        if c.node_timeout_secs < 2 * c.heartbeat_secs {
+            bad(
+                "cluster.node_timeout_secs",
+                format!(
+                    "{} must be at least twice cluster.heartbeat_secs ({})",
+                    c.node_timeout_secs, c.heartbeat_secs
+                ),
+            );
+        }
         if self.env == Environment::Production {
             match &self.secret_key {
                 None => bad(
@@ -768,6 +905,24 @@ impl Config {
         } else {
             Err(ConfigError(issues))
         }
+    }
+
+    /// Whether the stores are PostgreSQL and Redis (`DATABASE_URL` set)
+    /// rather than the embedded files.
+    pub fn cluster_mode(&self) -> bool {
+        self.database_url.is_some()
+    }
+
+    /// This node's name: `cluster.node_id`, else the host name.
+    pub fn node_name(&self) -> String {
+        if !self.cluster.node_id.trim().is_empty() {
+            return self.cluster.node_id.trim().to_string();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "quantbox".into())
     }
 
     /// The configuration as TOML with every secret redacted.
@@ -839,6 +994,64 @@ mod tests {
 
     fn keys(e: ConfigError) -> Vec<String> {
         e.0.into_iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn cluster_mode_needs_both_urls_and_a_shared_secret() {
+        let c = load(&[], None).unwrap();
+        assert!(!c.cluster_mode());
+        let pg = ("DATABASE_URL", "postgres://u@db/q");
+        let redis = ("REDIS_URL", "redis://r:6379");
+        let secret = ("SECRET_KEY", "a-cluster-wide-secret-0123456789abcdef");
+        assert_eq!(
+            keys(load(&[pg, secret], None).unwrap_err()),
+            vec!["redis_url"]
+        );
+        assert_eq!(
+            keys(load(&[redis, secret], None).unwrap_err()),
+            vec!["database_url"]
+        );
+        assert_eq!(
+            keys(load(&[pg, redis], None).unwrap_err()),
+            vec!["secret_key"]
+        );
+        let c = load(
+            &[
+                pg,
+                redis,
+                secret,
+                ("DATABASE_READ_URL", "postgres://u@replica/q"),
+                ("QUANTBOX_CLUSTER__NODE_ID", "api-1"),
+                ("QUANTBOX_CLUSTER__DB_POOL_SIZE", "3"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert!(c.cluster_mode());
+        assert_eq!(c.node_name(), "api-1");
+        assert_eq!(c.cluster.db_pool_size, 3);
+        assert_eq!(
+            c.database_read_url.unwrap().expose(),
+            "postgres://u@replica/q"
+        );
+        let e = load(
+            &[
+                pg,
+                redis,
+                secret,
+                ("QUANTBOX_CLUSTER__REDIS_PREFIX", "bad prefix*"),
+                ("QUANTBOX_CLUSTER__NODE_TIMEOUT_SECS", "3"),
+            ],
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            keys(e),
+            vec!["cluster.redis_prefix", "cluster.node_timeout_secs"]
+        );
+        // The liveness settings are checked on one box too.
+        let e = load(&[("QUANTBOX_CLUSTER__HEARTBEAT_SECS", "0")], None).unwrap_err();
+        assert_eq!(keys(e), vec!["cluster.heartbeat_secs"]);
     }
 
     #[test]

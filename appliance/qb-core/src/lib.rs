@@ -9,6 +9,7 @@
 //!
 //! This crate knows nothing about HTTP, SQLite, redb or wasmtime.
 
+pub mod backoff;
 pub mod config;
 pub mod market;
 pub mod metrics;
@@ -17,5 +18,6 @@ pub mod seams;
 pub mod time;
 
 pub use seams::{
-    JobQueue, KvStore, KvWrite, MetaStore, PubSub, StoreError, StoreResult, TickStore,
+    Backends, JobQueue, KvStore, KvWrite, MetaStore, NodeIdentity, PubSub, Quota, RateLimiter,
+    StoreError, StoreResult, TickStore,
 };

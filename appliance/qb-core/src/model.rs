@@ -246,6 +246,9 @@ pub struct Job {
     pub cancel_requested: bool,
     pub created_by: Option<String>,
     pub schedule_id: Option<String>,
+    /// The node that claimed it last (the one running it while `running`).
+    #[serde(default)]
+    pub node: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -278,7 +281,7 @@ pub struct QueueStats {
     pub running: u64,
 }
 
-/// What became of jobs found running at start-up.
+/// What became of jobs taken back from dead instances.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Recovery {
     pub requeued: Vec<String>,

@@ -2,14 +2,16 @@
 //!
 //! | trait        | single box (`qb-store`)         | cluster mode                     |
 //! |--------------|---------------------------------|----------------------------------|
-//! | [`MetaStore`]| SQLite (users, keys, audit, instruments, plugins) | PostgreSQL |
-//! | [`JobQueue`] | SQLite (jobs, schedules)        | PostgreSQL records + Redis wakeups|
-//! | [`KvStore`]  | redb (hot state)                | Redis                            |
-//! | [`PubSub`]   | tokio broadcast                 | Redis pub/sub                    |
-//! | [`TickStore`]| DuckDB (`qb-market`)            | TimescaleDB / PostgreSQL         |
+//! | [`MetaStore`]  | SQLite (users, keys, audit, instruments, plugins) | PostgreSQL (`qb-pg`) |
+//! | [`JobQueue`]   | SQLite (jobs, schedules, nodes) | PostgreSQL, `LISTEN/NOTIFY` wake-ups |
+//! | [`KvStore`]    | redb (hot state)                | PostgreSQL (durable batches)     |
+//! | [`PubSub`]     | tokio broadcast                 | Redis pub/sub (`qb-redis`)       |
+//! | [`RateLimiter`]| governor, in process            | Redis (one GCRA script)          |
+//! | [`TickStore`]  | DuckDB (`qb-market`)            | TimescaleDB / PostgreSQL         |
 //!
-//! Callers hold `Arc<dyn Trait>` and never name an adapter. Every adapter runs
-//! the same conformance suite (`qb-store/tests`).
+//! Callers hold `Arc<dyn Trait>` and never name an adapter; `qb-stores`
+//! opens them from the configuration. Every adapter runs the same
+//! conformance suite (`qb-conformance`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,26 +132,56 @@ pub trait MetaStore: Send + Sync {
     async fn delete_plugin(&self, id: &str) -> StoreResult<()>;
 }
 
+/// Who claims jobs: the configured node name (stable across restarts, e.g.
+/// the host or pod name) and this process's instance (new at every start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    pub node: String,
+    pub instance: String,
+}
+
+impl NodeIdentity {
+    /// `node` with a fresh instance id.
+    pub fn new(node: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            instance: uuid::Uuid::now_v7().to_string(),
+        }
+    }
+}
+
 /// Persistent named job queues and the cron schedules that feed them.
+///
+/// An adapter acts for one [`NodeIdentity`]: a claim records its node and
+/// instance, and `progress`, `finish` and `release` of a job whose claim
+/// this instance no longer holds (taken back by [`JobQueue::recover`]) are
+/// refused with `Conflict`, so a stalled node can never overwrite the
+/// result of the node that took its job over.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn enqueue(&self, job: NewJob) -> StoreResult<Job>;
-    /// Takes the oldest queued job of `queue` and marks it running; waits up
-    /// to `wait` for one to arrive.
+    /// Takes the oldest queued job of `queue` and marks it running under
+    /// this instance's claim; waits up to `wait` for one to arrive (woken
+    /// by an enqueue on any node, not only by polling).
     async fn claim(&self, queue: &str, wait: Duration) -> StoreResult<Option<Job>>;
     /// Records progress; returns whether cancellation was requested.
     async fn progress(&self, id: &str, fraction: f64, message: Option<&str>) -> StoreResult<bool>;
     async fn finish(&self, id: &str, outcome: &JobOutcome) -> StoreResult<Job>;
     /// Puts a running job back in its queue (shutdown interrupted it).
     async fn release(&self, id: &str, reason: &str) -> StoreResult<()>;
+    /// Records that this instance is alive (call it every few seconds).
+    async fn heartbeat(&self) -> StoreResult<()>;
     /// Cancels a queued job at once; asks a running one to stop.
     async fn request_cancel(&self, id: &str) -> StoreResult<Job>;
     async fn get(&self, id: &str) -> StoreResult<Option<Job>>;
     async fn list(&self, filter: &JobFilter, page: PageRequest) -> StoreResult<Page<Job>>;
     async fn stats(&self, queues: &[&str]) -> StoreResult<Vec<QueueStats>>;
-    /// At start-up: jobs left `running` by a dead process are re-queued, or
-    /// failed with a reason once they used up their attempts.
-    async fn recover(&self) -> StoreResult<Recovery>;
+    /// Takes back the jobs of dead instances: those claimed by an earlier
+    /// instance of this node (it restarted) and those whose instance has not
+    /// sent a heartbeat for `stale_after`. Each is re-queued, or failed with
+    /// a reason once it used up its attempts. Jobs of live instances are
+    /// left alone.
+    async fn recover(&self, stale_after: Duration) -> StoreResult<Recovery>;
     async fn purge_finished(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
     async fn create_schedule(&self, schedule: NewSchedule) -> StoreResult<Schedule>;
@@ -272,10 +304,49 @@ pub struct Event {
 
 /// Fire-and-forget fan-out. Publishing never blocks on slow subscribers: a
 /// subscriber that falls behind loses the oldest messages and is told so by
-/// `RecvError::Lagged`.
+/// `RecvError::Lagged`. Delivery may be asynchronous (through a broker, in
+/// cluster mode): an event reaches subscribers of every process shortly
+/// after `publish`, in publish order per publisher, and events published
+/// while the broker is unreachable are lost (`status` says so meanwhile).
+/// Nothing acknowledged may depend on an event arriving.
 pub trait PubSub: Send + Sync {
     fn publish(&self, topic: &str, data: serde_json::Value);
     fn subscribe(&self, topic: &str) -> broadcast::Receiver<Arc<Event>>;
+    /// `Err(why)` while events cannot flow (e.g. reconnecting to a broker).
+    fn status(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Which backend serves each store (`/ready`, `quantbox config check`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Backends {
+    /// `embedded` or `cluster`.
+    pub mode: String,
+    pub meta: String,
+    pub jobs: String,
+    pub kv: String,
+    pub pubsub: String,
+    pub rate_limits: String,
+    pub ticks: String,
+}
+
+/// A request budget: `per_sec` sustained, `burst` at once (GCRA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
+/// Request budgets per (zone, client), shared by every process using the
+/// same backend.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Spends one request of `key` in `zone`: `Ok(None)` when allowed,
+    /// `Ok(Some(wait))` when over budget.
+    async fn check(&self, zone: &str, key: &str, quota: Quota) -> StoreResult<Option<Duration>>;
+    /// Forgets idle clients (called by housekeeping).
+    fn housekeep(&self) {}
 }
 
 /// The lock-out instant after `failures` failed logins in a row: none below

@@ -4,15 +4,18 @@
 //!   one SQLite file (`quantbox.sqlite`), WAL mode, `synchronous=FULL`.
 //! - [`redb_kv::RedbKv`]: [`qb_core::KvStore`] in one redb file (`state.redb`).
 //! - [`local_pubsub::LocalPubSub`]: [`qb_core::PubSub`] over tokio broadcast.
+//! - [`local_limits::LocalRateLimiter`]: [`qb_core::RateLimiter`] over governor.
 //!
 //! Blocking database calls run on tokio's blocking pool, never on the async
 //! worker threads.
 
+pub mod local_limits;
 pub mod local_pubsub;
 pub mod migrations;
 pub mod redb_kv;
 pub mod sqlite;
 
+pub use local_limits::LocalRateLimiter;
 pub use local_pubsub::LocalPubSub;
 pub use redb_kv::RedbKv;
 pub use sqlite::Sqlite;

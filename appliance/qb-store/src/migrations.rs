@@ -118,6 +118,18 @@ pub const STEPS: &[&str] = &[
     r#"
     ALTER TABLE refresh_tokens ADD COLUMN rotated_at INTEGER;
     "#,
+    // 5: who holds a running job (node name and process instance) and the
+    // instances' heartbeats, so only dead instances' jobs are taken back.
+    r#"
+    ALTER TABLE jobs ADD COLUMN node TEXT;
+    ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+    CREATE TABLE nodes (
+        instance     TEXT PRIMARY KEY,
+        node         TEXT NOT NULL,
+        started_at   INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build expects.

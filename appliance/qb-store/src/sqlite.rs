@@ -3,6 +3,13 @@
 //! One writer connection and a few reader connections (WAL lets readers run
 //! beside the writer). Every call runs on tokio's blocking pool. A write
 //! returns only after its transaction committed with `synchronous=FULL`.
+//! Write transactions are `IMMEDIATE`: they take the write lock up front,
+//! so a second instance on the same file waits (busy timeout) instead of
+//! failing a read-to-write upgrade with "database is locked".
+//!
+//! The job queue acts for one [`NodeIdentity`]; instances opened on the
+//! same file in one process share their wake-ups (a restart opened beside
+//! the old instance, as the conformance suite does).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +23,8 @@ use parking_lot::Mutex;
 use qb_core::market::Instrument;
 use qb_core::model::*;
 use qb_core::time::{Millis, now_ms, to_utc};
-use qb_core::{JobQueue, MetaStore, StoreError, StoreResult};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use qb_core::{JobQueue, MetaStore, NodeIdentity, StoreError, StoreResult};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::Notify;
 
 use crate::migrations;
@@ -35,7 +42,23 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    wakeups: Mutex<HashMap<String, Arc<Notify>>>,
+    wakeups: Arc<Wakeups>,
+    node: NodeIdentity,
+}
+
+/// Per-queue wake-ups of idle claimers.
+type Wakeups = Mutex<HashMap<String, Arc<Notify>>>;
+
+/// The wake-ups of every SQLite file open in this process, by path.
+fn shared_wakeups(path: &Path) -> Arc<Wakeups> {
+    static ALL: std::sync::OnceLock<Mutex<HashMap<PathBuf, Arc<Wakeups>>>> =
+        std::sync::OnceLock::new();
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    ALL.get_or_init(Default::default)
+        .lock()
+        .entry(key)
+        .or_default()
+        .clone()
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -60,8 +83,14 @@ fn open_conn(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
 }
 
 impl Sqlite {
-    /// Opens (creating if needed) the database and applies migrations.
+    /// Opens (creating if needed) the database and applies migrations; its
+    /// job queue acts as node `local`.
     pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        Self::open_as(path, NodeIdentity::new("local"))
+    }
+
+    /// Opens the database with a job queue acting as `node`.
+    pub fn open_as(path: impl AsRef<Path>, node: NodeIdentity) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
         let mut writer = open_conn(&path, OpenFlags::default()).map_err(backend)?;
         writer
@@ -80,11 +109,12 @@ impl Sqlite {
             .map_err(backend)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                wakeups: shared_wakeups(&path),
                 path,
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
-                wakeups: Mutex::new(HashMap::new()),
+                node,
             }),
         })
     }
@@ -99,6 +129,10 @@ impl Sqlite {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    pub fn node(&self) -> &NodeIdentity {
+        &self.inner.node
     }
 
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
@@ -181,7 +215,7 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
 }
 
 const JOB_COLS: &str = "id, queue, kind, params, state, progress, message, result, error, attempts, \
-     max_attempts, cancel_requested, created_by, schedule_id, created_at, started_at, finished_at";
+     max_attempts, cancel_requested, created_by, schedule_id, created_at, started_at, finished_at, node";
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -205,6 +239,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: to_utc(r.get(14)?),
         started_at: opt_time(r.get(15)?),
         finished_at: opt_time(r.get(16)?),
+        node: r.get(17)?,
     })
 }
 
@@ -255,6 +290,43 @@ fn insert_job(conn: &Connection, job: &NewJob) -> StoreResult<Job> {
     )
     .map_err(map_sql)?;
     get_job(conn, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+}
+
+/// Records that `node`'s instance is alive at `now`.
+fn beat(conn: &Connection, node: &NodeIdentity, now: Millis) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO nodes (instance, node, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT (instance) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        params![node.instance, node.node, now],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Why a job update by its claimer matched nothing: no such job, or the
+/// claim is not (or no longer) this instance's.
+fn claim_lost(conn: &Connection, id: &str) -> StoreResult<StoreError> {
+    Ok(match get_job(conn, id)? {
+        None => StoreError::NotFound(format!("job {id}")),
+        Some(job) if job.state == JobState::Running => StoreError::Conflict(format!(
+            "job {id} is no longer held by this process (taken back after it was presumed dead; now on node {})",
+            job.node.as_deref().unwrap_or("?")
+        )),
+        Some(job) => StoreError::Conflict(format!(
+            "job {id} is {}, not running under this process's claim",
+            job.state.as_str()
+        )),
+    })
+}
+
+pub(crate) fn requeue_message(attempts: u32, max: u32) -> String {
+    format!("re-queued after the process running it stopped (attempt {attempts} of {max})")
+}
+
+pub(crate) fn interrupted_message(attempts: u32, max: u32) -> String {
+    format!(
+        "interrupted: the process stopped while the job was running, {attempts} of {max} attempts used"
+    )
 }
 
 fn get_user(conn: &Connection, username: &str) -> StoreResult<User> {
@@ -400,7 +472,9 @@ impl MetaStore for Sqlite {
     async fn update_user(&self, username: &str, update: UserUpdate) -> StoreResult<User> {
         let username = username.to_string();
         self.write(move |c| {
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let user = get_user(&tx, &username)?;
             let now = now_ms();
             if let Some(role) = update.role {
@@ -445,7 +519,9 @@ impl MetaStore for Sqlite {
     async fn delete_user(&self, username: &str) -> StoreResult<()> {
         let username = username.to_string();
         self.write(move |c| {
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let n = tx
                 .execute("DELETE FROM users WHERE username = ?1", [&username])
                 .map_err(map_sql)?;
@@ -906,7 +982,9 @@ impl MetaStore for Sqlite {
     async fn ensure_instruments(&self, symbols: &[String]) -> StoreResult<Vec<String>> {
         let symbols = symbols.to_vec();
         self.write(move |c| {
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let now = now_ms();
             let mut created = Vec::new();
             for s in symbols {
@@ -1071,20 +1149,29 @@ impl JobQueue for Sqlite {
         notified.as_mut().enable();
         let try_claim = || {
             let queue = queue.to_string();
+            let node = self.inner.node.clone();
             self.write(move |c| {
-                c.query_row(
-                    &format!(
-                        "UPDATE jobs SET state = 'running', attempts = attempts + 1,
-                         started_at = ?2, message = NULL
-                         WHERE seq = (SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued'
-                                      ORDER BY seq LIMIT 1)
-                         RETURNING {JOB_COLS}"
-                    ),
-                    params![queue, now_ms()],
-                    job_row,
-                )
-                .optional()
-                .map_err(backend)
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(backend)?;
+                let now = now_ms();
+                beat(&tx, &node, now)?;
+                let job = tx
+                    .query_row(
+                        &format!(
+                            "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                             started_at = ?2, message = NULL, node = ?3, claimed_by = ?4
+                             WHERE seq = (SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued'
+                                          ORDER BY seq LIMIT 1)
+                             RETURNING {JOB_COLS}"
+                        ),
+                        params![queue, now, node.node, node.instance],
+                        job_row,
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                tx.commit().map_err(backend)?;
+                Ok(job)
             })
         };
         if let Some(job) = try_claim().await? {
@@ -1099,21 +1186,27 @@ impl JobQueue for Sqlite {
 
     async fn progress(&self, id: &str, fraction: f64, message: Option<&str>) -> StoreResult<bool> {
         let (id, message) = (id.to_string(), message.map(String::from));
+        let instance = self.inner.node.instance.clone();
         let fraction = if fraction.is_finite() {
             fraction.clamp(0.0, 1.0)
         } else {
             0.0
         };
         self.write(move |c| {
-            c.query_row(
-                "UPDATE jobs SET progress = ?2, message = COALESCE(?3, message)
-                 WHERE id = ?1 RETURNING cancel_requested",
-                params![id, fraction, message],
-                |r| r.get::<_, bool>(0),
-            )
-            .optional()
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+            let cancel = c
+                .query_row(
+                    "UPDATE jobs SET progress = ?2, message = COALESCE(?3, message)
+                     WHERE id = ?1 AND state = 'running' AND claimed_by = ?4
+                     RETURNING cancel_requested",
+                    params![id, fraction, message, instance],
+                    |r| r.get::<_, bool>(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match cancel {
+                Some(cancel) => Ok(cancel),
+                None => Err(claim_lost(c, &id)?),
+            }
         })
         .await
     }
@@ -1121,6 +1214,7 @@ impl JobQueue for Sqlite {
     async fn finish(&self, id: &str, outcome: &JobOutcome) -> StoreResult<Job> {
         let id = id.to_string();
         let outcome = outcome.clone();
+        let instance = self.inner.node.instance.clone();
         self.write(move |c| {
             let (state, result, error) = match &outcome {
                 JobOutcome::Succeeded(v) => ("succeeded", Some(v.to_string()), None),
@@ -1135,47 +1229,54 @@ impl JobQueue for Sqlite {
                 .execute(
                     "UPDATE jobs SET state = ?2, result = ?3, error = ?4, finished_at = ?5,
                      progress = CASE WHEN ?2 = 'succeeded' THEN 1.0 ELSE progress END
-                     WHERE id = ?1 AND state = 'running'",
-                    params![id, state, result, error, now_ms()],
+                     WHERE id = ?1 AND state = 'running' AND claimed_by = ?6",
+                    params![id, state, result, error, now_ms(), instance],
                 )
                 .map_err(backend)?;
-            let job = get_job(c, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
             if n == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "job {id} is {}, not running",
-                    job.state.as_str()
-                )));
+                return Err(claim_lost(c, &id)?);
             }
-            Ok(job)
+            get_job(c, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
         })
         .await
     }
 
     async fn release(&self, id: &str, reason: &str) -> StoreResult<()> {
         let (id, reason) = (id.to_string(), reason.to_string());
+        let instance = self.inner.node.instance.clone();
         let queue = self
             .write(move |c| {
-                c.query_row(
-                    "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0),
-                     started_at = NULL, message = ?2
-                     WHERE id = ?1 AND state = 'running' RETURNING queue",
-                    params![id, reason],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()
-                .map_err(backend)
+                let queue = c
+                    .query_row(
+                        "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0),
+                         started_at = NULL, message = ?2, claimed_by = NULL
+                         WHERE id = ?1 AND state = 'running' AND claimed_by = ?3 RETURNING queue",
+                        params![id, reason, instance],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                match queue {
+                    Some(q) => Ok(q),
+                    None => Err(claim_lost(c, &id)?),
+                }
             })
             .await?;
-        if let Some(q) = queue {
-            self.wakeup(&q).notify_waiters();
-        }
+        self.wakeup(&queue).notify_waiters();
         Ok(())
+    }
+
+    async fn heartbeat(&self) -> StoreResult<()> {
+        let node = self.inner.node.clone();
+        self.write(move |c| beat(c, &node, now_ms())).await
     }
 
     async fn request_cancel(&self, id: &str) -> StoreResult<Job> {
         let id = id.to_string();
         self.write(move |c| {
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let job =
                 get_job(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
             match job.state {
@@ -1285,52 +1386,75 @@ impl JobQueue for Sqlite {
         .await
     }
 
-    async fn recover(&self) -> StoreResult<Recovery> {
-        let recovery = self
-            .write(|c| {
-                let tx = c.transaction().map_err(backend)?;
-                let running = collect(
+    async fn recover(&self, stale_after: Duration) -> StoreResult<Recovery> {
+        let node = self.inner.node.clone();
+        let (recovery, queues) = self
+            .write(move |c| {
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(backend)?;
+                let now = now_ms();
+                let cut = now - stale_after.as_millis() as i64;
+                // Running jobs whose claimer is not this instance and is dead:
+                // an earlier instance of this node, silent past the bound, or
+                // unknown.
+                let dead = collect(
                     &tx,
-                    "SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' ORDER BY seq",
-                    &[],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, u32>(2)?)),
+                    "SELECT j.id, j.attempts, j.max_attempts, j.queue FROM jobs j
+                     LEFT JOIN nodes n ON n.instance = j.claimed_by
+                     WHERE j.state = 'running' AND j.claimed_by IS NOT ?1
+                       AND (n.instance IS NULL OR n.node = ?2 OR n.heartbeat_at < ?3)
+                     ORDER BY j.seq",
+                    &[&node.instance, &node.node, &cut],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, u32>(1)?,
+                            r.get::<_, u32>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    },
                 )?;
                 let mut out = Recovery::default();
-                let now = now_ms();
-                for (id, attempts, max) in running {
+                let mut queues = Vec::new();
+                for (id, attempts, max, queue) in dead {
                     if attempts < max {
                         tx.execute(
-                            "UPDATE jobs SET state = 'queued', started_at = NULL, message = ?2
-                             WHERE id = ?1",
-                            params![
-                                id,
-                                format!(
-                                    "re-queued after the process stopped while running it (attempt {attempts} of {max})"
-                                )
-                            ],
+                            "UPDATE jobs SET state = 'queued', started_at = NULL, claimed_by = NULL,
+                             message = ?2 WHERE id = ?1",
+                            params![id, requeue_message(attempts, max)],
                         )
                         .map_err(backend)?;
                         out.requeued.push(id);
+                        queues.push(queue);
                     } else {
                         tx.execute(
-                            "UPDATE jobs SET state = 'failed', finished_at = ?2, error = ?3
-                             WHERE id = ?1",
-                            params![
-                                id,
-                                now,
-                                format!(
-                                    "interrupted: the process stopped while the job was running, {attempts} of {max} attempts used"
-                                )
-                            ],
+                            "UPDATE jobs SET state = 'failed', finished_at = ?2, claimed_by = NULL,
+                             error = ?3 WHERE id = ?1",
+                            params![id, now, interrupted_message(attempts, max)],
                         )
                         .map_err(backend)?;
                         out.failed.push(id);
                     }
                 }
+                // Instances silent for ten bounds are forgotten.
+                tx.execute(
+                    "DELETE FROM nodes WHERE heartbeat_at < ?1 AND instance <> ?2",
+                    params![now - 10 * stale_after.as_millis() as i64, node.instance],
+                )
+                .map_err(backend)?;
+                tx.execute(
+                    "DELETE FROM nodes WHERE node = ?1 AND instance <> ?2",
+                    params![node.node, node.instance],
+                )
+                .map_err(backend)?;
                 tx.commit().map_err(backend)?;
-                Ok(out)
+                Ok((out, queues))
             })
             .await?;
+        for q in queues {
+            self.wakeup(&q).notify_waiters();
+        }
         Ok(recovery)
     }
 
@@ -1405,7 +1529,9 @@ impl JobQueue for Sqlite {
     async fn update_schedule(&self, id: &str, u: ScheduleUpdate) -> StoreResult<Schedule> {
         let id = id.to_string();
         self.write(move |c| {
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
             if get_schedule(&tx, &id)?.is_none() {
                 return Err(StoreError::NotFound(format!("schedule {id}")));
             }
@@ -1464,7 +1590,9 @@ impl JobQueue for Sqlite {
         let due = due_at.timestamp_millis();
         let fired = self
             .write(move |c| {
-                let tx = c.transaction().map_err(backend)?;
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(backend)?;
                 let exists: bool = tx
                     .query_row(
                         "SELECT 1 FROM schedule_runs WHERE schedule_id = ?1 AND due_at = ?2",

@@ -88,8 +88,8 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let store = crate::bootstrap::open_tick_store(config)?;
-    let meta = qb_store::Sqlite::open(crate::bootstrap::sqlite_path(config))?;
+    let store = qb_stores::open_ticks(config)?;
+    let meta = rt.block_on(qb_stores::open_meta(config))?;
     let spec = BacktestSpec {
         plugin: qb_plugin_host::sha256_hex(&bytes),
         params: params.iter().map(|p| (p.name.clone(), p.value)).collect(),
@@ -107,7 +107,11 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
     spec.validate()
         .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
     let (data, instruments) = rt
-        .block_on(qb_backtest::job::inputs(&store, &meta, &spec))
+        .block_on(qb_backtest::job::inputs(
+            store.as_ref(),
+            meta.as_ref(),
+            &spec,
+        ))
         .map_err(anyhow::Error::msg)?;
     let limits = Limits::from(&config.plugins);
     let run_spec = spec.clone();

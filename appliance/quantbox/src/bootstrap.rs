@@ -5,47 +5,17 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use qb_core::config::{Config, Environment};
 use qb_core::model::{JobSpec, NewSchedule, Role};
-use qb_core::{JobQueue, MetaStore};
+use qb_core::{JobQueue, MetaStore, StoreError};
 use rand::RngCore;
 use tracing::{info, warn};
 
 pub const SECRET_FILE: &str = "secret_key";
 pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
-
-pub fn sqlite_path(c: &Config) -> PathBuf {
-    c.data_dir.join("quantbox.sqlite")
-}
-
-pub fn redb_path(c: &Config) -> PathBuf {
-    c.data_dir.join("state.redb")
-}
-
-pub fn duckdb_path(c: &Config) -> PathBuf {
-    c.data_dir.join("market.duckdb")
-}
-
-/// Opens the DuckDB tick store of this data directory.
-pub fn open_tick_store(c: &Config) -> anyhow::Result<qb_market::DuckStore> {
-    let path = duckdb_path(c);
-    qb_market::DuckStore::open_with(
-        &path,
-        &qb_market::DuckOptions {
-            memory_limit: c.market.memory_limit.clone(),
-            threads: c.market.threads,
-        },
-    )
-    .with_context(|| {
-        format!(
-            "opening the tick store {} (is another quantbox using this data directory?)",
-            path.display()
-        )
-    })
-}
 
 /// The plugin registry: the sandbox engine sized by `[plugins]`, compiled
 /// artifacts cached under the data directory, uploads compiled in a child
@@ -133,10 +103,17 @@ pub fn signing_secret(c: &Config) -> anyhow::Result<Vec<u8>> {
     Ok(fs::read_to_string(&path)?.trim().as_bytes().to_vec())
 }
 
-/// Creates user `admin` when no admin exists yet.
+/// Creates user `admin` when no admin exists yet. Several nodes starting
+/// at once on an empty cluster database race here: the unique user name
+/// lets exactly one create it; the others find it taken and carry on.
 pub async fn first_admin(c: &Config, meta: &dyn MetaStore) -> anyhow::Result<()> {
     if meta.count_admins().await? > 0 {
         return Ok(());
+    }
+    if c.cluster_mode() && c.admin_password.is_none() {
+        bail!(
+            "cluster mode with an empty database needs QUANTBOX_ADMIN_PASSWORD (or admin_password_file) for the first admin: a generated one would only be written to this node's disk"
+        );
     }
     let (password, generated) = match &c.admin_password {
         Some(p) => (p.expose().to_string(), false),
@@ -146,7 +123,14 @@ pub async fn first_admin(c: &Config, meta: &dyn MetaStore) -> anyhow::Result<()>
         bail!("admin_password {e}");
     }
     let hash = qb_api::auth::password::hash(&password).map_err(anyhow::Error::msg)?;
-    meta.create_user("admin", &hash, Role::Admin).await?;
+    match meta.create_user("admin", &hash, Role::Admin).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => {
+            info!("the first admin was created by another node");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    }
     if generated {
         let path = c.data_dir.join(ADMIN_PASSWORD_FILE);
         write_private(&path, &format!("{password}\n"))?;
@@ -179,18 +163,24 @@ pub async fn default_schedules(jobs: &dyn JobQueue) -> anyhow::Result<()> {
         if existing.iter().any(|s| s.name == name) {
             continue;
         }
-        jobs.create_schedule(NewSchedule {
-            name: name.into(),
-            cron: cron.into(),
-            job: JobSpec {
-                kind: kind.into(),
-                queue: None,
-                params: serde_json::json!({}),
-            },
-            enabled: true,
-        })
-        .await?;
-        info!(schedule = name, cron, "created default schedule");
+        // Another node starting at the same time may create it first.
+        let created = jobs
+            .create_schedule(NewSchedule {
+                name: name.into(),
+                cron: cron.into(),
+                job: JobSpec {
+                    kind: kind.into(),
+                    queue: None,
+                    params: serde_json::json!({}),
+                },
+                enabled: true,
+            })
+            .await;
+        match created {
+            Ok(_) => info!(schedule = name, cron, "created default schedule"),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use qb_core::config::{Config, ConfigSource};
 
@@ -152,6 +151,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!("# config file: none (built-in defaults and environment)");
                     }
                     print!("{}", c.to_redacted_toml());
+                    println!("\n# stores (what this configuration selects)");
+                    print!(
+                        "{}",
+                        toml::to_string_pretty(&qb_stores::backends(&c)).unwrap_or_default()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -166,9 +170,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             crate::bootstrap::ensure_data_dir(&config.data_dir)?;
-            let path = crate::bootstrap::sqlite_path(&config);
-            let (before, after) = qb_store::Sqlite::migrate(&path)
-                .with_context(|| format!("migrating {}", path.display()))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (before, after) = rt.block_on(qb_stores::migrate(&config))?;
             if before == after {
                 println!("schema is up to date (version {after})");
             } else {

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use qb_core::config::Config;
 use qb_core::market::{ImportMode, ImportRequest};
-use qb_core::{MetaStore, TickStore};
 
 use crate::cli::ImportArgs;
 
@@ -30,14 +29,14 @@ pub fn run(config: &Config, args: ImportArgs) -> anyhow::Result<ExitCode> {
         "ts_unit": args.ts_unit,
         "mapping": mapping,
     }))?;
-    let store = crate::bootstrap::open_tick_store(config)?;
+    let store = qb_stores::open_ticks(config)?;
     let progress = |f: f64, msg: &str| eprintln!("{:>3.0}% {msg}", f * 100.0);
     let report = store.import(&request, &progress)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let sqlite = qb_store::Sqlite::open(crate::bootstrap::sqlite_path(config))?;
-    let created = rt.block_on(sqlite.ensure_instruments(&report.symbols))?;
+    let meta = rt.block_on(qb_stores::open_meta(config))?;
+    let created = rt.block_on(meta.ensure_instruments(&report.symbols))?;
     rt.block_on(store.checkpoint())?;
     let mut out = serde_json::to_value(&report)?;
     out["symbols_created"] = serde_json::json!(created);

@@ -1,7 +1,9 @@
 //! `quantbox serve`: start-up, the running server, and graceful shutdown.
 //!
-//! Order: config → logging → data dir and secret → stores (migrations run
-//! on open) → first admin and default schedules → crash recovery of jobs →
+//! Order: config → logging → data dir and secret → stores (opened by
+//! `qb-stores`: the embedded files, or PostgreSQL and Redis in cluster mode,
+//! waited for with backoff; migrations run on open) → first admin and
+//! default schedules → heartbeat and take-back of dead instances' jobs →
 //! HTTP listener → workers → scheduler → READY. `/ready` answers 503 with
 //! the missing pieces until the end of that list.
 //!
@@ -20,10 +22,8 @@ use anyhow::Context;
 use qb_api::{AppState, Deps};
 use qb_core::config::Config;
 use qb_core::metrics::Metrics;
-use qb_core::{JobQueue, KvStore, MetaStore, PubSub, TickStore};
 use qb_jobs::handlers::{Checkpoint, MarketImport, MarketRetention, Retention, Sleep};
 use qb_jobs::{Registry, Scheduler, WorkerDeps, Workers};
-use qb_store::{LocalPubSub, RedbKv, Sqlite};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -74,28 +74,22 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     bootstrap::ensure_data_dir(&config.data_dir)?;
     let secret = bootstrap::signing_secret(&config)?;
 
-    let sqlite_path = bootstrap::sqlite_path(&config);
-    let sqlite = Sqlite::open(&sqlite_path)
-        .with_context(|| format!("opening metadata store {}", sqlite_path.display()))?;
-    let redb_path = bootstrap::redb_path(&config);
-    let kv = RedbKv::open(&redb_path).with_context(|| {
-        format!(
-            "opening hot-state store {} (is another quantbox using this data directory?)",
-            redb_path.display()
-        )
-    })?;
-    let ticks: Arc<dyn TickStore> = Arc::new(bootstrap::open_tick_store(&config)?);
-    let meta: Arc<dyn MetaStore> = Arc::new(sqlite.clone());
-    let jobs: Arc<dyn JobQueue> = Arc::new(sqlite);
-    let kv: Arc<dyn KvStore> = Arc::new(kv);
-    let pubsub: Arc<dyn PubSub> = Arc::new(LocalPubSub::new());
+    let stores = qb_stores::Stores::open(&config).await?;
+    info!(node = %stores.node.node, instance = %stores.node.instance, backends = ?stores.backends, "stores open");
+    let (meta, jobs, kv, pubsub, ticks) = (
+        stores.meta.clone(),
+        stores.jobs.clone(),
+        stores.kv.clone(),
+        stores.pubsub.clone(),
+        stores.ticks.clone(),
+    );
 
     bootstrap::first_admin(&config, meta.as_ref()).await?;
     bootstrap::default_schedules(jobs.as_ref()).await?;
-    let recovery = jobs.recover().await?;
-    if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
-        warn!(requeued = ?recovery.requeued, failed = ?recovery.failed, "recovered jobs left running by a previous process");
-    }
+    jobs.heartbeat().await?;
+    let node_timeout = Duration::from_secs(config.cluster.node_timeout_secs);
+    log_recovery(&jobs.recover(node_timeout).await?);
+    let liveness = spawn_liveness(jobs.clone(), &config);
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let plugins = Arc::new(bootstrap::plugin_registry(&config, meta.clone(), &metrics)?);
@@ -171,6 +165,9 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         kv: kv.clone(),
         pubsub: pubsub.clone(),
         ticks: ticks.clone(),
+        limiter: stores.limits.clone(),
+        backends: stores.backends.clone(),
+        node: stores.node.clone(),
         registry: registry.clone(),
         plugins,
         desk,
@@ -236,6 +233,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     state.readiness.shutting_down.store(true, Ordering::SeqCst);
     scheduler.shutdown().await;
     housekeeping.abort();
+    liveness.abort();
     let _ = stop_tx.send(true);
 
     let left = deadline.saturating_duration_since(Instant::now());
@@ -264,6 +262,38 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+fn log_recovery(r: &qb_core::model::Recovery) {
+    if !r.requeued.is_empty() || !r.failed.is_empty() {
+        warn!(requeued = ?r.requeued, failed = ?r.failed, "took back jobs of stopped processes");
+    }
+}
+
+/// Every `cluster.heartbeat_secs`: records that this process is alive and
+/// takes back the jobs of processes silent for `cluster.node_timeout_secs`
+/// (on one box: none after start-up; in a cluster: a dead node's).
+fn spawn_liveness(
+    jobs: Arc<dyn qb_core::JobQueue>,
+    config: &Config,
+) -> tokio::task::JoinHandle<()> {
+    let every = Duration::from_secs(config.cluster.heartbeat_secs);
+    let timeout = Duration::from_secs(config.cluster.node_timeout_secs);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = jobs.heartbeat().await {
+                warn!(error = %e, "heartbeat failed");
+                continue;
+            }
+            match jobs.recover(timeout).await {
+                Ok(r) => log_recovery(&r),
+                Err(e) => warn!(error = %e, "taking back dead processes' jobs failed"),
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

@@ -4,8 +4,7 @@
 use std::io::BufRead;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use qb_core::MetaStore;
+use anyhow::bail;
 use qb_core::config::Config;
 use qb_core::model::{PageRequest, Role, UserUpdate};
 
@@ -26,10 +25,8 @@ pub fn run(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let path = crate::bootstrap::sqlite_path(config);
-    let db =
-        qb_store::Sqlite::open(&path).with_context(|| format!("opening {}", path.display()))?;
     rt.block_on(async move {
+        let db = qb_stores::open_meta(config).await?;
         match cmd {
             UserCommand::Add {
                 username,

@@ -40,6 +40,10 @@ pub struct Readiness {
     pub status: String,
     /// What is not ready yet; empty when ready.
     pub reasons: Vec<String>,
+    /// This node's name (`cluster.node_id`, else the host name).
+    pub node: String,
+    /// Which backend serves each store.
+    pub backends: qb_core::Backends,
 }
 
 /// Readiness: stores open and migrated, workers and scheduler running, not
@@ -65,6 +69,9 @@ async fn ready(State(state): State<AppState>) -> Response {
     if let Err(e) = state.kv.ping().await {
         reasons.push(format!("hot-state store unavailable: {e}"));
     }
+    if let Err(e) = state.pubsub.status() {
+        reasons.push(format!("event fan-out unavailable: {e}"));
+    }
     match r.workers() {
         None => reasons.push("job workers not started".into()),
         Some((live, expected)) if live < expected => {
@@ -85,6 +92,8 @@ async fn ready(State(state): State<AppState>) -> Response {
         Json(Readiness {
             status: status.into(),
             reasons,
+            node: state.node.node.clone(),
+            backends: (*state.backends).clone(),
         }),
     )
         .into_response()

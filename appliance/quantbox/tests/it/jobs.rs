@@ -169,7 +169,7 @@ fn a_job_running_at_sigkill_is_recovered_after_restart() {
         s.kill9();
     }
     let s = Server::start_in(tmp.path(), &[]);
-    assert!(s.log().contains("recovered jobs"), "{}", s.log());
+    assert!(s.log().contains("took back jobs"), "{}", s.log());
     let t = s.admin_token();
     let done = s.wait_job(&t, &id, |j| j["state"] == "succeeded");
     assert_eq!(done["attempts"], 2, "ran again after the crash");
@@ -208,7 +208,7 @@ fn sigterm_drains_and_hands_running_jobs_back() {
         "{job}"
     );
     assert!(
-        !s.log().contains("recovered jobs"),
+        !s.log().contains("took back jobs"),
         "a clean stop needs no crash recovery"
     );
 }

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod backtest;
 mod cli;
+mod cluster;
 mod dashboard;
 mod http;
 mod jobs;

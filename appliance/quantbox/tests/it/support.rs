@@ -38,6 +38,49 @@ pub fn component(name: &str) -> Vec<u8> {
     qb_plugin_host::componentize(&core_module(name)).unwrap()
 }
 
+/// Whether this run drives cluster-backed servers (`QB_IT_BACKEND=cluster`:
+/// PostgreSQL and Redis on this machine) instead of the embedded stores.
+/// The same tests run in both configurations.
+pub fn cluster() -> bool {
+    std::env::var("QB_IT_BACKEND").is_ok_and(|b| b == "cluster")
+}
+
+/// The PostgreSQL database and Redis prefix of a cluster-backed server on
+/// data directory `dir`: one per directory, so a restart on the same
+/// directory finds its state again and tests never see each other's.
+pub fn cluster_env(dir: &Path) -> Vec<(String, String)> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    let tag = format!("{:016x}", h.finish());
+    let name = format!("qb_it_{tag}");
+    let db = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(qb_pg::testing::TestDatabase::create_named(&name))
+        .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+    let url = db.url.clone();
+    // Dropped with the data directory's tests: `dev.sh test` drops every
+    // qb_it_* database before a cluster run.
+    db.keep();
+    vec![
+        ("DATABASE_URL".into(), url),
+        (
+            "REDIS_URL".into(),
+            std::env::var("QB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        ),
+        (
+            "QUANTBOX_CLUSTER__REDIS_PREFIX".into(),
+            format!("qbit-{tag}"),
+        ),
+        ("QUANTBOX_CLUSTER__NODE_ID".into(), format!("it-{tag}")),
+        ("QUANTBOX_CLUSTER__CONNECT_TIMEOUT_SECS".into(), "20".into()),
+        // max_connections is shared by every test server of the run.
+        ("QUANTBOX_CLUSTER__DB_POOL_SIZE".into(), "4".into()),
+    ]
+}
+
 /// A `quantbox` command with a clean environment.
 pub fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(bin());
@@ -48,6 +91,11 @@ pub fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
         .env("SECRET_KEY", SECRET)
         .env("QUANTBOX_RATE_LIMIT__ENABLED", "false")
         .env("LOG_LEVEL", "info");
+    if cluster() {
+        for (k, v) in cluster_env(dir) {
+            cmd.env(k, v);
+        }
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }

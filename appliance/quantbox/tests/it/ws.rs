@@ -10,7 +10,7 @@ use crate::support::Server;
 
 type Ws = tungstenite::WebSocket<TcpStream>;
 
-fn connect(s: &Server) -> Ws {
+pub fn connect(s: &Server) -> Ws {
     let addr = s.base.trim_start_matches("http://").to_string();
     let stream = TcpStream::connect(&addr).unwrap();
     stream
@@ -20,12 +20,12 @@ fn connect(s: &Server) -> Ws {
     ws
 }
 
-fn send(ws: &mut Ws, v: Value) {
+pub fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).unwrap();
 }
 
 /// Next JSON frame whose topic is `topic`.
-fn next(ws: &mut Ws, topic: &str) -> Value {
+pub fn next(ws: &mut Ws, topic: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         assert!(Instant::now() < deadline, "no {topic} frame");

@@ -1,10 +1,11 @@
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use qb_core::model::*;
-use qb_core::{JobQueue, StoreError};
+use qb_core::{NodeIdentity, StoreError};
+
+use crate::JobQueueFactory;
 
 fn page(n: u32, size: u32) -> PageRequest {
     PageRequest {
@@ -24,7 +25,9 @@ fn new_job(queue: &str, n: i64) -> NewJob {
     }
 }
 
-pub async fn suite(q: Arc<dyn JobQueue>) {
+pub async fn suite(open: JobQueueFactory) {
+    let q = open(NodeIdentity::new("node-1")).await;
+    q.heartbeat().await.unwrap();
     let a = q.enqueue(new_job("data", 1)).await.unwrap();
     let b = q.enqueue(new_job("data", 2)).await.unwrap();
     let other = q.enqueue(new_job("backtest", 3)).await.unwrap();
@@ -96,14 +99,26 @@ pub async fn suite(q: Arc<dyn JobQueue>) {
     let back = q.get(&r.id).await.unwrap().unwrap();
     assert_eq!((back.state, back.attempts), (JobState::Queued, 0));
 
-    // Recovery: running jobs are re-queued until their attempts run out.
+    // Recovery after a restart of the node: the new instance takes back
+    // the old one's running jobs until their attempts run out.
     let claimed = q.claim("data", Duration::ZERO).await.unwrap().unwrap();
     assert_eq!(claimed.attempts, 1);
-    let rec = q.recover().await.unwrap();
+    assert_eq!(claimed.node.as_deref(), Some("node-1"));
+    assert_eq!(
+        q.recover(Duration::from_secs(60)).await.unwrap(),
+        Recovery::default()
+    );
+    let restarted = open(NodeIdentity::new("node-1")).await;
+    let rec = restarted.recover(Duration::from_secs(60)).await.unwrap();
     assert_eq!(rec.requeued, vec![r.id.clone()]);
-    let claimed = q.claim("data", Duration::ZERO).await.unwrap().unwrap();
+    let claimed = restarted
+        .claim("data", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.attempts, 2);
-    let rec = q.recover().await.unwrap();
+    let again = open(NodeIdentity::new("node-1")).await;
+    let rec = again.recover(Duration::from_secs(60)).await.unwrap();
     assert_eq!(rec.failed, vec![r.id.clone()]);
     let failed = q.get(&r.id).await.unwrap().unwrap();
     assert_eq!(failed.state, JobState::Failed);
@@ -208,15 +223,18 @@ pub async fn suite(q: Arc<dyn JobQueue>) {
     assert!(q.get(&fired.id).await.unwrap().is_some());
 }
 
-/// Many claimers, many jobs: every job is claimed exactly once.
-pub async fn concurrent_claims(q: Arc<dyn JobQueue>) {
+/// Many claimers on two instances (two nodes), many jobs: every job is
+/// claimed exactly once.
+pub async fn concurrent_claims(open: JobQueueFactory) {
+    let a = open(NodeIdentity::new("node-a")).await;
+    let b = open(NodeIdentity::new("node-b")).await;
     let n = 200;
     for i in 0..n {
-        q.enqueue(new_job("race", i)).await.unwrap();
+        a.enqueue(new_job("race", i)).await.unwrap();
     }
     let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let q = q.clone();
+    for i in 0..8 {
+        let q = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
             while let Some(job) = q.claim("race", Duration::ZERO).await.unwrap() {
@@ -232,4 +250,155 @@ pub async fn concurrent_claims(q: Arc<dyn JobQueue>) {
         }
     }
     assert_eq!(seen.len(), n as usize);
+}
+
+/// Two instances fire the same due time of a schedule at once, many times:
+/// exactly one job is enqueued.
+pub async fn schedule_fires_once_across_instances(open: JobQueueFactory) {
+    let a = open(NodeIdentity::new("sched-a")).await;
+    let b = open(NodeIdentity::new("sched-b")).await;
+    let s = a
+        .create_schedule(NewSchedule {
+            name: "twice".into(),
+            cron: "0 * * * * *".into(),
+            job: JobSpec {
+                kind: "diag.sleep".into(),
+                queue: None,
+                params: serde_json::json!({}),
+            },
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let due = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 0).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let q = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let sid = s.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut job = new_job("fired", i);
+            job.schedule_id = Some(sid.clone());
+            q.fire_schedule(&sid, due, job).await.unwrap()
+        }));
+    }
+    let mut fired = 0;
+    for t in tasks {
+        fired += t.await.unwrap().is_some() as usize;
+    }
+    assert_eq!(fired, 1, "one job per due time");
+    let jobs = a
+        .list(
+            &JobFilter {
+                queue: Some("fired".into()),
+                ..Default::default()
+            },
+            page(1, 50),
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs.total, 1);
+}
+
+/// Liveness and fencing across nodes: only dead instances' jobs are taken
+/// back, and an instance that lost its claim can no longer report on it.
+pub async fn dead_instances_and_fencing(open: JobQueueFactory) {
+    let a = open(NodeIdentity::new("node-a")).await;
+    let b = open(NodeIdentity::new("node-b")).await;
+    a.heartbeat().await.unwrap();
+    b.heartbeat().await.unwrap();
+    let j1 = a.enqueue(new_job("inst", 1)).await.unwrap();
+    let j2 = a.enqueue(new_job("inst", 2)).await.unwrap();
+    let c1 = a.claim("inst", Duration::ZERO).await.unwrap().unwrap();
+    let c2 = b.claim("inst", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(
+        (c1.id.as_str(), c2.id.as_str()),
+        (j1.id.as_str(), j2.id.as_str())
+    );
+    assert_eq!(c1.node.as_deref(), Some("node-a"));
+    assert_eq!(c2.node.as_deref(), Some("node-b"));
+
+    // Both alive: nothing is taken back, whoever asks.
+    for q in [&a, &b] {
+        assert_eq!(
+            q.recover(Duration::from_secs(60)).await.unwrap(),
+            Recovery::default()
+        );
+    }
+    // A node cannot report on a job another node holds.
+    let conflict = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Conflict(_)));
+    assert!(conflict(b.progress(&j1.id, 0.5, None).await.map(|_| ())));
+    assert!(conflict(
+        b.finish(&j1.id, &JobOutcome::Cancelled).await.map(|_| ())
+    ));
+    assert!(conflict(b.release(&j1.id, "not mine").await));
+    assert_eq!(
+        a.get(&j1.id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+
+    // node-a restarts: the new instance takes back the old one's job at
+    // once and leaves node-b's alone.
+    let a2 = open(NodeIdentity::new("node-a")).await;
+    a2.heartbeat().await.unwrap();
+    let rec = a2.recover(Duration::from_secs(60)).await.unwrap();
+    assert_eq!((rec.requeued, rec.failed), (vec![j1.id.clone()], vec![]));
+    assert_eq!(
+        a2.get(&j2.id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    // The old instance is fenced off its former job.
+    assert!(conflict(a.progress(&j1.id, 0.9, None).await.map(|_| ())));
+    assert!(conflict(
+        a.finish(
+            &j1.id,
+            &JobOutcome::Succeeded(serde_json::json!({"stale": true}))
+        )
+        .await
+        .map(|_| ())
+    ));
+    let c1 = a2.claim("inst", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!((c1.id.as_str(), c1.attempts), (j1.id.as_str(), 2));
+
+    // node-b falls silent: once its heartbeat is older than the bound its
+    // job goes back; a2, which keeps beating, keeps its own.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    a2.heartbeat().await.unwrap();
+    let rec = a2.recover(Duration::from_secs(1)).await.unwrap();
+    assert_eq!((rec.requeued, rec.failed), (vec![j2.id.clone()], vec![]));
+    assert_eq!(
+        a2.get(&j1.id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    // node-b wakes up: its result is refused; the job waits for a live node.
+    assert!(conflict(
+        b.finish(&j2.id, &JobOutcome::Cancelled).await.map(|_| ())
+    ));
+    let back = a2.get(&j2.id).await.unwrap().unwrap();
+    assert_eq!((back.state, back.attempts), (JobState::Queued, 1));
+    // The live holder finishes normally.
+    let done = a2
+        .finish(&j1.id, &JobOutcome::Succeeded(serde_json::json!({"ok": 1})))
+        .await
+        .unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+}
+
+/// An idle claimer on one instance wakes when another instance enqueues,
+/// well before its wait ends (not by polling).
+pub async fn wakes_across_instances(open: JobQueueFactory) {
+    let a = open(NodeIdentity::new("wake-a")).await;
+    let b = open(NodeIdentity::new("wake-b")).await;
+    let waiter = tokio::spawn(async move {
+        let t = std::time::Instant::now();
+        let job = b.claim("wake", Duration::from_secs(20)).await.unwrap();
+        (job, t.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let j = a.enqueue(new_job("wake", 1)).await.unwrap();
+    let (got, waited) = waiter.await.unwrap();
+    assert_eq!(got.map(|g| g.id), Some(j.id));
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken after {waited:?}: the enqueue on the other instance did not wake it"
+    );
 }

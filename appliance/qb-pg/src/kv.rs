@@ -1,0 +1,357 @@
+//! [`KvStore`] on PostgreSQL: the `kv` table, one row per `(ns, key)`
+//! (both `COLLATE "C"`, so keys sort in byte order), the value as `BYTEA`
+//! and the expiry as integer milliseconds UTC (`NULL` = never).
+//!
+//! A port of the redb adapter (`qb-store/src/redb_kv.rs`): expired rows are
+//! invisible to every reader before `purge_expired` removes them; a `write`
+//! batch is one transaction, durable when it returns, and applies nothing
+//! when any of its keys is invalid or the connection drops before the
+//! commit. Namespaces and keys cannot hold NUL (neither can PostgreSQL
+//! `TEXT`): they are refused with `Invalid` before anything is sent.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use qb_core::time::{Millis, now_ms};
+use qb_core::{KvStore, KvWrite, StoreError, StoreResult};
+use tokio_postgres::error::SqlState;
+
+use crate::{PgStore, backend, map_pg};
+
+// Every reader passes its clock as `$3` and sees only rows not expired by
+// then: `(expires_at IS NULL OR expires_at > $3)`.
+
+const GET: &str = "SELECT value FROM kv WHERE ns = $1 AND key = $2 \
+                   AND (expires_at IS NULL OR expires_at > $3)";
+
+const PUT: &str = "INSERT INTO kv (ns, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (ns, key) DO UPDATE \
+                   SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at";
+
+/// Returns whether the deleted row was still live.
+const DELETE: &str = "DELETE FROM kv WHERE ns = $1 AND key = $2 \
+                      RETURNING (expires_at IS NULL OR expires_at > $3)";
+
+/// One chunk of a batch: deletes (`value` NULL) and puts, keys distinct.
+const APPLY: &str = "WITH batch AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) AS b(ns, key, value)
+    ), deleted AS (
+        DELETE FROM kv USING batch
+        WHERE batch.value IS NULL AND kv.ns = batch.ns AND kv.key = batch.key
+    )
+    INSERT INTO kv (ns, key, value, expires_at)
+    SELECT ns, key, value, NULL FROM batch WHERE value IS NOT NULL
+    ON CONFLICT (ns, key) DO UPDATE SET value = EXCLUDED.value, expires_at = NULL";
+
+/// Live keys of `$1` from `$2` (the prefix) up to `$4` (excluded) in byte
+/// order: a range on the primary key, which serves bounds and order.
+const SCAN_RANGE: &str = "SELECT key, value FROM kv WHERE ns = $1 AND key >= $2 AND key < $4 \
+                          AND (expires_at IS NULL OR expires_at > $3) ORDER BY key";
+
+/// [`SCAN_RANGE`] without an upper bound (empty prefix).
+const SCAN_FROM: &str = "SELECT key, value FROM kv WHERE ns = $1 AND key >= $2 \
+                         AND (expires_at IS NULL OR expires_at > $3) ORDER BY key";
+
+const PURGE: &str = "DELETE FROM kv WHERE expires_at <= $1";
+
+/// Rows and value bytes per statement of a batch (one transaction however
+/// many statements).
+const CHUNK_ROWS: usize = 2_000;
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// Attempts of a batch that PostgreSQL rolled back for a deadlock with a
+/// concurrent batch (nothing of it was applied, so it is safe to rerun).
+const BATCH_TRIES: usize = 3;
+
+fn check(ns: &str, key: &str) -> StoreResult<()> {
+    if ns.contains('\0') {
+        return Err(StoreError::Invalid(
+            "a key-value namespace must not contain NUL characters".into(),
+        ));
+    }
+    if key.contains('\0') {
+        return Err(StoreError::Invalid(
+            "a key-value key must not contain NUL characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn expiry(ttl: Option<Duration>) -> Option<Millis> {
+    ttl.map(|t| now_ms().saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)))
+}
+
+/// The least string above every string starting with `prefix`, in byte
+/// (= code point) order; `None` when there is no bound (empty prefix).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// What a batch leaves behind: the last write of each `(ns, key)` (`None`
+/// = deleted), in key order (so concurrent batches lock rows alike).
+type NetEffect = BTreeMap<(String, String), Option<Vec<u8>>>;
+
+/// Validates every key first, so a bad one applies nothing.
+fn net_effect(batch: Vec<KvWrite>) -> StoreResult<NetEffect> {
+    let mut net = BTreeMap::new();
+    for w in batch {
+        let (ns, key, value) = match w {
+            KvWrite::Put { ns, key, value } => (ns, key, Some(value)),
+            KvWrite::Delete { ns, key } => (ns, key, None),
+        };
+        check(&ns, &key)?;
+        net.insert((ns, key), value);
+    }
+    Ok(net)
+}
+
+/// One statement's worth of a batch.
+type Chunk<'a> = Vec<(&'a (String, String), &'a Option<Vec<u8>>)>;
+
+/// The net effect cut into statements of at most [`CHUNK_ROWS`] rows and
+/// about [`CHUNK_BYTES`] of values.
+fn chunks(net: &NetEffect) -> Vec<Chunk<'_>> {
+    let mut out = Vec::new();
+    let (mut cur, mut bytes) = (Vec::new(), 0);
+    for entry in net {
+        let len = entry.1.as_ref().map_or(0, Vec::len);
+        if !cur.is_empty() && (cur.len() == CHUNK_ROWS || bytes + len > CHUNK_BYTES) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        cur.push(entry);
+        bytes += len;
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Why one attempt at a batch failed.
+enum Failed {
+    /// Rolled back by a deadlock or serialization failure: rerun it.
+    Retry(tokio_postgres::Error),
+    Fatal(StoreError),
+}
+
+fn failed(e: tokio_postgres::Error) -> Failed {
+    match e.code() {
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED => Failed::Retry(e),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE => Failed::Retry(e),
+        _ => Failed::Fatal(map_pg(e)),
+    }
+}
+
+/// A failed `COMMIT`. When the session ended under it (connection lost,
+/// or terminated: SQLSTATE class 57) the commit may have reached the disk
+/// before the answer was lost, so the outcome is unknown (though still all
+/// or nothing); say so rather than claim it failed.
+fn commit_failed(e: tokio_postgres::Error) -> Failed {
+    let session_ended = match e.code() {
+        Some(code) => code.code().starts_with("57"),
+        None => true,
+    };
+    if session_ended {
+        let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+        Failed::Fatal(backend(format!(
+            "the connection ended while committing a key-value batch, so whether \
+             it was applied (entirely: never in part) is unknown: {why}"
+        )))
+    } else {
+        failed(e)
+    }
+}
+
+impl PgStore {
+    /// Applies the chunks in one transaction.
+    async fn apply_batch(&self, chunks: &[Chunk<'_>]) -> Result<(), Failed> {
+        let mut c = self.conn().await.map_err(Failed::Fatal)?;
+        let tx = c.transaction().await.map_err(failed)?;
+        let stmt = tx.prepare_cached(APPLY).await.map_err(failed)?;
+        for chunk in chunks {
+            let ns: Vec<&str> = chunk.iter().map(|((ns, _), _)| ns.as_str()).collect();
+            let keys: Vec<&str> = chunk.iter().map(|((_, k), _)| k.as_str()).collect();
+            let values: Vec<Option<&[u8]>> = chunk.iter().map(|(_, v)| v.as_deref()).collect();
+            tx.execute(&stmt, &[&ns, &keys, &values])
+                .await
+                .map_err(failed)?;
+        }
+        tx.commit().await.map_err(commit_failed)
+    }
+}
+
+#[async_trait]
+impl KvStore for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let c = self.conn().await?;
+        c.query_one("SELECT 1", &[]).await.map_err(map_pg)?;
+        Ok(())
+    }
+
+    async fn get(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        check(ns, key)?;
+        let c = self.conn().await?;
+        let stmt = c.prepare_cached(GET).await.map_err(map_pg)?;
+        let row = c
+            .query_opt(&stmt, &[&ns, &key, &now_ms()])
+            .await
+            .map_err(map_pg)?;
+        row.map(|r| r.try_get(0).map_err(map_pg)).transpose()
+    }
+
+    async fn put(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<()> {
+        check(ns, key)?;
+        let c = self.conn().await?;
+        let stmt = c.prepare_cached(PUT).await.map_err(map_pg)?;
+        c.execute(&stmt, &[&ns, &key, &value, &expiry(ttl)])
+            .await
+            .map_err(map_pg)?;
+        Ok(())
+    }
+
+    async fn delete(&self, ns: &str, key: &str) -> StoreResult<bool> {
+        check(ns, key)?;
+        let c = self.conn().await?;
+        let stmt = c.prepare_cached(DELETE).await.map_err(map_pg)?;
+        let row = c
+            .query_opt(&stmt, &[&ns, &key, &now_ms()])
+            .await
+            .map_err(map_pg)?;
+        match row {
+            Some(r) => r.try_get(0).map_err(map_pg),
+            None => Ok(false),
+        }
+    }
+
+    async fn write(&self, batch: Vec<KvWrite>) -> StoreResult<()> {
+        let net = net_effect(batch)?;
+        if net.is_empty() {
+            return Ok(());
+        }
+        let chunks = chunks(&net);
+        let mut tries = 1;
+        loop {
+            match self.apply_batch(&chunks).await {
+                Ok(()) => return Ok(()),
+                Err(Failed::Retry(_)) if tries < BATCH_TRIES => tries += 1,
+                Err(Failed::Retry(e)) => return Err(map_pg(e)),
+                Err(Failed::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn scan(&self, ns: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        check(ns, prefix)?;
+        let c = self.conn().await?;
+        let now = now_ms();
+        let rows = match prefix_end(prefix) {
+            Some(end) => {
+                let stmt = c.prepare_cached(SCAN_RANGE).await.map_err(map_pg)?;
+                c.query(&stmt, &[&ns, &prefix, &now, &end]).await
+            }
+            None => {
+                let stmt = c.prepare_cached(SCAN_FROM).await.map_err(map_pg)?;
+                c.query(&stmt, &[&ns, &prefix, &now]).await
+            }
+        }
+        .map_err(map_pg)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(map_pg)?, r.try_get(1).map_err(map_pg)?)))
+            .collect()
+    }
+
+    async fn purge_expired(&self) -> StoreResult<u64> {
+        let c = self.conn().await?;
+        let stmt = c.prepare_cached(PURGE).await.map_err(map_pg)?;
+        c.execute(&stmt, &[&now_ms()]).await.map_err(map_pg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_bounds_the_prefix_in_byte_order() {
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        for key in ["ab", "ab\u{10FFFF}", "abzzz", "ab\u{7f}"] {
+            assert!(key >= "ab" && key < prefix_end("ab").unwrap().as_str());
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_the_last_write_of_each_key_and_refuses_nul() {
+        let put = |k: &str, v: &[u8]| KvWrite::Put {
+            ns: "n".into(),
+            key: k.into(),
+            value: v.to_vec(),
+        };
+        let del = |k: &str| KvWrite::Delete {
+            ns: "n".into(),
+            key: k.into(),
+        };
+        let net = net_effect(vec![
+            put("b", b"1"),
+            del("b"),
+            put("a", b"2"),
+            del("c"),
+            put("c", b"3"),
+        ])
+        .unwrap();
+        let flat: Vec<_> = net
+            .iter()
+            .map(|((_, k), v)| (k.as_str(), v.as_deref()))
+            .collect();
+        assert_eq!(
+            flat,
+            [("a", Some(&b"2"[..])), ("b", None), ("c", Some(&b"3"[..]))]
+        );
+        assert!(matches!(
+            net_effect(vec![put("a", b""), del("x\0y")]),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn chunks_respect_rows_and_bytes() {
+        let mut net = NetEffect::new();
+        for i in 0..(CHUNK_ROWS + 1) {
+            net.insert(("n".into(), format!("{i:08}")), Some(vec![0; 1]));
+        }
+        assert_eq!(
+            chunks(&net).iter().map(Vec::len).collect::<Vec<_>>(),
+            [CHUNK_ROWS, 1]
+        );
+        let mut big = NetEffect::new();
+        for i in 0..3 {
+            big.insert(
+                ("n".into(), format!("{i}")),
+                Some(vec![0; CHUNK_BYTES / 2 + 1]),
+            );
+        }
+        assert_eq!(chunks(&big).len(), 3);
+    }
+}

@@ -1,0 +1,210 @@
+//! Versioned schema migrations for the PostgreSQL stores. The applied
+//! version is the one row of `qb_schema`; every step runs in its own
+//! transaction, and the whole run holds a session advisory lock, so nodes
+//! starting at once on an empty database migrate it exactly once.
+
+use qb_core::{StoreError, StoreResult};
+use tokio_postgres::Client;
+
+/// Key of the advisory lock held while migrating (any fixed bigint).
+const MIGRATION_LOCK: i64 = 0x7162_6d69_6772_0001;
+
+/// Steps in order; step `i` upgrades version `i` to `i + 1`. Never edit a
+/// released step: append a new one. Times are integer milliseconds UTC
+/// (as in the SQLite store); ids never reused (identity columns).
+pub const STEPS: &[&str] = &[
+    // 1: users, API keys, refresh tokens, audit log, jobs, schedules, nodes,
+    // instruments, plugins, hot state.
+    r#"
+    CREATE TABLE users (
+        id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        username      TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('admin', 'trader', 'viewer')),
+        disabled      BOOLEAN NOT NULL DEFAULT FALSE,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until  BIGINT,
+        created_at    BIGINT NOT NULL,
+        updated_at    BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX users_username ON users (lower(username));
+    CREATE TABLE api_keys (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        prefix       TEXT NOT NULL,
+        key_hash     TEXT NOT NULL UNIQUE,
+        role         TEXT NOT NULL,
+        user_id      BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at   BIGINT NOT NULL,
+        last_used_at BIGINT,
+        revoked_at   BIGINT
+    );
+    CREATE INDEX api_keys_user ON api_keys (user_id);
+    CREATE TABLE refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id    BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        family     TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        revoked    BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at BIGINT NOT NULL,
+        rotated_at BIGINT
+    );
+    CREATE INDEX refresh_tokens_family ON refresh_tokens (family);
+    CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
+    CREATE TABLE audit_log (
+        id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ts        BIGINT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        target    TEXT,
+        result    TEXT NOT NULL,
+        status    INTEGER,
+        client_ip TEXT,
+        detail    TEXT
+    );
+    CREATE INDEX audit_log_ts ON audit_log (ts);
+    CREATE TABLE jobs (
+        seq              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id               TEXT NOT NULL UNIQUE,
+        queue            TEXT NOT NULL,
+        kind             TEXT NOT NULL,
+        params           TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        progress         DOUBLE PRECISION NOT NULL DEFAULT 0,
+        message          TEXT,
+        result           TEXT,
+        error            TEXT,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        max_attempts     INTEGER NOT NULL,
+        cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+        created_by       TEXT,
+        schedule_id      TEXT,
+        node             TEXT,
+        claimed_by       TEXT,
+        created_at       BIGINT NOT NULL,
+        started_at       BIGINT,
+        finished_at      BIGINT
+    );
+    CREATE INDEX jobs_queue_state ON jobs (queue, state, seq);
+    CREATE INDEX jobs_state ON jobs (state);
+    CREATE TABLE schedules (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        cron        TEXT NOT NULL,
+        job         TEXT NOT NULL,
+        enabled     BOOLEAN NOT NULL,
+        created_at  BIGINT NOT NULL,
+        last_run_at BIGINT,
+        last_job_id TEXT
+    );
+    CREATE TABLE schedule_runs (
+        schedule_id TEXT NOT NULL,
+        due_at      BIGINT NOT NULL,
+        job_id      TEXT NOT NULL,
+        PRIMARY KEY (schedule_id, due_at)
+    );
+    CREATE TABLE nodes (
+        instance     TEXT PRIMARY KEY,
+        node         TEXT NOT NULL,
+        started_at   BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL
+    );
+    CREATE TABLE instruments (
+        symbol     TEXT PRIMARY KEY,
+        spec       TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE plugins (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        spec        TEXT NOT NULL,
+        uploaded_at BIGINT NOT NULL,
+        wasm        BYTEA NOT NULL,
+        UNIQUE (name, version)
+    );
+    CREATE INDEX plugins_by_time ON plugins (uploaded_at DESC, id);
+    CREATE TABLE kv (
+        ns         TEXT COLLATE "C" NOT NULL,
+        key        TEXT COLLATE "C" NOT NULL,
+        value      BYTEA NOT NULL,
+        expires_at BIGINT,
+        PRIMARY KEY (ns, key)
+    );
+    CREATE INDEX kv_expires ON kv (expires_at) WHERE expires_at IS NOT NULL;
+    "#,
+];
+
+/// The schema version this build expects.
+pub fn latest() -> u32 {
+    STEPS.len() as u32
+}
+
+fn backend(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(format!("migrating the PostgreSQL schema: {e}"))
+}
+
+/// The applied version (0 on an empty database).
+pub async fn applied(client: &Client) -> StoreResult<u32> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('qb_schema') IS NOT NULL", &[])
+        .await
+        .map_err(backend)?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let v: i32 = client
+        .query_one("SELECT version FROM qb_schema", &[])
+        .await
+        .map_err(backend)?
+        .get(0);
+    Ok(v as u32)
+}
+
+/// Applies the missing steps under the migration lock; returns (version
+/// before, version after). Refuses a database newer than this build.
+pub async fn run(client: &mut Client) -> StoreResult<(u32, u32)> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(backend)?;
+    let result = run_locked(client).await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(backend);
+    let out = result?;
+    unlock?;
+    Ok(out)
+}
+
+async fn run_locked(client: &mut Client) -> StoreResult<(u32, u32)> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS qb_schema (
+                 one     BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+                 version INTEGER NOT NULL
+             );
+             INSERT INTO qb_schema (version) VALUES (0) ON CONFLICT DO NOTHING;",
+        )
+        .await
+        .map_err(backend)?;
+    let before = applied(client).await?;
+    if before > latest() {
+        return Err(StoreError::Invalid(format!(
+            "the database schema is version {before}, newer than this build's {}; upgrade quantbox",
+            latest()
+        )));
+    }
+    for (i, sql) in STEPS.iter().enumerate().skip(before as usize) {
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.batch_execute(sql).await.map_err(backend)?;
+        tx.execute("UPDATE qb_schema SET version = $1", &[&((i + 1) as i32)])
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+    }
+    Ok((before, applied(client).await?))
+}

@@ -1,0 +1,210 @@
+//! Opens the stores a configuration selects, for every command: the
+//! embedded files of one box (SQLite, redb, DuckDB, in-process fan-out and
+//! rate limits) or, when `DATABASE_URL` is set, the cluster backends
+//! (PostgreSQL for everything durable, Redis for events and rate limits).
+//! This crate and the adapters are the only code that names a backend;
+//! everything else holds the `qb-core` traits.
+//!
+//! Until the PostgreSQL tick store lands (cluster part 2) ticks stay in
+//! each node's DuckDB file, and [`Backends`] says so.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use qb_core::backoff::retry;
+use qb_core::config::Config;
+use qb_core::{
+    Backends, JobQueue, KvStore, MetaStore, NodeIdentity, PubSub, RateLimiter, TickStore,
+};
+
+/// What `config` selects for each store, without connecting to anything.
+pub fn backends(config: &Config) -> Backends {
+    let ticks = format!("duckdb ({})", duckdb_path(config).display());
+    if config.cluster_mode() {
+        let pg = if config.database_read_url.is_some() {
+            "postgresql (reads that tolerate lag: replica)"
+        } else {
+            "postgresql"
+        };
+        Backends {
+            mode: "cluster".into(),
+            meta: pg.into(),
+            jobs: "postgresql (LISTEN/NOTIFY wake-ups)".into(),
+            kv: "postgresql".into(),
+            pubsub: "redis".into(),
+            rate_limits: "redis".into(),
+            ticks: format!("{ticks}, local to this node"),
+        }
+    } else {
+        Backends {
+            mode: "embedded".into(),
+            meta: format!("sqlite ({})", sqlite_path(config).display()),
+            jobs: "sqlite".into(),
+            kv: format!("redb ({})", redb_path(config).display()),
+            pubsub: "in-process".into(),
+            rate_limits: "in-process".into(),
+            ticks,
+        }
+    }
+}
+
+pub fn sqlite_path(c: &Config) -> PathBuf {
+    c.data_dir.join("quantbox.sqlite")
+}
+
+pub fn redb_path(c: &Config) -> PathBuf {
+    c.data_dir.join("state.redb")
+}
+
+pub fn duckdb_path(c: &Config) -> PathBuf {
+    c.data_dir.join("market.duckdb")
+}
+
+/// Everything `serve` uses, opened for one node.
+pub struct Stores {
+    pub meta: Arc<dyn MetaStore>,
+    pub jobs: Arc<dyn JobQueue>,
+    pub kv: Arc<dyn KvStore>,
+    pub pubsub: Arc<dyn PubSub>,
+    pub limits: Arc<dyn RateLimiter>,
+    pub ticks: Arc<dyn TickStore>,
+    pub backends: Backends,
+    pub node: NodeIdentity,
+    /// Cluster mode: holds this node's name for the process's lifetime.
+    _node_lock: Option<qb_pg::jobs::NodeLock>,
+}
+
+fn pg_options(c: &Config, application: &str) -> Option<qb_pg::PgOptions> {
+    let url = c.database_url.as_ref()?;
+    let mut o = qb_pg::PgOptions::new(url.expose());
+    o.read_url = c.database_read_url.as_ref().map(|u| u.expose().to_string());
+    o.pool_size = c.cluster.db_pool_size;
+    o.read_pool_size = c.cluster.db_read_pool_size;
+    o.connect_timeout = Duration::from_secs(c.cluster.connect_timeout_secs);
+    o.application_name = application.to_string();
+    Some(o)
+}
+
+fn redis_url(c: &Config) -> anyhow::Result<&str> {
+    c.redis_url
+        .as_ref()
+        .map(|u| u.expose())
+        .context("cluster mode needs REDIS_URL")
+}
+
+impl Stores {
+    /// Opens every store for this process as `config.node_name()`; in
+    /// cluster mode waits (with backoff, up to
+    /// `cluster.connect_timeout_secs`) for PostgreSQL and Redis, applies
+    /// migrations under the migration lock and takes the node's lock.
+    pub async fn open(config: &Config) -> anyhow::Result<Stores> {
+        let node = NodeIdentity::new(config.node_name());
+        let backends = backends(config);
+        let ticks = open_ticks(config)?;
+        let Some(opts) = pg_options(config, &format!("quantbox:{}", node.node)) else {
+            let path = sqlite_path(config);
+            let sqlite = qb_store::Sqlite::open_as(&path, node.clone())
+                .with_context(|| format!("opening metadata store {}", path.display()))?;
+            let redb = redb_path(config);
+            let kv = qb_store::RedbKv::open(&redb).with_context(|| {
+                format!(
+                    "opening hot-state store {} (is another quantbox using this data directory?)",
+                    redb.display()
+                )
+            })?;
+            return Ok(Stores {
+                meta: Arc::new(sqlite.clone()),
+                jobs: Arc::new(sqlite),
+                kv: Arc::new(kv),
+                pubsub: Arc::new(qb_store::LocalPubSub::new()),
+                limits: Arc::new(qb_store::LocalRateLimiter::new()),
+                ticks,
+                backends,
+                node,
+                _node_lock: None,
+            });
+        };
+        let timeout = opts.connect_timeout;
+        let pg = qb_pg::PgStore::connect(opts, node.clone())
+            .await
+            .context("connecting to PostgreSQL (DATABASE_URL)")?;
+        let node_lock = pg
+            .hold_node_lock(timeout)
+            .await
+            .context("claiming this node's name in the cluster")?;
+        let url = redis_url(config)?;
+        let prefix = config.cluster.redis_prefix.as_str();
+        let pubsub = retry("Redis", timeout, || {
+            qb_redis::RedisPubSub::connect(url, prefix)
+        })
+        .await
+        .context("connecting to Redis (REDIS_URL)")?;
+        let limits = retry("Redis", timeout, || {
+            qb_redis::RedisRateLimiter::connect(url, prefix)
+        })
+        .await
+        .context("connecting to Redis (REDIS_URL)")?;
+        Ok(Stores {
+            meta: Arc::new(pg.clone()),
+            jobs: Arc::new(pg.clone()),
+            kv: Arc::new(pg),
+            pubsub: Arc::new(pubsub),
+            limits: Arc::new(limits),
+            ticks,
+            backends,
+            node,
+            _node_lock: Some(node_lock),
+        })
+    }
+}
+
+/// The metadata store alone (the `users`, `import` and `backtest` commands,
+/// which may run beside a server).
+pub async fn open_meta(config: &Config) -> anyhow::Result<Arc<dyn MetaStore>> {
+    match pg_options(config, "quantbox:cli") {
+        Some(opts) => Ok(Arc::new(
+            qb_pg::PgStore::connect(opts, NodeIdentity::new("cli"))
+                .await
+                .context("connecting to PostgreSQL (DATABASE_URL)")?,
+        )),
+        None => {
+            let path = sqlite_path(config);
+            Ok(Arc::new(qb_store::Sqlite::open(&path).with_context(
+                || format!("opening metadata store {}", path.display()),
+            )?))
+        }
+    }
+}
+
+/// The tick store of this node's data directory.
+pub fn open_ticks(config: &Config) -> anyhow::Result<Arc<dyn TickStore>> {
+    let path = duckdb_path(config);
+    let store = qb_market::DuckStore::open_with(
+        &path,
+        &qb_market::DuckOptions {
+            memory_limit: config.market.memory_limit.clone(),
+            threads: config.market.threads,
+        },
+    )
+    .with_context(|| {
+        format!(
+            "opening the tick store {} (is another quantbox using this data directory?)",
+            path.display()
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// `quantbox migrate`: applies the metadata schema; (version before, after).
+pub async fn migrate(config: &Config) -> anyhow::Result<(u32, u32)> {
+    match pg_options(config, "quantbox:migrate") {
+        Some(opts) => Ok(qb_pg::PgStore::migrate(&opts).await?),
+        None => {
+            let path = sqlite_path(config);
+            qb_store::Sqlite::migrate(&path)
+                .with_context(|| format!("migrating {}", path.display()))
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Cluster mode (PostgreSQL + Redis on this machine): the configuration
+//! switch and its refusals, two processes sharing one state, the node-name
+//! lock, and a Redis restart that loses nothing acknowledged. The other
+//! integration tests run against a cluster-backed server as well
+//! (`QB_IT_BACKEND=cluster`, see `dev.sh test`).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qb_pg::testing::TestDatabase;
+use serde_json::{Value, json};
+
+use crate::support::{Server, command, wait_for};
+use crate::ws;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn fresh_db() -> TestDatabase {
+    runtime().block_on(TestDatabase::create()).unwrap()
+}
+
+fn redis_url() -> String {
+    std::env::var("QB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The environment of one cluster node on `db`, events under `prefix`.
+fn node_env(db: &TestDatabase, prefix: &str, node: &str) -> Vec<(String, String)> {
+    vec![
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("REDIS_URL".into(), redis_url()),
+        ("QUANTBOX_CLUSTER__REDIS_PREFIX".into(), prefix.into()),
+        ("QUANTBOX_CLUSTER__NODE_ID".into(), node.into()),
+        ("QUANTBOX_CLUSTER__DB_POOL_SIZE".into(), "4".into()),
+        ("QUANTBOX_CLUSTER__CONNECT_TIMEOUT_SECS".into(), "3".into()),
+    ]
+}
+
+fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = command(dir, env).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_switch_and_its_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let env = node_env(&db, "qbit-switch", "switch-1");
+    // config check names the backend of every store.
+    let (code, out, err) = run(dir.path(), &as_refs(&env), &["config", "check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mode = \"cluster\""), "{out}");
+    assert!(out.contains("meta = \"postgresql\""), "{out}");
+    assert!(out.contains("pubsub = \"redis\""), "{out}");
+    assert!(
+        !out.contains(&db.url),
+        "the database URL is a secret: {out}"
+    );
+    let (code, out, _) = run(dir.path(), &[], &["config", "check"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("mode = \"embedded\"") && out.contains("sqlite"),
+        "{out}"
+    );
+
+    // PostgreSQL without Redis, or without a shared secret: refused.
+    let no_redis: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k != "REDIS_URL")
+        .cloned()
+        .collect();
+    let (code, _, err) = run(dir.path(), &as_refs(&no_redis), &["serve"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("redis_url"), "{err}");
+    let mut cmd = command(dir.path(), &as_refs(&env));
+    cmd.env_remove("SECRET_KEY");
+    let out = cmd.args(["serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("secret_key") && err.contains("shared"),
+        "{err}"
+    );
+
+    // Unreachable PostgreSQL: retried with backoff, then a clear exit.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut down = env.clone();
+    down[0].1 = format!("postgres://postgres@127.0.0.1:{port}/nothing");
+    let t0 = Instant::now();
+    let (code, _, err) = run(
+        dir.path(),
+        &as_refs(&down),
+        &["serve", "--bind", "127.0.0.1:0"],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("not reachable yet"),
+        "retries are logged: {err}"
+    );
+    assert!(err.contains("PostgreSQL unreachable"), "{err}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(2900),
+        "it waited for the database"
+    );
+
+    // Migrations through the CLI, then the server finds the schema current.
+    let (code, out, err) = run(dir.path(), &as_refs(&env), &["migrate"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("migrated schema from version 0"), "{out}");
+    let s = Server::start_in(dir.path(), &as_refs(&env));
+    let ready: Value = s.get("/ready").send().unwrap().json().unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["node"], "switch-1");
+    assert_eq!(ready["backends"]["mode"], "cluster");
+    assert_eq!(ready["backends"]["kv"], "postgresql");
+    assert_eq!(ready["backends"]["rate_limits"], "redis");
+
+    // A second process may not run under the same node name.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(
+        dir2.path(),
+        &as_refs(&env),
+        &["serve", "--bind", "127.0.0.1:0"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("node id switch-1 is in use"), "{err}");
+
+    // The users command works on the cluster database too.
+    let (code, out, err) = run(dir.path(), &as_refs(&env), &["user", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("admin"), "{out}");
+}
+
+#[test]
+fn two_processes_share_one_state() {
+    let db = fresh_db();
+    let prefix = format!("qbit-two-{}", std::process::id());
+    let e1 = node_env(&db, &prefix, "node-1");
+    let e2 = node_env(&db, &prefix, "node-2");
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Both start at once on the empty database.
+    let (s1, s2) = std::thread::scope(|sc| {
+        let a = sc.spawn(|| Server::start_in(d1.path(), &as_refs(&e1)));
+        let b = sc.spawn(|| Server::start_in(d2.path(), &as_refs(&e2)));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    // One admin and one set of default schedules, whoever won the race.
+    let t1 = s1.admin_token();
+    let users = s2.get_json(&t1, "/api/v1/users");
+    assert_eq!(users["total"], 1, "{users}");
+    let schedules = s1.get_json(&t1, "/api/v1/schedules");
+    assert_eq!(schedules["total"], 4, "{schedules}");
+
+    // A token from node 1 works on node 2 (one signing secret), and a
+    // logout on node 1 holds on node 2 (one deny-list).
+    let login: Value = s1
+        .post("/api/v1/auth/login")
+        .json(&json!({"username": "admin", "password": crate::support::ADMIN_PASSWORD}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        s2.get("/api/v1/users")
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = s1
+        .post("/api/v1/auth/logout")
+        .bearer_auth(&token)
+        .json(&json!({"refresh_token": login["refresh_token"]}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "logout: {}", r.status());
+    assert_eq!(
+        s2.get("/api/v1/users")
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // A job enqueued through node 2 runs on one of them, once; node 1 sees it.
+    let job: Value = s2
+        .post("/api/v1/jobs")
+        .bearer_auth(&t1)
+        .json(&json!({"kind": "diag.sleep", "params": {"seconds": 0.1}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = job["id"].as_str().unwrap();
+    let done = s1.wait_job(&t1, id, |j| j["state"] == "succeeded");
+    assert_eq!(done["attempts"], 1);
+    assert!(
+        ["node-1", "node-2"].contains(&done["node"].as_str().unwrap()),
+        "{done}"
+    );
+
+    // A tick ingested through node 1 reaches a /ws client of node 2.
+    let mut client = ws::connect(&s2);
+    ws::send(&mut client, json!({"auth": t1}));
+    ws::next(&mut client, "authenticated");
+    ws::send(&mut client, json!({"subscribe": ["ticks"]}));
+    ws::next(&mut client, "subscribed");
+    s1.ingest(
+        &t1,
+        &json!([{"symbol": "CL1", "ts": 1_700_000_000_000_000_000i64, "price": 71.5, "size": 3}]),
+    );
+    let tick = ws::next(&mut client, "ticks");
+    assert_eq!(tick["symbol"], "CL1");
+    let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
+}
+
+/// A private redis-server on a free port (keeps nothing on disk).
+struct PrivateRedis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let r = Self {
+            child: Some(child),
+            port,
+        };
+        wait_for("the private Redis to answer", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        r
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn a_redis_restart_loses_nothing_acknowledged() {
+    let db = fresh_db();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut redis = PrivateRedis::start_on(port);
+    let mut env = node_env(&db, "qbit-restart", "restart-1");
+    env[1].1 = format!("redis://127.0.0.1:{}", redis.port);
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_in(dir.path(), &as_refs(&env));
+    let t = s.admin_token();
+    let ts0 = 1_704_157_200_000_000_000i64;
+    s.ingest(&t, &json!([{"symbol": "IF2409", "ts": ts0, "price": 3500, "size": 1, "bid": 3499.8, "ask": 3500.2}]));
+    wait_for("the quote to reach the desk", || {
+        s.get_json(&t, "/api/v1/trading/quotes")["IF2409"]["ts"] == ts0
+    });
+    let order = |cid: &str| {
+        s.post("/api/v1/trading/orders")
+            .bearer_auth(&t)
+            .json(
+                &json!({"client_id": cid, "symbol": "IF2409", "side": "buy", "qty": "1",
+                          "type": "limit", "price": "3490"}),
+            )
+            .send()
+            .unwrap()
+    };
+    assert_eq!(order("before").status(), 201);
+
+    // Redis goes away (and comes back empty): readiness says so, durable
+    // operations carry on.
+    redis.stop();
+    wait_for("/ready to report the lost event fan-out", || {
+        let r: Value = s.get("/ready").send().unwrap().json().unwrap();
+        r["reasons"]
+            .to_string()
+            .contains("event fan-out unavailable")
+    });
+    assert_eq!(order("during").status(), 201, "orders are in PostgreSQL");
+    let job: Value = s
+        .post("/api/v1/jobs")
+        .bearer_auth(&t)
+        .json(&json!({"kind": "diag.sleep", "params": {"seconds": 0}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    s.wait_job(&t, job["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded"
+    });
+
+    let _redis = PrivateRedis::start_on(port);
+    wait_for("readiness after Redis is back", || {
+        s.get("/ready").send().unwrap().status() == 200
+    });
+    let orders = s.get_json(&t, "/api/v1/trading/orders");
+    let ids: Vec<&str> = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["client_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"before") && ids.contains(&"during"),
+        "{orders}"
+    );
+    // The fan-out works again: a new tick reaches a /ws client.
+    let mut client = ws::connect(&s);
+    ws::send(&mut client, json!({"auth": t}));
+    ws::next(&mut client, "authenticated");
+    ws::send(&mut client, json!({"subscribe": ["ticks"]}));
+    ws::next(&mut client, "subscribed");
+    s.ingest(
+        &t,
+        &json!([{"symbol": "IF2409", "ts": ts0 + 1_000_000_000, "price": 3501, "size": 1}]),
+    );
+    assert_eq!(ws::next(&mut client, "ticks")["symbol"], "IF2409");
+}
