@@ -108,7 +108,7 @@ check_services() {
 
 # The integration tests that exercise the stores, once more against a
 # cluster-backed server (PostgreSQL + Redis) instead of the embedded files.
-CLUSTER_IT_FILTERS=(auth:: jobs:: plugins:: backtest:: trading:: strategies::)
+CLUSTER_IT_FILTERS=(auth:: jobs:: plugins:: market:: backtest:: trading:: strategies::)
 
 test_cluster_config() {
     log "integration tests, cluster configuration (PostgreSQL + Redis)"

@@ -11,6 +11,7 @@ pub mod kv;
 pub mod limits;
 pub mod meta;
 pub mod pubsub;
+pub mod ticks;
 
 use std::sync::Arc;
 

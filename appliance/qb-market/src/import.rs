@@ -456,20 +456,147 @@ fn symbols_of(c: &Connection) -> StoreResult<Vec<String>> {
         .map_err(backend)
 }
 
+/// What reading and checking a file (steps 1 and 2, and the numbering of
+/// step 3) left behind: the views `good` (ticks with `seq`) or `good_bars`
+/// (the first row of every bar) in the connection's temporary schema.
+struct Staged {
+    /// Rows read, rejected, the rejections and, unless nothing is to be
+    /// stored, the symbols; nothing stored yet.
+    report: ImportReport,
+    bars: bool,
+    /// Smallest and largest `ts` of the good rows.
+    range: Option<(i64, i64)>,
+    /// Good rows (to be stored, or duplicates).
+    good: u64,
+    /// Strict mode found bad rows: store nothing.
+    store_nothing: bool,
+}
+
+/// What can be checked before the file is read.
+fn check_request(req: &ImportRequest) -> StoreResult<()> {
+    req.validate()
+        .map_err(|(field, msg)| invalid(format!("{field}: {msg}")))?;
+    if !std::path::Path::new(&req.path).is_file() {
+        return Err(invalid(format!("{} is not a readable file", req.path)));
+    }
+    Ok(())
+}
+
+/// Reads and checks the file into temporary tables of `c` and prepares
+/// the rows to store (the `good` or `good_bars` view).
+fn stage(
+    c: &Connection,
+    req: &ImportRequest,
+    progress: Progress<'_>,
+    step: &dyn Fn(&str),
+) -> StoreResult<Staged> {
+    c.execute_batch(MACROS).map_err(backend)?;
+    progress(0.05, "reading the file");
+    let bars = req.format == ImportFormat::BarsCsv;
+    match req.format {
+        ImportFormat::Csv => {
+            load_csv(c, &req.path)?;
+            typed_from_csv(c, req)?;
+        }
+        ImportFormat::Ctp => {
+            load_csv(c, &req.path)?;
+            typed_from_ctp(c)?;
+        }
+        ImportFormat::BarsCsv => {
+            load_csv(c, &req.path)?;
+            typed_bars(c, req)?;
+        }
+        ImportFormat::Parquet => typed_from_parquet(c, req)?,
+    }
+    step("typed");
+    progress(0.5, "rows read and checked");
+    let rows_read: i64 = c
+        .query_row("SELECT count(*) FROM typed", [], |r| r.get(0))
+        .map_err(backend)?;
+    let strict = req.mode == ImportMode::Strict;
+    let (rejected, rejections) = rejections(c, strict.then_some(STRICT_REPORT))?;
+    let mut staged = Staged {
+        report: ImportReport {
+            rows_read: rows_read as u64,
+            rows_rejected: rejected,
+            rejections,
+            ..Default::default()
+        },
+        bars,
+        range: None,
+        good: rows_read as u64 - rejected,
+        store_nothing: strict && rejected > 0,
+    };
+    if staged.store_nothing {
+        return Ok(staged);
+    }
+    step("rejections counted");
+    staged.report.symbols = symbols_of(c)?;
+    let (lo, hi): (Option<i64>, Option<i64>) = c
+        .query_row(
+            "SELECT min(ts), max(ts) FROM typed WHERE error IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(backend)?;
+    staged.range = lo.zip(hi);
+    if staged.range.is_none() {
+        return Ok(staged);
+    }
+    if bars {
+        // Within one file the first row of a bar wins.
+        c.execute_batch(
+            "CREATE OR REPLACE TEMP VIEW good_bars AS
+             SELECT symbol, interval_s, ts, open, high, low, close, volume, turnover, open_interest
+             FROM (SELECT *, row_number() OVER (PARTITION BY symbol, interval_s, ts ORDER BY line) AS n
+                   FROM typed WHERE error IS NULL) s
+             WHERE n = 1",
+        )
+        .map_err(backend)?;
+        return Ok(staged);
+    }
+    // seq numbers ticks sharing (symbol, ts); most ticks share with
+    // none, so only the shared keys are ranked.
+    c.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE dup_seq AS
+         SELECT line, (row_number() OVER (PARTITION BY symbol, ts ORDER BY line) - 1)::INTEGER AS seq
+         FROM typed t SEMI JOIN (SELECT symbol, ts FROM typed WHERE error IS NULL
+                                 GROUP BY symbol, ts HAVING count(*) > 1) d USING (symbol, ts)
+         WHERE t.error IS NULL",
+    )
+    .map_err(backend)?;
+    let dups: i64 = c
+        .query_row("SELECT count(*) FROM dup_seq", [], |r| r.get(0))
+        .map_err(backend)?;
+    let seq = if dups == 0 {
+        "0::INTEGER"
+    } else {
+        "COALESCE(d.seq, 0)"
+    };
+    let join = if dups == 0 {
+        ""
+    } else {
+        "LEFT JOIN dup_seq d ON d.line = s.line"
+    };
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP VIEW good AS SELECT s.symbol, s.ts, {seq} AS seq, s.price, s.size,
+            s.volume, s.turnover, s.open_interest, s.bid, s.bid_size, s.ask, s.ask_size
+         FROM typed s {join} WHERE s.error IS NULL"
+    ))
+    .map_err(backend)?;
+    step("seq");
+    Ok(staged)
+}
+
 /// Runs one import (blocking).
 pub(crate) fn run(
     store: &DuckStore,
     req: &ImportRequest,
     progress: Progress<'_>,
 ) -> StoreResult<ImportReport> {
-    req.validate()
-        .map_err(|(field, msg)| invalid(format!("{field}: {msg}")))?;
-    if !std::path::Path::new(&req.path).is_file() {
-        return Err(invalid(format!("{} is not a readable file", req.path)));
-    }
+    check_request(req)?;
     let mut conn = store.inner.writer.lock();
     let tx = conn.transaction().map_err(backend)?;
-    tx.execute_batch(MACROS).map_err(backend)?;
     let clock = std::time::Instant::now();
     let step = |what: &str| {
         tracing::debug!(
@@ -478,100 +605,203 @@ pub(crate) fn run(
             "import"
         )
     };
-    progress(0.05, "reading the file");
-    let bars = req.format == ImportFormat::BarsCsv;
-    match req.format {
-        ImportFormat::Csv => {
-            load_csv(&tx, &req.path)?;
-            typed_from_csv(&tx, req)?;
-        }
-        ImportFormat::Ctp => {
-            load_csv(&tx, &req.path)?;
-            typed_from_ctp(&tx)?;
-        }
-        ImportFormat::BarsCsv => {
-            load_csv(&tx, &req.path)?;
-            typed_bars(&tx, req)?;
-        }
-        ImportFormat::Parquet => typed_from_parquet(&tx, req)?,
-    }
-    step("typed");
-    progress(0.5, "rows read and checked");
-    let rows_read: i64 = tx
-        .query_row("SELECT count(*) FROM typed", [], |r| r.get(0))
-        .map_err(backend)?;
-    let strict = req.mode == ImportMode::Strict;
-    let (rejected, rejections) = rejections(&tx, strict.then_some(STRICT_REPORT))?;
-    let mut report = ImportReport {
-        rows_read: rows_read as u64,
-        rows_rejected: rejected,
-        rejections,
-        ..Default::default()
-    };
-    if strict && rejected > 0 {
+    let staged = stage(&tx, req, progress, &step)?;
+    let mut report = staged.report;
+    if staged.store_nothing {
         // Nothing is stored: the transaction is dropped, i.e. rolled back.
         return Ok(report);
     }
-    step("rejections counted");
-    report.symbols = symbols_of(&tx)?;
-    let (lo, hi): (Option<i64>, Option<i64>) = tx
-        .query_row(
-            "SELECT min(ts), max(ts) FROM typed WHERE error IS NULL",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(backend)?;
-    let good = report.rows_read - rejected;
-    let stored = match (lo, hi) {
-        (Some(lo), Some(hi)) if bars => tx
+    let stored = match staged.range {
+        Some((lo, hi)) if staged.bars => tx
             .execute(
-                "INSERT INTO bars SELECT symbol, interval_s, ts, open, high, low, close, volume, turnover, open_interest
-                 FROM (SELECT *, row_number() OVER (PARTITION BY symbol, interval_s, ts ORDER BY line) AS n
-                       FROM typed WHERE error IS NULL) s
-                 WHERE n = 1 AND NOT EXISTS (SELECT 1 FROM bars b WHERE b.ts BETWEEN ?1 AND ?2
+                "INSERT INTO bars SELECT s.symbol, s.interval_s, s.ts, s.open, s.high, s.low, s.close,
+                        s.volume, s.turnover, s.open_interest
+                 FROM good_bars s
+                 WHERE NOT EXISTS (SELECT 1 FROM bars b WHERE b.ts BETWEEN ?1 AND ?2
                        AND b.symbol = s.symbol AND b.interval_s = s.interval_s AND b.ts = s.ts)",
                 [lo, hi],
             )
             .map_err(backend)? as u64,
-        (Some(lo), Some(hi)) => {
-            // seq numbers ticks sharing (symbol, ts); most ticks share with
-            // none, so only the shared keys are ranked.
-            tx.execute_batch(
-                "CREATE OR REPLACE TEMP TABLE dup_seq AS
-                 SELECT line, (row_number() OVER (PARTITION BY symbol, ts ORDER BY line) - 1)::INTEGER AS seq
-                 FROM typed t SEMI JOIN (SELECT symbol, ts FROM typed WHERE error IS NULL
-                                         GROUP BY symbol, ts HAVING count(*) > 1) d USING (symbol, ts)
-                 WHERE t.error IS NULL",
-            )
-            .map_err(backend)?;
-            let dups: i64 = tx
-                .query_row("SELECT count(*) FROM dup_seq", [], |r| r.get(0))
-                .map_err(backend)?;
-            let seq = if dups == 0 { "0::INTEGER" } else { "COALESCE(d.seq, 0)" };
-            let join = if dups == 0 { "" } else { "LEFT JOIN dup_seq d ON d.line = s.line" };
-            tx.execute_batch(&format!(
-                "CREATE OR REPLACE TEMP VIEW good AS SELECT s.symbol, s.ts, {seq} AS seq, s.price, s.size,
-                    s.volume, s.turnover, s.open_interest, s.bid, s.bid_size, s.ask, s.ask_size
-                 FROM typed s {join} WHERE s.error IS NULL"
-            ))
-            .map_err(backend)?;
-            step("seq");
+        Some((lo, hi)) => {
             progress(0.7, "storing");
             insert_new_ticks(&tx, "good", lo, hi)?
         }
-        _ => 0,
+        None => 0,
     };
     report.rows_stored = stored;
-    report.rows_duplicate = good - stored;
-    tx.execute_batch(
-        "DROP VIEW IF EXISTS temp.good; DROP VIEW IF EXISTS temp.raw; DROP TABLE IF EXISTS temp.raw_file;
-         DROP TABLE IF EXISTS temp.typed; DROP TABLE IF EXISTS temp.dup_seq;
-         DROP TABLE IF EXISTS temp.ctp; DROP TABLE IF EXISTS temp.ctp_ts; DROP TABLE IF EXISTS temp.ctp_ns;",
-    )
-    .map_err(backend)?;
+    report.rows_duplicate = staged.good - stored;
+    tx.execute_batch(DROP_STAGED).map_err(backend)?;
     step("inserted");
     tx.commit().map_err(backend)?;
     step("committed");
     progress(1.0, "committed");
     Ok(report)
+}
+
+const DROP_STAGED: &str = "DROP VIEW IF EXISTS temp.good; DROP VIEW IF EXISTS temp.good_bars;
+     DROP VIEW IF EXISTS temp.raw; DROP TABLE IF EXISTS temp.raw_file;
+     DROP TABLE IF EXISTS temp.typed; DROP TABLE IF EXISTS temp.dup_seq;
+     DROP TABLE IF EXISTS temp.ctp; DROP TABLE IF EXISTS temp.ctp_ts; DROP TABLE IF EXISTS temp.ctp_ns;";
+
+/// One bar of a bar file, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedBar {
+    pub symbol: String,
+    pub interval_s: u32,
+    pub bar: Bar,
+}
+
+/// A file read and checked by the DuckDB store's readers, in a scratch
+/// in-memory DuckDB database, not stored anywhere yet: how another tick
+/// store imports with the very same parsing, validation, rejections (and
+/// their lines) and `seq` numbering as [`DuckStore`]. Nothing is stored
+/// when [`ParsedImport::store_nothing`] says so (strict mode, bad rows).
+pub struct ParsedImport {
+    conn: Connection,
+    staged: Staged,
+}
+
+/// Reads and checks `req`'s file (blocking). `scratch_dir` takes DuckDB's
+/// spill files when the file does not fit in `opts.memory_limit`.
+/// Progress goes to 0.5 ("rows read and checked"); the caller reports
+/// storing and the commit.
+pub fn parse_import(
+    req: &ImportRequest,
+    opts: &crate::DuckOptions,
+    scratch_dir: &std::path::Path,
+    progress: Progress<'_>,
+) -> StoreResult<ParsedImport> {
+    check_request(req)?;
+    let conn = crate::store::scratch(opts, scratch_dir)?;
+    let staged = stage(&conn, req, progress, &|what| {
+        tracing::debug!(step = what, "import parse")
+    })?;
+    Ok(ParsedImport { conn, staged })
+}
+
+impl ParsedImport {
+    /// Rows read and rejected, the rejections and the symbols; the store
+    /// fills in what it stored with [`ParsedImport::finish`].
+    pub fn report(&self) -> &ImportReport {
+        &self.staged.report
+    }
+    /// Strict mode found bad rows: the import must store nothing.
+    pub fn store_nothing(&self) -> bool {
+        self.staged.store_nothing
+    }
+    /// A bar file (`bars_csv`) rather than ticks.
+    pub fn is_bars(&self) -> bool {
+        self.staged.bars
+    }
+    /// Smallest and largest timestamp of the good rows.
+    pub fn range(&self) -> Option<(Nanos, Nanos)> {
+        self.staged.range
+    }
+    /// Good rows: stored or duplicates.
+    pub fn good_rows(&self) -> u64 {
+        self.staged.good
+    }
+
+    /// The good ticks with their `seq`, in chunks of at most `chunk`.
+    pub fn ticks(
+        &self,
+        chunk: usize,
+        mut each: impl FnMut(Vec<Tick>) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        if self.staged.bars || self.staged.range.is_none() || self.staged.store_nothing {
+            return Ok(());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {} FROM good", crate::store::TICK_COLS))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Tick {
+                    symbol: r.get(0)?,
+                    ts: r.get(1)?,
+                    seq: r.get(2)?,
+                    price: r.get(3)?,
+                    size: r.get(4)?,
+                    volume: r.get(5)?,
+                    turnover: r.get(6)?,
+                    open_interest: r.get(7)?,
+                    bid: r.get(8)?,
+                    bid_size: r.get(9)?,
+                    ask: r.get(10)?,
+                    ask_size: r.get(11)?,
+                })
+            })
+            .map_err(backend)?;
+        let chunk = chunk.max(1);
+        let mut buf = Vec::with_capacity(chunk);
+        for r in rows {
+            buf.push(r.map_err(backend)?);
+            if buf.len() == chunk {
+                each(std::mem::replace(&mut buf, Vec::with_capacity(chunk)))?;
+            }
+        }
+        if !buf.is_empty() {
+            each(buf)?;
+        }
+        Ok(())
+    }
+
+    /// The good bars (the first row of each bar in the file), in chunks
+    /// of at most `chunk`.
+    pub fn bars(
+        &self,
+        chunk: usize,
+        mut each: impl FnMut(Vec<ImportedBar>) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        if !self.staged.bars || self.staged.range.is_none() || self.staged.store_nothing {
+            return Ok(());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT symbol, interval_s, ts, open, high, low, close, volume, turnover, open_interest
+                 FROM good_bars",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ImportedBar {
+                    symbol: r.get(0)?,
+                    interval_s: r.get::<_, i32>(1)? as u32,
+                    bar: Bar {
+                        ts: r.get(2)?,
+                        open: r.get(3)?,
+                        high: r.get(4)?,
+                        low: r.get(5)?,
+                        close: r.get(6)?,
+                        volume: r.get(7)?,
+                        turnover: r.get(8)?,
+                        open_interest: r.get(9)?,
+                    },
+                })
+            })
+            .map_err(backend)?;
+        let chunk = chunk.max(1);
+        let mut buf = Vec::with_capacity(chunk);
+        for r in rows {
+            buf.push(r.map_err(backend)?);
+            if buf.len() == chunk {
+                each(std::mem::replace(&mut buf, Vec::with_capacity(chunk)))?;
+            }
+        }
+        if !buf.is_empty() {
+            each(buf)?;
+        }
+        Ok(())
+    }
+
+    /// The import's report once `stored` of the good rows were stored (the
+    /// others were duplicates).
+    pub fn finish(self, stored: u64) -> ImportReport {
+        let mut report = self.staged.report;
+        report.rows_stored = stored;
+        report.rows_duplicate = self.staged.good - stored;
+        report
+    }
 }

@@ -12,9 +12,16 @@
 //! time range being written, which DuckDB's zone maps keep cheap when data
 //! arrives roughly in time order. Writes are serialized on one connection
 //! and each is one transaction, committed before the call returns.
+//!
+//! Other tick stores reuse the parts users see, so nothing differs between
+//! them: [`parse_import`] reads and checks a file exactly as an import into
+//! this store does (one parser), [`ExportWriter`] writes export files
+//! exactly as this store does, and [`number_ticks`] numbers an append.
 
 mod import;
 mod query;
 mod store;
 
-pub use store::{DuckOptions, DuckStore};
+pub use import::{ImportedBar, ParsedImport, parse_import};
+pub use query::ExportWriter;
+pub use store::{DuckOptions, DuckStore, number_ticks};

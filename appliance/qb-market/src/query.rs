@@ -224,29 +224,47 @@ pub(crate) fn export(
 ) -> StoreResult<u64> {
     let c = s.reader()?;
     let select = match q {
-        ExportQuery::Ticks { symbol, start, end } => {
-            check_symbol(symbol).map_err(StoreError::Invalid)?;
-            let (lo, hi) = range(*start, *end);
-            format!(
-                "SELECT symbol, make_timestamp_ns(ts) AS time, ts AS ts_ns, seq, price, size, volume,
-                        turnover, open_interest, bid, bid_size, ask, ask_size
-                 FROM ticks WHERE symbol = '{}' AND ts >= {lo} AND ts < {hi} ORDER BY ts, seq",
-                symbol.replace('\'', "''")
-            )
-        }
-        ExportQuery::Bars(bq) => match bars_sql(&c, bq)? {
-            Some(sql) => format!(
-                "SELECT '{sym}' AS symbol, make_timestamp_ns(bts) AS time, bts AS ts_ns, open, high, low,
-                        close, volume, turnover, open_interest FROM ({sql})",
-                sym = bq.symbol.replace('\'', "''")
-            ),
-            None => "SELECT NULL::VARCHAR AS symbol, NULL::TIMESTAMP_NS AS time, NULL::BIGINT AS ts_ns,
-                     NULL::DOUBLE AS open, NULL::DOUBLE AS high, NULL::DOUBLE AS low, NULL::DOUBLE AS close,
-                     NULL::DOUBLE AS volume, NULL::DOUBLE AS turnover, NULL::DOUBLE AS open_interest
-                     WHERE false"
-                .to_string(),
-        },
+        ExportQuery::Ticks { symbol, start, end } => ticks_export_select(symbol, *start, *end)?,
+        ExportQuery::Bars(bq) => bars_export_select(&bq.symbol, bars_sql(&c, bq)?),
     };
+    copy_to(&c, &select, format, dest)
+}
+
+/// The rows of a tick export, from the `ticks` table.
+fn ticks_export_select(
+    symbol: &str,
+    start: Option<Nanos>,
+    end: Option<Nanos>,
+) -> StoreResult<String> {
+    check_symbol(symbol).map_err(StoreError::Invalid)?;
+    let (lo, hi) = range(start, end);
+    Ok(format!(
+        "SELECT symbol, make_timestamp_ns(ts) AS time, ts AS ts_ns, seq, price, size, volume,
+                turnover, open_interest, bid, bid_size, ask, ask_size
+         FROM ticks WHERE symbol = '{}' AND ts >= {lo} AND ts < {hi} ORDER BY ts, seq",
+        symbol.replace('\'', "''")
+    ))
+}
+
+/// The rows of a bar export from `bars` (columns bts, open, high, low,
+/// close, volume, turnover, open_interest, in order), None when there is
+/// no data.
+fn bars_export_select(symbol: &str, bars: Option<String>) -> String {
+    match bars {
+        Some(sql) => format!(
+            "SELECT '{sym}' AS symbol, make_timestamp_ns(bts) AS time, bts AS ts_ns, open, high, low,
+                    close, volume, turnover, open_interest FROM ({sql})",
+            sym = symbol.replace('\'', "''")
+        ),
+        None => "SELECT NULL::VARCHAR AS symbol, NULL::TIMESTAMP_NS AS time, NULL::BIGINT AS ts_ns,
+                 NULL::DOUBLE AS open, NULL::DOUBLE AS high, NULL::DOUBLE AS low, NULL::DOUBLE AS close,
+                 NULL::DOUBLE AS volume, NULL::DOUBLE AS turnover, NULL::DOUBLE AS open_interest
+                 WHERE false"
+            .to_string(),
+    }
+}
+
+fn copy_to(c: &Connection, select: &str, format: ExportFormat, dest: &Path) -> StoreResult<u64> {
     let fmt = match format {
         ExportFormat::Csv => "FORMAT csv, HEADER true",
         ExportFormat::Parquet => "FORMAT parquet, COMPRESSION zstd",
@@ -256,4 +274,92 @@ pub(crate) fn export(
         .execute(&format!("COPY ({select}) TO '{path}' ({fmt})"), [])
         .map_err(backend)?;
     Ok(n as u64)
+}
+
+/// Writes export files of rows another tick store read, exactly as
+/// [`DuckStore`]'s `export` writes them (same columns, types, order and
+/// formatting: the same SQL runs over a scratch in-memory DuckDB
+/// database). Blocking.
+pub struct ExportWriter {
+    conn: Connection,
+}
+
+impl ExportWriter {
+    /// A scratch database; `scratch_dir` takes DuckDB's spill files when
+    /// the rows do not fit in `opts.memory_limit`.
+    pub fn new(opts: &crate::DuckOptions, scratch_dir: &Path) -> StoreResult<Self> {
+        let conn = crate::store::scratch(opts, scratch_dir)?;
+        conn.execute_batch(crate::store::SCHEMA).map_err(backend)?;
+        Ok(Self { conn })
+    }
+
+    /// Adds ticks (`seq` as stored) for [`ExportWriter::write_ticks`].
+    pub fn append_ticks(&self, ticks: &[Tick]) -> StoreResult<()> {
+        if ticks.is_empty() {
+            return Ok(());
+        }
+        crate::store::append_rows(&self.conn, "ticks", "main", ticks)
+    }
+
+    /// Writes the added ticks of `symbol` in `[start, end)` to `dest`;
+    /// returns rows written.
+    pub fn write_ticks(
+        &self,
+        symbol: &str,
+        start: Option<Nanos>,
+        end: Option<Nanos>,
+        format: ExportFormat,
+        dest: &Path,
+    ) -> StoreResult<u64> {
+        let select = ticks_export_select(symbol, start, end)?;
+        copy_to(&self.conn, &select, format, dest)
+    }
+
+    /// Writes `bars` (in time order) of `symbol` to `dest` as a bar
+    /// export; returns rows written.
+    pub fn write_bars(
+        &self,
+        symbol: &str,
+        bars: &[Bar],
+        format: ExportFormat,
+        dest: &Path,
+    ) -> StoreResult<u64> {
+        check_symbol(symbol).map_err(StoreError::Invalid)?;
+        if bars.is_empty() {
+            return copy_to(&self.conn, &bars_export_select(symbol, None), format, dest);
+        }
+        self.conn
+            .execute_batch(
+                "CREATE OR REPLACE TEMP TABLE qb_bars_out (bts BIGINT, open DOUBLE, high DOUBLE,
+                    low DOUBLE, close DOUBLE, volume DOUBLE, turnover DOUBLE, open_interest DOUBLE)",
+            )
+            .map_err(backend)?;
+        {
+            let mut app = self
+                .conn
+                .appender_to_catalog_and_db("qb_bars_out", "temp", "main")
+                .map_err(backend)?;
+            for b in bars {
+                app.append_row(params![
+                    b.ts,
+                    b.open,
+                    b.high,
+                    b.low,
+                    b.close,
+                    b.volume,
+                    b.turnover,
+                    b.open_interest
+                ])
+                .map_err(backend)?;
+            }
+            app.flush().map_err(backend)?;
+        }
+        let inner = "SELECT * FROM qb_bars_out ORDER BY bts".to_string();
+        copy_to(
+            &self.conn,
+            &bars_export_select(symbol, Some(inner)),
+            format,
+            dest,
+        )
+    }
 }

@@ -15,7 +15,7 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ticks (
     symbol        VARCHAR NOT NULL,
     ts            BIGINT  NOT NULL,
@@ -78,8 +78,31 @@ impl Default for DuckOptions {
     }
 }
 
-fn configure(c: &Connection) -> duckdb::Result<()> {
+pub(crate) fn configure(c: &Connection) -> duckdb::Result<()> {
     c.execute_batch("SET TimeZone = 'UTC';")
+}
+
+/// The DuckDB configuration of every database the crate opens: nothing
+/// downloaded at run time, the memory and thread limits, spill files in
+/// `tmp`.
+pub(crate) fn config(opts: &DuckOptions, tmp: &Path) -> StoreResult<duckdb::Config> {
+    // Extensions the store needs (parquet, json, icu) are built into
+    // libduckdb; nothing may be downloaded at run time.
+    duckdb::Config::default()
+        .enable_autoload_extension(false)
+        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        .and_then(|c| c.max_memory(&opts.memory_limit))
+        .and_then(|c| c.threads(opts.threads as i64))
+        .and_then(|c| c.with("temp_directory", tmp.to_string_lossy().as_ref()))
+        .map_err(backend)
+}
+
+/// An in-memory DuckDB database for work on rows another store keeps
+/// (parsing imports, writing exports), configured as the store's own.
+pub(crate) fn scratch(opts: &DuckOptions, tmp: &Path) -> StoreResult<Connection> {
+    let c = Connection::open_in_memory_with_flags(config(opts, tmp)?).map_err(backend)?;
+    configure(&c).map_err(backend)?;
+    Ok(c)
 }
 
 impl DuckStore {
@@ -91,15 +114,7 @@ impl DuckStore {
     pub fn open_with(path: impl AsRef<Path>, opts: &DuckOptions) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
         let tmp = path.with_extension("tmp");
-        // Extensions the store needs (parquet, json, icu) are built into
-        // libduckdb; nothing may be downloaded at run time.
-        let config = duckdb::Config::default()
-            .enable_autoload_extension(false)
-            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
-            .and_then(|c| c.max_memory(&opts.memory_limit))
-            .and_then(|c| c.threads(opts.threads as i64))
-            .and_then(|c| c.with("temp_directory", tmp.to_string_lossy().as_ref()))
-            .map_err(backend)?;
+        let config = config(opts, &tmp)?;
         let writer = Connection::open_with_flags(&path, config)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         writer.execute_batch(SCHEMA).map_err(backend)?;
@@ -142,7 +157,7 @@ impl DuckStore {
         if ticks.is_empty() {
             return Ok(AppendReport::default());
         }
-        assign_seq(&mut ticks);
+        number_ticks(&mut ticks);
         let (lo, hi) = ticks.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
             (lo.min(t.ts), hi.max(t.ts))
         });
@@ -199,7 +214,12 @@ fn overlaps(c: &Connection, symbols: &str, lo: i64, hi: i64) -> StoreResult<bool
 /// Appends to `table` of the database (`catalog` "main") or of the
 /// connection's temporary objects (`catalog` "temp"), column by column
 /// through Arrow (one call per column chunk, not per value).
-fn append_rows(c: &Connection, table: &str, catalog: &str, ticks: &[Tick]) -> StoreResult<()> {
+pub(crate) fn append_rows(
+    c: &Connection,
+    table: &str,
+    catalog: &str,
+    ticks: &[Tick],
+) -> StoreResult<()> {
     use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
     use duckdb::arrow::datatypes::{DataType, Field, Schema};
     use duckdb::arrow::record_batch::RecordBatch;
@@ -252,8 +272,9 @@ fn append_rows(c: &Connection, table: &str, catalog: &str, ticks: &[Tick]) -> St
     app.flush().map_err(backend)
 }
 
-/// Numbers ticks that share `(symbol, ts)` within one batch, in batch order.
-fn assign_seq(ticks: &mut [Tick]) {
+/// Numbers ticks that share `(symbol, ts)` within one batch, in batch
+/// order, from 0 (every tick store numbers appends this way).
+pub fn number_ticks(ticks: &mut [Tick]) {
     let mut seen: HashMap<(&str, i64), i32> = HashMap::new();
     let mut seqs = Vec::with_capacity(ticks.len());
     for t in ticks.iter() {

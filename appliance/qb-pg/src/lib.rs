@@ -20,6 +20,7 @@ pub mod kv;
 pub mod meta;
 pub mod migrations;
 pub mod testing;
+pub mod ticks;
 
 use std::sync::Arc;
 use std::time::Duration;

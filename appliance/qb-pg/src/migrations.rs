@@ -9,6 +9,47 @@ use tokio_postgres::Client;
 /// Key of the advisory lock held while migrating (any fixed bigint).
 const MIGRATION_LOCK: i64 = 0x7162_6d69_6772_0001;
 
+/// Columns of `ticks`: `ts` in nanoseconds UTC, numbers as binary64 (as
+/// in the DuckDB store), `(symbol, ts, seq)` the identity.
+macro_rules! tick_columns {
+    () => {
+        r#"
+        symbol        TEXT COLLATE "C" NOT NULL,
+        ts            BIGINT NOT NULL,
+        seq           INTEGER NOT NULL,
+        price         DOUBLE PRECISION NOT NULL,
+        size          DOUBLE PRECISION NOT NULL,
+        volume        DOUBLE PRECISION,
+        turnover      DOUBLE PRECISION,
+        open_interest DOUBLE PRECISION,
+        bid           DOUBLE PRECISION,
+        bid_size      DOUBLE PRECISION,
+        ask           DOUBLE PRECISION,
+        ask_size      DOUBLE PRECISION,
+        PRIMARY KEY (symbol, ts, seq)
+        "#
+    };
+}
+
+/// Columns of `tick_bars` (imported bars), `(symbol, interval_s, ts)` unique.
+macro_rules! bar_columns {
+    () => {
+        r#"
+        symbol        TEXT COLLATE "C" NOT NULL,
+        interval_s    INTEGER NOT NULL,
+        ts            BIGINT NOT NULL,
+        open          DOUBLE PRECISION NOT NULL,
+        high          DOUBLE PRECISION NOT NULL,
+        low           DOUBLE PRECISION NOT NULL,
+        close         DOUBLE PRECISION NOT NULL,
+        volume        DOUBLE PRECISION NOT NULL,
+        turnover      DOUBLE PRECISION,
+        open_interest DOUBLE PRECISION,
+        PRIMARY KEY (symbol, interval_s, ts)
+        "#
+    };
+}
+
 /// Steps in order; step `i` upgrades version `i` to `i + 1`. Never edit a
 /// released step: append a new one. Times are integer milliseconds UTC
 /// (as in the SQLite store); ids never reused (identity columns).
@@ -134,6 +175,67 @@ pub const STEPS: &[&str] = &[
     );
     CREATE INDEX kv_expires ON kv (expires_at) WHERE expires_at IS NOT NULL;
     "#,
+    // 2: the tick store (`ticks.rs`): ticks, imported bars, ticks per
+    // symbol and day (coverage without a scan), the layout chosen. With the
+    // timescaledb extension usable: hypertables with a compression policy;
+    // otherwise (or when creating the extension fails) tables partitioned
+    // by range on `ts`, partitions created on demand by the store.
+    concat!(
+        r#"
+    CREATE TABLE tick_layout (
+        one    BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+        layout TEXT NOT NULL CHECK (layout IN ('partitions', 'hypertable')),
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE tick_days (
+        symbol   TEXT COLLATE "C" NOT NULL,
+        day      BIGINT NOT NULL,
+        ticks    BIGINT NOT NULL,
+        first_ts BIGINT NOT NULL,
+        last_ts  BIGINT NOT NULL,
+        PRIMARY KEY (symbol, day)
+    );
+    DO $qb$
+    DECLARE
+        why TEXT := 'timescaledb is not installed';
+    BEGIN
+        IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
+            BEGIN
+                CREATE EXTENSION IF NOT EXISTS timescaledb;
+                CREATE TABLE ticks ("#,
+        tick_columns!(),
+        r#");
+                CREATE TABLE tick_bars ("#,
+        bar_columns!(),
+        r#");
+                PERFORM create_hypertable('ticks', 'ts', chunk_time_interval => 86400000000000);
+                PERFORM create_hypertable('tick_bars', 'ts', chunk_time_interval => 2592000000000000);
+                CREATE FUNCTION qb_now_ns() RETURNS BIGINT LANGUAGE SQL STABLE
+                    AS 'SELECT (extract(epoch FROM now()) * 1000000000)::BIGINT';
+                PERFORM set_integer_now_func('ticks', 'qb_now_ns');
+                ALTER TABLE ticks SET (timescaledb.compress,
+                    timescaledb.compress_segmentby = 'symbol',
+                    timescaledb.compress_orderby = 'ts, seq');
+                PERFORM add_compression_policy('ticks', compress_after => 604800000000000::BIGINT);
+                INSERT INTO tick_layout (layout, reason)
+                    SELECT 'hypertable', 'timescaledb ' || extversion FROM pg_extension
+                    WHERE extname = 'timescaledb';
+                RETURN;
+            EXCEPTION WHEN OTHERS THEN
+                why := 'timescaledb is available but could not be used: ' || SQLERRM;
+            END;
+        END IF;
+        CREATE TABLE ticks ("#,
+        tick_columns!(),
+        r#") PARTITION BY RANGE (ts);
+        CREATE TABLE tick_bars ("#,
+        bar_columns!(),
+        r#") PARTITION BY RANGE (ts);
+        INSERT INTO tick_layout (layout, reason) VALUES ('partitions', why);
+    END
+    $qb$;
+    "#
+    ),
 ];
 
 /// The schema version this build expects.

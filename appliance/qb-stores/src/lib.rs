@@ -35,7 +35,9 @@ pub fn backends(config: &Config) -> Backends {
             kv: "postgresql".into(),
             pubsub: "redis".into(),
             rate_limits: "redis".into(),
-            ticks: format!("{ticks}, local to this node"),
+            // The layout (TimescaleDB or native partitions) is detected at
+            // start; `Stores::open` fills it in.
+            ticks: "postgresql".into(),
         }
     } else {
         Backends {
@@ -101,9 +103,9 @@ impl Stores {
     /// migrations under the migration lock and takes the node's lock.
     pub async fn open(config: &Config) -> anyhow::Result<Stores> {
         let node = NodeIdentity::new(config.node_name());
-        let backends = backends(config);
-        let ticks = open_ticks(config)?;
+        let mut backends = backends(config);
         let Some(opts) = pg_options(config, &format!("quantbox:{}", node.node)) else {
+            let ticks = open_duck(config)?;
             let path = sqlite_path(config);
             let sqlite = qb_store::Sqlite::open_as(&path, node.clone())
                 .with_context(|| format!("opening metadata store {}", path.display()))?;
@@ -134,6 +136,8 @@ impl Stores {
             .hold_node_lock(timeout)
             .await
             .context("claiming this node's name in the cluster")?;
+        let ticks = open_pg_ticks(config, pg.clone()).await?;
+        backends.ticks = format!("postgresql ({})", ticks.layout());
         let url = redis_url(config)?;
         let prefix = config.cluster.redis_prefix.as_str();
         let pubsub = retry("Redis", timeout, || {
@@ -152,7 +156,7 @@ impl Stores {
             kv: Arc::new(pg),
             pubsub: Arc::new(pubsub),
             limits: Arc::new(limits),
-            ticks,
+            ticks: Arc::new(ticks),
             backends,
             node,
             _node_lock: Some(node_lock),
@@ -178,8 +182,41 @@ pub async fn open_meta(config: &Config) -> anyhow::Result<Arc<dyn MetaStore>> {
     }
 }
 
-/// The tick store of this node's data directory.
-pub fn open_ticks(config: &Config) -> anyhow::Result<Arc<dyn TickStore>> {
+/// The tick store alone (the `import` and `backtest` commands). In cluster
+/// mode its imports need a multi-threaded runtime.
+pub async fn open_ticks(config: &Config) -> anyhow::Result<Arc<dyn TickStore>> {
+    match pg_options(config, "quantbox:cli") {
+        Some(opts) => {
+            let pg = qb_pg::PgStore::connect(opts, NodeIdentity::new("cli"))
+                .await
+                .context("connecting to PostgreSQL (DATABASE_URL)")?;
+            Ok(Arc::new(open_pg_ticks(config, pg).await?))
+        }
+        None => open_duck(config),
+    }
+}
+
+/// PostgreSQL ticks; imports and exports parse and write files with a
+/// scratch DuckDB sized by `[market]`, spilling under the data directory.
+async fn open_pg_ticks(
+    config: &Config,
+    pg: qb_pg::PgStore,
+) -> anyhow::Result<qb_pg::ticks::PgTicks> {
+    let opts = qb_pg::ticks::PgTickOptions {
+        duck: qb_market::DuckOptions {
+            memory_limit: config.market.memory_limit.clone(),
+            threads: config.market.threads,
+        },
+        scratch_dir: config.data_dir.join("scratch"),
+        ..Default::default()
+    };
+    qb_pg::ticks::PgTicks::open(pg, opts)
+        .await
+        .context("opening the PostgreSQL tick store")
+}
+
+/// The DuckDB tick store of this node's data directory.
+fn open_duck(config: &Config) -> anyhow::Result<Arc<dyn TickStore>> {
     let path = duckdb_path(config);
     let store = qb_market::DuckStore::open_with(
         &path,

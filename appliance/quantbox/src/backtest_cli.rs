@@ -88,7 +88,7 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let store = qb_stores::open_ticks(config)?;
+    let store = rt.block_on(qb_stores::open_ticks(config))?;
     let meta = rt.block_on(qb_stores::open_meta(config))?;
     let spec = BacktestSpec {
         plugin: qb_plugin_host::sha256_hex(&bytes),

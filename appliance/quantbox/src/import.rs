@@ -29,12 +29,15 @@ pub fn run(config: &Config, args: ImportArgs) -> anyhow::Result<ExitCode> {
         "ts_unit": args.ts_unit,
         "mapping": mapping,
     }))?;
-    let store = qb_stores::open_ticks(config)?;
-    let progress = |f: f64, msg: &str| eprintln!("{:>3.0}% {msg}", f * 100.0);
-    let report = store.import(&request, &progress)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Multi-threaded: the PostgreSQL tick store runs an import's database
+    // work on the runtime while this thread parses.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
+    let store = rt.block_on(qb_stores::open_ticks(config))?;
+    let progress = |f: f64, msg: &str| eprintln!("{:>3.0}% {msg}", f * 100.0);
+    let report = store.import(&request, &progress)?;
     let meta = rt.block_on(qb_stores::open_meta(config))?;
     let created = rt.block_on(meta.ensure_instruments(&report.symbols))?;
     rt.block_on(store.checkpoint())?;

@@ -1,13 +1,17 @@
-//! The DuckDB tick store against real DuckDB files in a temp dir.
+//! The DuckDB tick store: the tick-store conformance suite
+//! (`qb_conformance::ticks`) on fresh DuckDB files in temp dirs, and what
+//! only a file-backed store has (`duck.rs`). The Parquet fixtures the
+//! suite borrows are written and read with DuckDB itself (`parquet.rs`,
+//! shared with the PostgreSQL store's run of the suite).
 
-mod bars;
-mod ctp;
-mod files;
-mod ingest;
+mod duck;
+pub mod parquet;
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use qb_core::market::*;
+use parking_lot::Mutex;
+use qb_conformance::ticks::{self, Capabilities, TickStoreFactory};
+use qb_core::TickStore;
 use qb_market::DuckStore;
 
 pub fn store() -> (tempfile::TempDir, DuckStore) {
@@ -16,58 +20,24 @@ pub fn store() -> (tempfile::TempDir, DuckStore) {
     (dir, s)
 }
 
-pub fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
-    let p: PathBuf = dir.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into_owned()
-}
-
-pub fn req(path: &str, format: ImportFormat) -> ImportRequest {
-    ImportRequest {
-        path: path.to_string(),
-        format,
-        mode: ImportMode::Strict,
-        timezone: None,
-        mapping: Default::default(),
-        symbol: None,
-        interval: None,
-        ts_unit: None,
-    }
-}
-
-/// Every stored tick of `symbol`, in order.
-pub async fn all_ticks(s: &DuckStore, symbol: &str) -> Vec<Tick> {
-    use qb_core::TickStore;
-    s.ticks(TickQuery {
-        symbol: symbol.into(),
-        start: None,
-        end: None,
-        after: None,
-        limit: 10_000,
+/// Fresh stores, each in a temp dir kept until the factory goes.
+fn factory() -> TickStoreFactory {
+    let dirs: Arc<Mutex<Vec<tempfile::TempDir>>> = Arc::default();
+    Arc::new(move || {
+        let (dir, s) = store();
+        dirs.lock().push(dir);
+        let s: Arc<dyn TickStore> = Arc::new(s);
+        Box::pin(async move { s })
     })
-    .await
-    .unwrap()
 }
 
-pub fn no_progress(_: f64, _: &str) {}
-
-pub fn tick(symbol: &str, ts: i64, price: f64, size: f64) -> Tick {
-    Tick {
-        symbol: symbol.into(),
-        ts,
-        seq: 0,
-        price,
-        size,
-        volume: None,
-        turnover: None,
-        open_interest: None,
-        bid: None,
-        bid_size: None,
-        ask: None,
-        ask_size: None,
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_tick_store_conformance() {
+    let caps = Capabilities {
+        parquet_import: true,
+        concurrent_appends: true,
+        parquet: Some(parquet::fixtures()),
+    };
+    let skipped = ticks::suite(factory(), &caps).await;
+    assert!(skipped.is_empty(), "DuckDB skips nothing: {skipped:?}");
 }
-
-pub const S: i64 = 1_000_000_000;
-/// 2024-01-02T00:00:00Z in nanoseconds.
-pub const DAY0: i64 = 1_704_153_600 * S;
