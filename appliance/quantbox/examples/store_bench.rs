@@ -87,7 +87,7 @@ fn main() {
     let r = http
         .put(format!("{base}/api/v1/trading/accounts/paper/limits"))
         .bearer_auth(&token)
-        .json(&json!({"max_open_orders": 1_000_000}))
+        .json(&json!({"limits": {"max_open_orders": 1_000_000}}))
         .send()
         .unwrap();
     assert!(r.status().is_success(), "limits: {}", r.status());
