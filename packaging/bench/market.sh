@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Market data benchmarks: store imports (CSV, Parquet), 1-minute bars from
-# N ticks, direct appends, and acknowledged ingest through the API.
+# Market data benchmarks: the two tick stores side by side (DuckDB and
+# PostgreSQL at QB_TEST_PG): imports (CSV, Parquet), 1-minute bars from N
+# ticks, reading every tick back, direct appends; then acknowledged ingest
+# through the API of an embedded server.
 #
 #   packaging/bench/market.sh [ROWS]   (default 10,000,000)
 set -euo pipefail
@@ -9,20 +11,47 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
 export DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
 ROWS="${1:-10000000}"
-cargo build --release -p qb-market --example market_bench -p quantbox --example ingest_bench >&2
+cargo build --release -p qb-pg --example tick_store_bench -p quantbox --example ingest_bench >&2
 cargo build --release -p quantbox >&2
-"$CARGO_TARGET_DIR/release/examples/market_bench" "$ROWS"
+"$CARGO_TARGET_DIR/release/examples/tick_store_bench" "$ROWS"
 
+# Acknowledged ingest through the API: an embedded server, then a cluster
+# server (PostgreSQL at QB_TEST_PG on a fresh database, Redis at
+# QB_TEST_REDIS), the same requests.
+PG="${QB_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
+DB="qb_bench_ingest_$$"
 DATA="$(mktemp -d)"
-PORT=18701
-export QUANTBOX_DATA_DIR="$DATA" QUANTBOX_ADMIN_PASSWORD="bench-admin-password" \
+PID=""
+cleanup() {
+    [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    psql -q -d "$PG" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$DATA"
+}
+trap cleanup EXIT
+psql -q -d "$PG" -c "CREATE DATABASE $DB" >/dev/null
+export QUANTBOX_ADMIN_PASSWORD="bench-admin-password" \
     SECRET_KEY="bench-secret-0123456789abcdef0123456789" QUANTBOX_RATE_LIMIT__ENABLED=false LOG_LEVEL=warn \
     QUANTBOX_LIMITS__UPLOAD_BYTES=200000000
-"$CARGO_TARGET_DIR/release/quantbox" serve --bind 127.0.0.1:$PORT >/dev/null 2>"$DATA/log" &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
-until curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null; do sleep 0.05; done
-TOKEN=$(curl -s -X POST "http://127.0.0.1:$PORT/api/v1/auth/login" -H 'content-type: application/json' \
-    -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
-"$CARGO_TARGET_DIR/release/examples/ingest_bench" "http://127.0.0.1:$PORT" "$TOKEN" 100000 10 csv 2
-"$CARGO_TARGET_DIR/release/examples/ingest_bench" "http://127.0.0.1:$PORT" "$TOKEN" 100000 10 json 2
+
+ingest() {
+    local name=$1 port=$2
+    shift 2
+    mkdir -p "$DATA/$name"
+    env QUANTBOX_DATA_DIR="$DATA/$name" "$@" "$CARGO_TARGET_DIR/release/quantbox" serve \
+        --bind "127.0.0.1:$port" >/dev/null 2>"$DATA/$name.log" &
+    PID=$!
+    until curl -sf "http://127.0.0.1:$port/ready" >/dev/null; do sleep 0.05; done
+    local token
+    token=$(curl -s -X POST "http://127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
+        -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+    echo "--- API ingest, $name"
+    "$CARGO_TARGET_DIR/release/examples/ingest_bench" "http://127.0.0.1:$port" "$token" 100000 10 csv 2
+    "$CARGO_TARGET_DIR/release/examples/ingest_bench" "http://127.0.0.1:$port" "$token" 100000 10 json 2
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=""
+}
+ingest embedded 18701
+ingest cluster 18703 DATABASE_URL="${PG%/*}/$DB" REDIS_URL="${QB_TEST_REDIS:-redis://127.0.0.1:6379}" \
+    QUANTBOX_CLUSTER__REDIS_PREFIX="qb-bench-ingest-$$" QUANTBOX_CLUSTER__NODE_ID="bench-ingest-$$"
