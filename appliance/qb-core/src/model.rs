@@ -281,6 +281,18 @@ pub struct QueueStats {
     pub running: u64,
 }
 
+/// The message of a job taken back from a dead instance and queued again.
+pub fn requeue_message(attempts: u32, max: u32) -> String {
+    format!("re-queued after the process running it stopped (attempt {attempts} of {max})")
+}
+
+/// The error of a job taken back from a dead instance with no attempt left.
+pub fn interrupted_message(attempts: u32, max: u32) -> String {
+    format!(
+        "interrupted: the process stopped while the job was running, {attempts} of {max} attempts used"
+    )
+}
+
 /// What became of jobs taken back from dead instances.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Recovery {
@@ -343,6 +355,18 @@ pub struct Page<T> {
     pub page_size: u32,
     /// Total matching items over all pages.
     pub total: u64,
+}
+
+impl<T> Page<T> {
+    /// The page `request` asked for, holding `items` of `total`.
+    pub fn of(items: Vec<T>, request: PageRequest, total: u64) -> Self {
+        Self {
+            items,
+            page: request.page,
+            page_size: request.page_size,
+            total,
+        }
+    }
 }
 
 /// One tunable parameter a strategy plugin declares.

@@ -44,10 +44,10 @@ use qb_core::time::to_utc;
 use qb_core::{JobQueue, StoreError, StoreResult};
 use tokio::sync::Notify;
 use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Row, Socket};
 use tracing::{info, warn};
 
+use crate::sql::{col, count, exec, opt_row, rows};
 use crate::{PgOptions, PgStore, backend, map_pg};
 
 /// Subscribes to the `qb_jobs` channel of [`WAKE`]; the payload is a queue.
@@ -79,22 +79,8 @@ fn beat_sql(from: &str) -> String {
     )
 }
 
-pub(crate) fn requeue_message(attempts: u32, max: u32) -> String {
-    format!("re-queued after the process running it stopped (attempt {attempts} of {max})")
-}
-
-pub(crate) fn interrupted_message(attempts: u32, max: u32) -> String {
-    format!(
-        "interrupted: the process stopped while the job was running, {attempts} of {max} attempts used"
-    )
-}
-
 // ---------------------------------------------------------------------------
 // Rows and statements
-
-fn col<'a, T: FromSql<'a>>(r: &'a Row, i: usize) -> StoreResult<T> {
-    r.try_get(i).map_err(backend)
-}
 
 fn json(s: &str) -> StoreResult<serde_json::Value> {
     serde_json::from_str(s).map_err(backend)
@@ -142,34 +128,9 @@ fn schedule_row(r: &Row) -> StoreResult<Schedule> {
     })
 }
 
-type Args<'a> = &'a [&'a (dyn ToSql + Sync)];
-
-async fn rows(c: &impl GenericClient, sql: &str, args: Args<'_>) -> StoreResult<Vec<Row>> {
-    let st = c.prepare_cached(sql).await.map_err(map_pg)?;
-    c.query(&st, args).await.map_err(map_pg)
-}
-
-async fn row(c: &impl GenericClient, sql: &str, args: Args<'_>) -> StoreResult<Option<Row>> {
-    let st = c.prepare_cached(sql).await.map_err(map_pg)?;
-    c.query_opt(&st, args).await.map_err(map_pg)
-}
-
-async fn exec(c: &impl GenericClient, sql: &str, args: Args<'_>) -> StoreResult<u64> {
-    let st = c.prepare_cached(sql).await.map_err(map_pg)?;
-    c.execute(&st, args).await.map_err(map_pg)
-}
-
-async fn count(c: &impl GenericClient, sql: &str, args: Args<'_>) -> StoreResult<u64> {
-    let r = row(c, sql, args).await?;
-    Ok(r.map(|r| col::<i64>(&r, 0))
-        .transpose()?
-        .unwrap_or(0)
-        .max(0) as u64)
-}
-
 async fn get_job(c: &impl GenericClient, id: &str) -> StoreResult<Option<Job>> {
     let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1");
-    row(c, &sql, &[&id])
+    opt_row(c, &sql, &[&id])
         .await?
         .as_ref()
         .map(job_row)
@@ -178,7 +139,7 @@ async fn get_job(c: &impl GenericClient, id: &str) -> StoreResult<Option<Job>> {
 
 async fn get_schedule(c: &impl GenericClient, id: &str) -> StoreResult<Option<Schedule>> {
     let sql = format!("SELECT {SCHEDULE_COLS} FROM schedules WHERE id = $1");
-    row(c, &sql, &[&id])
+    opt_row(c, &sql, &[&id])
         .await?
         .as_ref()
         .map(schedule_row)
@@ -193,7 +154,7 @@ async fn insert_job(c: &impl GenericClient, id: &str, job: &NewJob) -> StoreResu
          RETURNING {JOB_COLS}, {WAKE}"
     );
     let max_attempts = i32::try_from(job.max_attempts).unwrap_or(i32::MAX);
-    let r = row(
+    let r = opt_row(
         c,
         &sql,
         &[
@@ -231,15 +192,6 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-fn page_of<T>(items: Vec<T>, page: PageRequest, total: u64) -> Page<T> {
-    Page {
-        items,
-        page: page.page,
-        page_size: page.page_size,
-        total,
-    }
-}
-
 /// Milliseconds, capped so that SQL arithmetic on them cannot overflow.
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis())
@@ -263,7 +215,7 @@ impl PgStore {
         );
         let me = self.node();
         let c = self.conn().await?;
-        row(&c, &sql, &[&me.instance, &me.node, &queue])
+        opt_row(&c, &sql, &[&me.instance, &me.node, &queue])
             .await?
             .as_ref()
             .map(job_row)
@@ -307,7 +259,7 @@ impl JobQueue for PgStore {
             0.0
         };
         let c = self.conn().await?;
-        let r = row(
+        let r = opt_row(
             &c,
             "UPDATE jobs SET progress = $2, message = COALESCE($3::text, message)
              WHERE id = $1 AND state = 'running' AND claimed_by = $4
@@ -338,7 +290,7 @@ impl JobQueue for PgStore {
              RETURNING {JOB_COLS}"
         );
         let c = self.conn().await?;
-        let r = row(
+        let r = opt_row(
             &c,
             &sql,
             &[&id, &state, &result, &error, &self.node().instance],
@@ -358,7 +310,7 @@ impl JobQueue for PgStore {
              RETURNING queue, {WAKE}"
         );
         let c = self.conn().await?;
-        match row(&c, &sql, &[&id, &reason, &self.node().instance]).await? {
+        match opt_row(&c, &sql, &[&id, &reason, &self.node().instance]).await? {
             Some(r) => {
                 self.wakeups().wake(&col::<String>(&r, 0)?);
                 Ok(())
@@ -384,7 +336,7 @@ impl JobQueue for PgStore {
              RETURNING {JOB_COLS}"
         );
         let c = self.conn().await?;
-        if let Some(r) = row(&c, &sql, &[&id]).await? {
+        if let Some(r) = opt_row(&c, &sql, &[&id]).await? {
             return job_row(&r);
         }
         Err(match get_job(&c, id).await? {
@@ -426,7 +378,7 @@ impl JobQueue for PgStore {
         .iter()
         .map(job_row)
         .collect::<StoreResult<_>>()?;
-        Ok(page_of(items, page, total))
+        Ok(Page::of(items, page, total))
     }
 
     async fn stats(&self, queues: &[&str]) -> StoreResult<Vec<QueueStats>> {
@@ -505,7 +457,7 @@ impl JobQueue for PgStore {
                 col::<i32>(r, 2)?.max(0) as u32,
             );
             if attempts < max {
-                let q = row(&tx, &requeue, &[&id, &requeue_message(attempts, max)]).await?;
+                let q = opt_row(&tx, &requeue, &[&id, &requeue_message(attempts, max)]).await?;
                 if let Some(q) = q {
                     queues.push(col::<String>(&q, 0)?);
                 }
@@ -552,7 +504,7 @@ impl JobQueue for PgStore {
         );
         let job = serde_json::to_string(&s.job).map_err(backend)?;
         let c = self.conn().await?;
-        let r = row(&c, &sql, &[&new_id(), &s.name, &s.cron, &job, &s.enabled])
+        let r = opt_row(&c, &sql, &[&new_id(), &s.name, &s.cron, &job, &s.enabled])
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(_) => {
@@ -576,7 +528,7 @@ impl JobQueue for PgStore {
         .iter()
         .map(schedule_row)
         .collect::<StoreResult<_>>()?;
-        Ok(page_of(items, page, total))
+        Ok(Page::of(items, page, total))
     }
 
     async fn all_schedules(&self) -> StoreResult<Vec<Schedule>> {
@@ -610,7 +562,7 @@ impl JobQueue for PgStore {
              WHERE id = $1 RETURNING {SCHEDULE_COLS}"
         );
         let c = self.conn().await?;
-        row(&c, &sql, &[&id, &u.cron, &job, &u.enabled])
+        opt_row(&c, &sql, &[&id, &u.cron, &job, &u.enabled])
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("schedule {id}")))
             .and_then(|r| schedule_row(&r))

@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod kv;
 pub mod meta;
 pub mod migrations;
+mod sql;
 pub mod testing;
 pub mod ticks;
 

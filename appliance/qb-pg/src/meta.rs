@@ -19,8 +19,9 @@ use qb_core::time::{Millis, now_ms, to_utc};
 use qb_core::{MetaStore, StoreError, StoreResult};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::types::ToSql;
 
+use crate::sql::{Args, col, count, exec, one_row, opt_row, rows};
 use crate::{PgStore, backend, map_pg, migrations};
 
 /// Key of the transaction advisory lock serialising changes that could
@@ -29,38 +30,6 @@ const ADMIN_LOCK: i64 = 0x7162_7573_6572_0001;
 
 /// How often `login_failed` retries its compare-and-set under contention.
 const LOGIN_FAILED_TRIES: usize = 10;
-
-type Args<'a> = &'a [&'a (dyn ToSql + Sync)];
-
-// ---------------------------------------------------------------------------
-// Query helpers: prepared through the connection's statement cache, errors
-// mapped once (unique and foreign-key violations become `Conflict`).
-
-async fn rows(c: &impl GenericClient, sql: &str, args: Args<'_>) -> StoreResult<Vec<Row>> {
-    let stmt = c.prepare_cached(sql).await.map_err(map_pg)?;
-    c.query(&stmt, args).await.map_err(map_pg)
-}
-
-async fn opt_row(c: &impl GenericClient, sql: &str, args: Args<'_>) -> StoreResult<Option<Row>> {
-    let stmt = c.prepare_cached(sql).await.map_err(map_pg)?;
-    c.query_opt(&stmt, args).await.map_err(map_pg)
-}
-
-async fn one_row(c: &impl GenericClient, sql: &str, args: Args<'_>) -> StoreResult<Row> {
-    let stmt = c.prepare_cached(sql).await.map_err(map_pg)?;
-    c.query_one(&stmt, args).await.map_err(map_pg)
-}
-
-async fn exec(c: &impl GenericClient, sql: &str, args: Args<'_>) -> StoreResult<u64> {
-    let stmt = c.prepare_cached(sql).await.map_err(map_pg)?;
-    c.execute(&stmt, args).await.map_err(map_pg)
-}
-
-/// The single `BIGINT` of a `SELECT COUNT(*) ...`.
-async fn count(c: &impl GenericClient, sql: &str, args: Args<'_>) -> StoreResult<u64> {
-    let n: i64 = col(&one_row(c, sql, args).await?, 0)?;
-    Ok(n as u64)
-}
 
 /// [`rows`], reporting a unique violation as `Conflict(conflict())` (a
 /// message naming what clashed rather than the constraint).
@@ -82,10 +51,6 @@ async fn rows_unique(
 
 // ---------------------------------------------------------------------------
 // Row decoding.
-
-fn col<'a, T: FromSql<'a>>(r: &'a Row, idx: usize) -> StoreResult<T> {
-    r.try_get(idx).map_err(map_pg)
-}
 
 fn role_col(r: &Row, idx: usize) -> StoreResult<Role> {
     col::<String>(r, idx)?.parse().map_err(StoreError::Backend)
@@ -171,15 +136,6 @@ fn decode<T>(rows: &[Row], f: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>>
     rows.iter().map(f).collect()
 }
 
-fn page_of<T>(items: Vec<T>, page: PageRequest, total: u64) -> Page<T> {
-    Page {
-        items,
-        page: page.page,
-        page_size: page.page_size,
-        total,
-    }
-}
-
 /// `LIMIT` and `OFFSET` of a page, as `BIGINT`s.
 fn limits(page: PageRequest) -> (i64, i64) {
     (
@@ -230,7 +186,7 @@ async fn page_of_specs<T: serde::de::DeserializeOwned>(
         .iter()
         .map(|r| json_col(r, 0))
         .collect::<StoreResult<Vec<T>>>()?;
-    Ok(page_of(items, page, total))
+    Ok(Page::of(items, page, total))
 }
 
 async fn plugin_spec(
@@ -337,7 +293,7 @@ impl MetaStore for PgStore {
         let (limit, offset) = limits(page);
         let sql = format!("SELECT {USER_COLS} FROM users ORDER BY id LIMIT $1 OFFSET $2");
         let items = decode(&rows(&c, &sql, &[&limit, &offset]).await?, user_row)?;
-        Ok(page_of(items, page, total))
+        Ok(Page::of(items, page, total))
     }
 
     async fn update_user(&self, username: &str, update: UserUpdate) -> StoreResult<User> {
@@ -535,7 +491,7 @@ impl MetaStore for PgStore {
              ORDER BY k.created_at DESC, k.id DESC LIMIT $2 OFFSET $3"
         );
         let items = decode(&rows(&c, &sql, &[&owner, &limit, &offset]).await?, key_row)?;
-        Ok(page_of(items, page, total))
+        Ok(Page::of(items, page, total))
     }
 
     async fn revoke_api_key(&self, id: &str, owner: Option<i64>) -> StoreResult<ApiKey> {
@@ -648,7 +604,7 @@ impl MetaStore for PgStore {
             &rows(&c, &sql, &[actor, action, &limit, &offset]).await?,
             audit_row,
         )?;
-        Ok(page_of(items, page, total))
+        Ok(Page::of(items, page, total))
     }
 
     async fn purge(

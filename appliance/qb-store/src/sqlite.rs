@@ -319,16 +319,6 @@ fn claim_lost(conn: &Connection, id: &str) -> StoreResult<StoreError> {
     })
 }
 
-pub(crate) fn requeue_message(attempts: u32, max: u32) -> String {
-    format!("re-queued after the process running it stopped (attempt {attempts} of {max})")
-}
-
-pub(crate) fn interrupted_message(attempts: u32, max: u32) -> String {
-    format!(
-        "interrupted: the process stopped while the job was running, {attempts} of {max} attempts used"
-    )
-}
-
 fn get_user(conn: &Connection, username: &str) -> StoreResult<User> {
     conn.query_row(
         &format!("SELECT {USER_COLS} FROM users WHERE username = ?1"),
@@ -348,15 +338,6 @@ fn get_schedule(conn: &Connection, id: &str) -> StoreResult<Option<Schedule>> {
     )
     .optional()
     .map_err(backend)
-}
-
-fn page_of<T>(items: Vec<T>, page: PageRequest, total: u64) -> Page<T> {
-    Page {
-        items,
-        page: page.page,
-        page_size: page.page_size,
-        total,
-    }
 }
 
 fn count(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> StoreResult<u64> {
@@ -464,7 +445,7 @@ impl MetaStore for Sqlite {
                 &[&page.page_size, &(page.offset() as i64)],
                 user_row,
             )?;
-            Ok(page_of(items, page, total))
+            Ok(Page::of(items, page, total))
         })
         .await
     }
@@ -690,7 +671,7 @@ impl MetaStore for Sqlite {
                 &[&owner, &page.page_size, &(page.offset() as i64)],
                 key_row,
             )?;
-            Ok(page_of(items, page, total))
+            Ok(Page::of(items, page, total))
         })
         .await
     }
@@ -879,7 +860,7 @@ impl MetaStore for Sqlite {
                     })
                 },
             )?;
-            Ok(page_of(items, page, total))
+            Ok(Page::of(items, page, total))
         })
         .await
     }
@@ -1117,7 +1098,7 @@ fn page_of_specs<T: serde::de::DeserializeOwned>(
         .iter()
         .map(|s| serde_json::from_str(s).map_err(backend))
         .collect::<StoreResult<Vec<T>>>()?;
-    Ok(page_of(items, page, total))
+    Ok(Page::of(items, page, total))
 }
 
 fn plugin_spec(
@@ -1336,7 +1317,7 @@ impl JobQueue for Sqlite {
                 ],
                 job_row,
             )?;
-            Ok(page_of(items, page, total))
+            Ok(Page::of(items, page, total))
         })
         .await
     }
@@ -1504,7 +1485,7 @@ impl JobQueue for Sqlite {
                 &[&page.page_size, &(page.offset() as i64)],
                 schedule_row,
             )?;
-            Ok(page_of(items, page, total))
+            Ok(Page::of(items, page, total))
         })
         .await
     }
