@@ -384,6 +384,44 @@ pub struct BarCoverage {
     pub last_ts: Nanos,
 }
 
+/// `[start, end)` of an optional range as bounds a query can use: open
+/// ends become the extremes of `i64`.
+pub fn ts_bounds(start: Option<Nanos>, end: Option<Nanos>) -> (Nanos, Nanos) {
+    (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX))
+}
+
+/// Adds imported bars of one `(symbol, interval_s)` to the coverage list
+/// `out`, under the symbol's entry (created without ticks when absent).
+/// Every tick store reports coverage through this, so they agree.
+pub fn add_bar_coverage(
+    out: &mut Vec<Coverage>,
+    symbol: String,
+    interval_s: u32,
+    count: u64,
+    first_ts: Nanos,
+    last_ts: Nanos,
+) {
+    let interval = Interval::from_secs(interval_s)
+        .map(|i| i.to_string())
+        .unwrap_or_else(|_| format!("{interval_s}s"));
+    let bar = BarCoverage {
+        interval,
+        count,
+        first_ts,
+        last_ts,
+    };
+    match out.iter_mut().find(|c| c.symbol == symbol) {
+        Some(c) => c.bars.push(bar),
+        None => out.push(Coverage {
+            symbol,
+            ticks: 0,
+            first_ts: None,
+            last_ts: None,
+            bars: vec![bar],
+        }),
+    }
+}
+
 /// File formats the importer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -706,7 +706,7 @@ impl ParsedImport {
     pub fn ticks(
         &self,
         chunk: usize,
-        mut each: impl FnMut(Vec<Tick>) -> StoreResult<()>,
+        each: impl FnMut(Vec<Tick>) -> StoreResult<()>,
     ) -> StoreResult<()> {
         if self.staged.bars || self.staged.range.is_none() || self.staged.store_nothing {
             return Ok(());
@@ -716,35 +716,9 @@ impl ParsedImport {
             .prepare(&format!("SELECT {} FROM good", crate::store::TICK_COLS))
             .map_err(backend)?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(Tick {
-                    symbol: r.get(0)?,
-                    ts: r.get(1)?,
-                    seq: r.get(2)?,
-                    price: r.get(3)?,
-                    size: r.get(4)?,
-                    volume: r.get(5)?,
-                    turnover: r.get(6)?,
-                    open_interest: r.get(7)?,
-                    bid: r.get(8)?,
-                    bid_size: r.get(9)?,
-                    ask: r.get(10)?,
-                    ask_size: r.get(11)?,
-                })
-            })
+            .query_map([], crate::store::tick_row)
             .map_err(backend)?;
-        let chunk = chunk.max(1);
-        let mut buf = Vec::with_capacity(chunk);
-        for r in rows {
-            buf.push(r.map_err(backend)?);
-            if buf.len() == chunk {
-                each(std::mem::replace(&mut buf, Vec::with_capacity(chunk)))?;
-            }
-        }
-        if !buf.is_empty() {
-            each(buf)?;
-        }
-        Ok(())
+        in_chunks(rows, chunk, each)
     }
 
     /// The good bars (the first row of each bar in the file), in chunks
@@ -752,7 +726,7 @@ impl ParsedImport {
     pub fn bars(
         &self,
         chunk: usize,
-        mut each: impl FnMut(Vec<ImportedBar>) -> StoreResult<()>,
+        each: impl FnMut(Vec<ImportedBar>) -> StoreResult<()>,
     ) -> StoreResult<()> {
         if !self.staged.bars || self.staged.range.is_none() || self.staged.store_nothing {
             return Ok(());
@@ -782,18 +756,7 @@ impl ParsedImport {
                 })
             })
             .map_err(backend)?;
-        let chunk = chunk.max(1);
-        let mut buf = Vec::with_capacity(chunk);
-        for r in rows {
-            buf.push(r.map_err(backend)?);
-            if buf.len() == chunk {
-                each(std::mem::replace(&mut buf, Vec::with_capacity(chunk)))?;
-            }
-        }
-        if !buf.is_empty() {
-            each(buf)?;
-        }
-        Ok(())
+        in_chunks(rows, chunk, each)
     }
 
     /// The import's report once `stored` of the good rows were stored (the
@@ -804,4 +767,24 @@ impl ParsedImport {
         report.rows_duplicate = self.staged.good - stored;
         report
     }
+}
+
+/// Hands `rows` to `each` in vectors of at most `chunk`.
+fn in_chunks<T>(
+    rows: impl Iterator<Item = duckdb::Result<T>>,
+    chunk: usize,
+    mut each: impl FnMut(Vec<T>) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let chunk = chunk.max(1);
+    let mut buf = Vec::with_capacity(chunk);
+    for r in rows {
+        buf.push(r.map_err(backend)?);
+        if buf.len() == chunk {
+            each(std::mem::replace(&mut buf, Vec::with_capacity(chunk)))?;
+        }
+    }
+    if !buf.is_empty() {
+        each(buf)?;
+    }
+    Ok(())
 }

@@ -57,65 +57,28 @@ pub(crate) fn coverage(s: &DuckStore) -> StoreResult<Vec<Coverage>> {
         .map_err(backend)?;
     for r in rows {
         let (symbol, secs, n, first, last) = r.map_err(backend)?;
-        let interval = Interval::from_secs(secs as u32)
-            .map(|i| i.to_string())
-            .unwrap_or_else(|_| format!("{secs}s"));
-        let bar = BarCoverage {
-            interval,
-            count: n as u64,
-            first_ts: first,
-            last_ts: last,
-        };
-        match out.iter_mut().find(|c| c.symbol == symbol) {
-            Some(c) => c.bars.push(bar),
-            None => out.push(Coverage {
-                symbol,
-                ticks: 0,
-                first_ts: None,
-                last_ts: None,
-                bars: vec![bar],
-            }),
-        }
+        add_bar_coverage(&mut out, symbol, secs as u32, n as u64, first, last);
     }
     out.sort_by(|a, b| a.symbol.cmp(&b.symbol));
     Ok(out)
 }
 
-fn range(start: Option<Nanos>, end: Option<Nanos>) -> (i64, i64) {
-    (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX))
-}
-
 pub(crate) fn ticks(s: &DuckStore, q: &TickQuery) -> StoreResult<Vec<Tick>> {
     let c = s.reader()?;
-    let (lo, hi) = range(q.start, q.end);
+    let (lo, hi) = ts_bounds(q.start, q.end);
     let (after_ts, after_seq) = q.after.unwrap_or((i64::MIN, -1));
     let mut stmt = c
-        .prepare(
-            "SELECT symbol, ts, seq, price, size, volume, turnover, open_interest, bid, bid_size, ask, ask_size
-             FROM ticks WHERE symbol = ?1 AND ts >= ?2 AND ts < ?3
+        .prepare(&format!(
+            "SELECT {} FROM ticks WHERE symbol = ?1 AND ts >= ?2 AND ts < ?3
                AND (ts > ?4 OR (ts = ?4 AND seq > ?5))
              ORDER BY ts, seq LIMIT ?6",
-        )
+            crate::store::TICK_COLS
+        ))
         .map_err(backend)?;
     let rows = stmt
         .query_map(
             params![q.symbol, lo, hi, after_ts, after_seq, q.limit],
-            |r| {
-                Ok(Tick {
-                    symbol: r.get(0)?,
-                    ts: r.get(1)?,
-                    seq: r.get(2)?,
-                    price: r.get(3)?,
-                    size: r.get(4)?,
-                    volume: r.get(5)?,
-                    turnover: r.get(6)?,
-                    open_interest: r.get(7)?,
-                    bid: r.get(8)?,
-                    bid_size: r.get(9)?,
-                    ask: r.get(10)?,
-                    ask_size: r.get(11)?,
-                })
-            },
+            crate::store::tick_row,
         )
         .map_err(backend)?;
     rows.collect::<duckdb::Result<Vec<_>>>().map_err(backend)
@@ -154,7 +117,7 @@ fn bars_sql(c: &Connection, q: &BarQuery) -> StoreResult<Option<String>> {
         check_tz(c, tz)?;
     }
     check_symbol(&q.symbol).map_err(StoreError::Invalid)?;
-    let (lo, hi) = range(q.start, q.end);
+    let (lo, hi) = ts_bounds(q.start, q.end);
     let bucket = bucket_sql(q.interval, q.timezone.as_deref());
     let sym = q.symbol.replace('\'', "''");
     let has_ticks: bool = c
@@ -237,7 +200,7 @@ fn ticks_export_select(
     end: Option<Nanos>,
 ) -> StoreResult<String> {
     check_symbol(symbol).map_err(StoreError::Invalid)?;
-    let (lo, hi) = range(start, end);
+    let (lo, hi) = ts_bounds(start, end);
     Ok(format!(
         "SELECT symbol, make_timestamp_ns(ts) AS time, ts AS ts_ns, seq, price, size, volume,
                 turnover, open_interest, bid, bid_size, ask, ask_size

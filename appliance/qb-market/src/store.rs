@@ -48,6 +48,24 @@ CREATE TABLE IF NOT EXISTS bars (
 pub(crate) const TICK_COLS: &str =
     "symbol, ts, seq, price, size, volume, turnover, open_interest, bid, bid_size, ask, ask_size";
 
+/// A tick from a row selected as [`TICK_COLS`].
+pub(crate) fn tick_row(r: &duckdb::Row<'_>) -> duckdb::Result<Tick> {
+    Ok(Tick {
+        symbol: r.get(0)?,
+        ts: r.get(1)?,
+        seq: r.get(2)?,
+        price: r.get(3)?,
+        size: r.get(4)?,
+        volume: r.get(5)?,
+        turnover: r.get(6)?,
+        open_interest: r.get(7)?,
+        bid: r.get(8)?,
+        bid_size: r.get(9)?,
+        ask: r.get(10)?,
+        ask_size: r.get(11)?,
+    })
+}
+
 /// The DuckDB tick store. Cheap to clone.
 #[derive(Clone)]
 pub struct DuckStore {

@@ -787,7 +787,7 @@ impl PgTicks {
             None => None,
         };
         check_symbol(&q.symbol).map_err(StoreError::Invalid)?;
-        let (lo, hi) = range(q.start, q.end);
+        let (lo, hi) = ts_bounds(q.start, q.end);
         let has_ticks: bool = c
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3)",
@@ -852,7 +852,7 @@ impl PgTicks {
         dest: PathBuf,
     ) -> StoreResult<u64> {
         check_symbol(&symbol).map_err(StoreError::Invalid)?;
-        let (lo, hi) = range(start, end);
+        let (lo, hi) = ts_bounds(start, end);
         // `None` ends the rows; a closed channel without it means the read
         // failed, and no file is written.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Vec<Tick>>>(2);
@@ -1141,10 +1141,6 @@ fn bars_sql(bucket: &str, src: &BarSource, window: bool) -> String {
     )
 }
 
-fn range(start: Option<Nanos>, end: Option<Nanos>) -> (i64, i64) {
-    (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX))
-}
-
 /// The bucket start of `ts` in SQL, as DuckDB computes it. In UTC:
 /// `ts - ts mod interval`, floored, in nanoseconds. With a zone, DuckDB's
 /// `time_bucket(INTERVAL 'n seconds', make_timestamptz(ts // 1000), zone)`:
@@ -1260,27 +1256,14 @@ impl TickStore for PgTicks {
             .await
             .map_err(map_pg)?;
         for r in rows {
-            let symbol: String = r.get(0);
-            let secs: i32 = r.get(1);
-            let interval = Interval::from_secs(secs as u32)
-                .map(|i| i.to_string())
-                .unwrap_or_else(|_| format!("{secs}s"));
-            let bar = BarCoverage {
-                interval,
-                count: r.get::<_, i64>(2) as u64,
-                first_ts: r.get(3),
-                last_ts: r.get(4),
-            };
-            match out.iter_mut().find(|c| c.symbol == symbol) {
-                Some(c) => c.bars.push(bar),
-                None => out.push(Coverage {
-                    symbol,
-                    ticks: 0,
-                    first_ts: None,
-                    last_ts: None,
-                    bars: vec![bar],
-                }),
-            }
+            add_bar_coverage(
+                &mut out,
+                r.get(0),
+                r.get::<_, i32>(1) as u32,
+                r.get::<_, i64>(2) as u64,
+                r.get(3),
+                r.get(4),
+            );
         }
         out.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         Ok(out)
@@ -1288,7 +1271,7 @@ impl TickStore for PgTicks {
 
     async fn ticks(&self, q: TickQuery) -> StoreResult<Vec<Tick>> {
         let c = self.read_conn().await?;
-        let (lo, hi) = range(q.start, q.end);
+        let (lo, hi) = ts_bounds(q.start, q.end);
         let (after_ts, after_seq) = q.after.unwrap_or((i64::MIN, -1));
         let limit = i64::from(q.limit);
         let stmt = c
