@@ -931,15 +931,7 @@ impl PgTicks {
         // Counted after the drops: their locks waited for writers into the
         // dropped partitions, whose days are counted by now.
         let cut_day = Table::Ticks.key(before);
-        let n: i64 = tx
-            .query_one(
-                "WITH d AS (DELETE FROM tick_days WHERE day < $1 RETURNING ticks)
-                 SELECT COALESCE(sum(ticks), 0)::BIGINT FROM d",
-                &[&cut_day],
-            )
-            .await
-            .map_err(map_pg)?
-            .get(0);
+        let n = forget_days(&tx, cut_day).await?;
         deleted += n as u64;
         for (k, name) in Self::partitions(&tx, Table::Bars).await? {
             if Table::Bars.bounds(k).1 <= before {
@@ -1030,15 +1022,7 @@ impl PgTicks {
         tx.execute("DELETE FROM ticks WHERE ts < $1", &[&day_lo])
             .await
             .map_err(map_pg)?;
-        let n: i64 = tx
-            .query_one(
-                "WITH d AS (DELETE FROM tick_days WHERE day < $1 RETURNING ticks)
-                 SELECT COALESCE(sum(ticks), 0)::BIGINT FROM d",
-                &[&cut_day],
-            )
-            .await
-            .map_err(map_pg)?
-            .get(0);
+        let n = forget_days(&tx, cut_day).await?;
         tx.commit().await.map_err(map_pg)?;
         Ok(n as u64 + self.delete_straddling(&mut c, before).await?)
     }
@@ -1139,6 +1123,20 @@ fn bars_sql(bucket: &str, src: &BarSource, window: bool) -> String {
                             ORDER BY {order_desc} LIMIT 1) oi ON TRUE
          ORDER BY g.bts"
     )
+}
+
+/// Deletes the per-day counts before `cut_day`; returns the ticks they
+/// counted (the ticks retention removed).
+async fn forget_days(tx: &tokio_postgres::Transaction<'_>, cut_day: i64) -> StoreResult<i64> {
+    Ok(tx
+        .query_one(
+            "WITH d AS (DELETE FROM tick_days WHERE day < $1 RETURNING ticks)
+             SELECT COALESCE(sum(ticks), 0)::BIGINT FROM d",
+            &[&cut_day],
+        )
+        .await
+        .map_err(map_pg)?
+        .get(0))
 }
 
 /// The bucket start of `ts` in SQL, as DuckDB computes it. In UTC:

@@ -182,17 +182,21 @@ pub async fn open_meta(config: &Config) -> anyhow::Result<Arc<dyn MetaStore>> {
     }
 }
 
-/// The tick store alone (the `import` and `backtest` commands). In cluster
-/// mode its imports need a multi-threaded runtime.
-pub async fn open_ticks(config: &Config) -> anyhow::Result<Arc<dyn TickStore>> {
+/// The metadata and tick stores (the `import` and `backtest` commands),
+/// over one connection pool in cluster mode, where imports need a
+/// multi-threaded runtime.
+pub async fn open_meta_and_ticks(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn TickStore>)> {
     match pg_options(config, "quantbox:cli") {
         Some(opts) => {
             let pg = qb_pg::PgStore::connect(opts, NodeIdentity::new("cli"))
                 .await
                 .context("connecting to PostgreSQL (DATABASE_URL)")?;
-            Ok(Arc::new(open_pg_ticks(config, pg).await?))
+            let ticks = open_pg_ticks(config, pg.clone()).await?;
+            Ok((Arc::new(pg), Arc::new(ticks)))
         }
-        None => open_duck(config),
+        None => Ok((open_meta(config).await?, open_duck(config)?)),
     }
 }
 

@@ -88,8 +88,7 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let store = rt.block_on(qb_stores::open_ticks(config))?;
-    let meta = rt.block_on(qb_stores::open_meta(config))?;
+    let (meta, store) = rt.block_on(qb_stores::open_meta_and_ticks(config))?;
     let spec = BacktestSpec {
         plugin: qb_plugin_host::sha256_hex(&bytes),
         params: params.iter().map(|p| (p.name.clone(), p.value)).collect(),

@@ -35,10 +35,9 @@ pub fn run(config: &Config, args: ImportArgs) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let store = rt.block_on(qb_stores::open_ticks(config))?;
+    let (meta, store) = rt.block_on(qb_stores::open_meta_and_ticks(config))?;
     let progress = |f: f64, msg: &str| eprintln!("{:>3.0}% {msg}", f * 100.0);
     let report = store.import(&request, &progress)?;
-    let meta = rt.block_on(qb_stores::open_meta(config))?;
     let created = rt.block_on(meta.ensure_instruments(&report.symbols))?;
     rt.block_on(store.checkpoint())?;
     let mut out = serde_json::to_value(&report)?;
