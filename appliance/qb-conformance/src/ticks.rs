@@ -92,6 +92,8 @@ pub async fn suite(open: TickStoreFactory, caps: &Capabilities) -> Vec<String> {
     bars_hand_computed(open().await).await;
     eprintln!("tick-store conformance: bars of every interval, UTC and local midnight");
     bars_every_interval(open().await).await;
+    eprintln!("tick-store conformance: bars in zones with daylight saving");
+    bars_across_daylight_saving(open().await).await;
     eprintln!("tick-store conformance: imported bars");
     imported_bars(open().await).await;
     eprintln!("tick-store conformance: CTP");
@@ -219,9 +221,15 @@ fn ohlcv(bars: &[Bar]) -> Vec<(i64, f64, f64, f64, f64, f64)> {
 /// local-midnight alignment), open/close first/last, sums, the last
 /// non-null open interest.
 pub fn reference_bars(ticks: &[Tick], interval: i64, offset: i64) -> Vec<Bar> {
+    reference_bars_by(ticks, |ts| ts - (ts + offset).rem_euclid(interval))
+}
+
+/// [`reference_bars`] with the bucket start of each tick's time given by
+/// `bucket`.
+pub fn reference_bars_by(ticks: &[Tick], bucket: impl Fn(i64) -> i64) -> Vec<Bar> {
     let mut out: Vec<Bar> = Vec::new();
     for t in ticks {
-        let b = t.ts - (t.ts + offset).rem_euclid(interval);
+        let b = bucket(t.ts);
         match out.last_mut() {
             Some(bar) if bar.ts == b => {
                 bar.high = bar.high.max(t.price);
@@ -574,10 +582,8 @@ pub async fn bars_hand_computed(s: Arc<dyn TickStore>) {
     let local = s.bars(tz).await.unwrap();
     assert_eq!(local.len(), 1);
     assert_eq!((local[0].ts, local[0].volume), (DAY0 - 8 * HOUR, 16.0));
-    // Pinned, shared by every store (see the report on issue 14): buckets
-    // align to local midnight at the zone's offset of 2000-01-03 (DuckDB's
-    // `time_bucket` origin), not across daylight saving. New York daily
-    // bars start at 05:00 UTC in July too (01:00 EDT, not midnight).
+    // Daily bars start at local midnight all year: 00:00 EDT is 04:00 UTC
+    // in July (05:00 in January).
     let july = utc(2024, 7, 15, 3, 30, 0, 0); // 23:30 EDT on the 14th
     s.append(vec![
         tick("ny", july, 1.0, 1.0),
@@ -594,7 +600,10 @@ pub async fn bars_hand_computed(s: Arc<dyn TickStore>) {
             .iter()
             .map(|b| (b.ts, b.volume))
             .collect::<Vec<_>>(),
-        vec![(utc(2024, 7, 15, 5, 0, 0, 0) - DAY, 2.0)]
+        vec![
+            (utc(2024, 7, 14, 4, 0, 0, 0), 1.0),
+            (utc(2024, 7, 15, 4, 0, 0, 0), 1.0)
+        ]
     );
     let mut bad = bar_query("a", "1d");
     bad.timezone = Some("Mars/Olympus".into());
@@ -666,6 +675,122 @@ pub async fn bars_every_interval(s: Arc<dyn TickStore>) {
             );
         }
     }
+}
+
+/// Zones whose clocks change, for [`bars_across_daylight_saving`]: both
+/// hemispheres, a change at midnight (Santiago, Havana: local midnight is
+/// skipped or repeated), a half-hour change (Lord Howe).
+pub const DST_ZONES: &[&str] = &[
+    "America/New_York",
+    "Europe/London",
+    "Australia/Sydney",
+    "America/Santiago",
+    "America/Havana",
+    "Australia/Lord_Howe",
+];
+
+/// The bucket start of a tick at `ts` in `zone` under the local bucket
+/// rule of `qb_core::market` (above `BarQuery`), computed with chrono-tz.
+pub fn local_bucket(ts: i64, interval: i64, zone: chrono_tz::Tz) -> i64 {
+    use chrono::{LocalResult, Offset, TimeZone};
+    let micros = |d: chrono::NaiveDateTime| d.and_utc().timestamp_micros();
+    let naive = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .unwrap()
+            .naive_utc()
+    };
+    let u = ts / 1000;
+    let offset_at = |us: i64| {
+        i64::from(
+            zone.offset_from_utc_datetime(&naive(us))
+                .fix()
+                .local_minus_utc(),
+        ) * 1_000_000
+    };
+    let l = u + offset_at(u);
+    let w = interval / 1000;
+    let b = l - l.rem_euclid(w);
+    let c = match zone.from_local_datetime(&naive(b)) {
+        LocalResult::Single(d) => d.timestamp_micros(),
+        LocalResult::Ambiguous(_, later) => later.timestamp_micros(),
+        // Skipped: the offset in force a day before, i.e. before the change.
+        LocalResult::None => micros(naive(b)) - offset_at(b - 86_400_000_000),
+    };
+    (if c <= u { c } else { u - (l - b) }) * 1000
+}
+
+/// Bars in zones whose clocks change, of the intervals that meet a change
+/// differently (the repeated hour, the shortened day), against bars
+/// computed by hand with [`local_bucket`].
+pub async fn bars_across_daylight_saving(s: Arc<dyn TickStore>) {
+    // Ticks every 7 min 17.3 s over two days around each change of 2024.
+    let changes = [
+        utc(2024, 3, 10, 7, 0, 0, 0),  // New York spring
+        utc(2024, 11, 3, 6, 0, 0, 0),  // New York autumn
+        utc(2024, 3, 31, 1, 0, 0, 0),  // London spring
+        utc(2024, 10, 27, 1, 0, 0, 0), // London autumn
+        utc(2024, 4, 6, 16, 0, 0, 0),  // Sydney autumn
+        utc(2024, 10, 5, 16, 0, 0, 0), // Sydney spring
+        utc(2024, 4, 7, 3, 0, 0, 0),   // Santiago autumn (midnight repeated)
+        utc(2024, 9, 8, 4, 0, 0, 0),   // Santiago spring (midnight skipped)
+        utc(2024, 3, 10, 5, 0, 0, 0),  // Havana spring (midnight skipped)
+        utc(2024, 11, 3, 5, 0, 0, 0),  // Havana autumn
+        utc(2024, 4, 6, 15, 0, 0, 0),  // Lord Howe autumn (30 min)
+    ];
+    let step = 437_300_000_000;
+    let mut ticks = Vec::new();
+    for (i, at) in changes.iter().enumerate() {
+        let mut ts = at - DAY;
+        while ts < at + DAY {
+            ticks.push(tick("dst", ts, 100.0 + (i as f64), 1.0));
+            ts += step;
+        }
+    }
+    ticks.sort_by_key(|t| t.ts);
+    ticks.dedup_by_key(|t| t.ts);
+    let n = ticks.len() as u64;
+    assert_eq!(s.append(ticks.clone()).await.unwrap().stored, n);
+    let stored = all_ticks(&s, "dst").await;
+    for zone in DST_ZONES {
+        let tz: chrono_tz::Tz = zone.parse().unwrap();
+        for iv in ["15m", "30m", "1h", "2h", "4h", "12h", "1d"] {
+            let interval = iv.parse::<Interval>().unwrap().nanos();
+            let want = reference_bars_by(&stored, |ts| {
+                let b = local_bucket(ts, interval, tz);
+                assert!(b <= ts, "a bar never starts after its first tick");
+                b
+            });
+            let mut q = bar_query("dst", iv);
+            q.timezone = Some(zone.to_string());
+            let got = s.bars(q).await.unwrap();
+            assert_eq!(got.len(), want.len(), "{iv} {zone}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g, w, "{iv} {zone}");
+            }
+        }
+    }
+    // Spot checks of the rule itself: New York's day after spring forward
+    // starts at 05:00 UTC (EST midnight), the one after at 04:00 (EDT);
+    // the repeated hour 01:00-02:00 on 3 November gives two hourly bars.
+    let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    let d = Interval::from_secs(86_400).unwrap().nanos();
+    let h = HOUR;
+    assert_eq!(
+        local_bucket(utc(2024, 3, 10, 12, 0, 0, 0), d, ny),
+        utc(2024, 3, 10, 5, 0, 0, 0)
+    );
+    assert_eq!(
+        local_bucket(utc(2024, 3, 11, 12, 0, 0, 0), d, ny),
+        utc(2024, 3, 11, 4, 0, 0, 0)
+    );
+    assert_eq!(
+        local_bucket(utc(2024, 11, 3, 5, 30, 0, 0), h, ny),
+        utc(2024, 11, 3, 5, 0, 0, 0)
+    );
+    assert_eq!(
+        local_bucket(utc(2024, 11, 3, 6, 30, 0, 0), h, ny),
+        utc(2024, 11, 3, 6, 0, 0, 0)
+    );
 }
 
 /// Imported bars: idempotent, serve intervals they divide where there are

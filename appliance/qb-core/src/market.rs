@@ -556,9 +556,24 @@ pub struct BarQuery {
     pub interval: Interval,
     pub start: Option<Nanos>,
     pub end: Option<Nanos>,
-    /// Buckets aligned to local midnight of this zone instead of UTC.
+    /// Buckets on the wall clock of this zone instead of UTC (the local
+    /// bucket rule below).
     pub timezone: Option<String>,
 }
+
+// The local bucket rule, which every tick store implements in its own SQL
+// and the conformance suite checks against a reference across daylight
+// saving: with a zone, a tick at `u` (its time truncated to microseconds)
+// with local wall-clock time `l` falls in the bucket starting at local time
+// `b = l - l mod interval` (intervals divide a day, so buckets align to
+// every local midnight, whatever the offset that day). The bar's label is
+// the instant `c` whose local time is `b` (for a local time that occurs
+// twice, the later instant; for one skipped by a clock change, the offset
+// in force before it, so the transition itself), unless `c` is after the
+// tick, which happens only in the first of two repeated hours: then the
+// earlier instant, `u - (l - b)`. So daily bars start at local midnight
+// all year, a bar never starts after its first tick, and the hour repeated
+// when clocks go back gives two hourly bars, not one.
 
 /// What to export.
 #[derive(Debug, Clone, PartialEq)]

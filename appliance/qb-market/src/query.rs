@@ -1,8 +1,10 @@
 //! Reads: coverage, tick ranges, bars at any interval, exports.
 //!
 //! Bars: bucket start = `ts - ts mod interval` in UTC (so `1d` buckets start
-//! at 00:00 UTC), or, with a time zone, buckets aligned to local midnight of
-//! that zone. The label is the bucket start. Open and close are the first
+//! at 00:00 UTC), or, with a time zone, buckets on the zone's wall clock
+//! (the local bucket rule of `qb_core::market`, above `BarQuery`: daily
+//! bars start at local midnight across daylight saving). The label is the
+//! bucket start. Open and close are the first
 //! and last tick by `(ts, seq)`; volume and turnover are sums; open
 //! interest is the last value. When the symbol has no ticks in the range,
 //! bars come from imported bars of the largest stored interval that
@@ -102,11 +104,18 @@ fn bucket_sql(interval: Interval, tz: Option<&str>) -> String {
     let iv = interval.nanos();
     match tz {
         None => format!("(ts - (((ts % {iv}) + {iv}) % {iv}))"),
-        Some(tz) => format!(
-            "epoch_ns(time_bucket(INTERVAL '{secs} seconds', make_timestamptz(ts // 1000), '{tz}'))",
-            secs = interval.secs(),
-            tz = tz.replace('\'', "")
-        ),
+        Some(tz) => {
+            // The local bucket rule, in microseconds: `u` the tick, `l` its
+            // wall-clock time, `b` the local bucket start, `c` the instant
+            // of `b` (ICU: the later of two, the earlier offset in a gap).
+            let tz = tz.replace('\'', "");
+            let w = interval.nanos() / 1000;
+            let u = "(ts // 1000)";
+            let l = format!("epoch_us(timezone('{tz}', make_timestamptz({u})))");
+            let b = format!("({l} - ((({l}) % {w}) + {w}) % {w})");
+            let c = format!("epoch_us(timezone('{tz}', make_timestamp({b})))");
+            format!("(CASE WHEN {c} <= {u} THEN {c} ELSE {u} - ({l} - {b}) END * 1000)")
+        }
     }
 }
 

@@ -49,9 +49,9 @@
 //! Bars are computed by PostgreSQL to equal DuckDB's to the last digit:
 //! - the same bucket arithmetic, in integers (not `date_bin` over
 //!   timestamps, which would round nanoseconds): `ts - ts mod interval` in
-//!   UTC; with a zone, DuckDB's `time_bucket(interval, ts, zone)` rule (see
-//!   [`bucket_sql`]: it aligns to local midnight at the zone's offset of
-//!   January 2000, not across daylight saving);
+//!   UTC; with a zone, the local bucket rule of `qb_core::market` (see
+//!   [`bucket_sql`]), with PostgreSQL's zone conversions, which resolve
+//!   repeated and skipped local times as DuckDB's ICU does;
 //! - open and close the first and last tick by `(ts, seq)`, high and low,
 //!   sums taken in `(ts, seq)` order, the last non-null open interest;
 //! - where the range has no ticks, from imported bars of the largest stored
@@ -73,7 +73,7 @@
 //! dropped ticks comes from `tick_days`, of dropped bars from a count of
 //! each partition before it is dropped.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -164,7 +164,8 @@ struct Inner {
     /// writers holding every pooled connection can still get partitions).
     ddl: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Zones known to PostgreSQL, with their bucket origin (microseconds).
-    zones: Mutex<HashMap<String, i64>>,
+    /// Zones PostgreSQL was asked about and knows.
+    zones: Mutex<HashSet<String>>,
     /// For blocking imports.
     rt: tokio::runtime::Handle,
 }
@@ -734,11 +735,10 @@ impl PgTicks {
         self.store().read_conn()
     }
 
-    /// The bucket origin of a zone (see [`bucket_sql`]); `Invalid` for a
-    /// zone PostgreSQL does not know (cached).
-    async fn zone_origin(&self, c: &tokio_postgres::Transaction<'_>, tz: &str) -> StoreResult<i64> {
-        if let Some(o) = self.inner.zones.lock().unwrap().get(tz) {
-            return Ok(*o);
+    /// Checks that PostgreSQL knows zone `tz` (cached): `Invalid` if not.
+    async fn check_zone(&self, c: &tokio_postgres::Transaction<'_>, tz: &str) -> StoreResult<()> {
+        if self.inner.zones.lock().unwrap().contains(tz) {
+            return Ok(());
         }
         let known: bool = c
             .query_one(
@@ -751,20 +751,8 @@ impl PgTicks {
         if !known {
             return Err(StoreError::Invalid(format!("unknown time zone {tz:?}")));
         }
-        let origin: i64 = c
-            .query_one(
-                "SELECT (extract(epoch FROM ('2000-01-03 00:00'::TIMESTAMP AT TIME ZONE $1)) * 1000000)::BIGINT",
-                &[&tz],
-            )
-            .await
-            .map_err(map_pg)?
-            .get(0);
-        self.inner
-            .zones
-            .lock()
-            .unwrap()
-            .insert(tz.to_string(), origin);
-        Ok(origin)
+        self.inner.zones.lock().unwrap().insert(tz.to_string());
+        Ok(())
     }
 
     /// Bars for `q`, on the read replica.
@@ -782,10 +770,9 @@ impl PgTicks {
         c: &tokio_postgres::Transaction<'_>,
         q: &BarQuery,
     ) -> StoreResult<Vec<Bar>> {
-        let origin = match &q.timezone {
-            Some(tz) => Some(self.zone_origin(c, tz).await?),
-            None => None,
-        };
+        if let Some(tz) = &q.timezone {
+            self.check_zone(c, tz).await?;
+        }
         check_symbol(&q.symbol).map_err(StoreError::Invalid)?;
         let (lo, hi) = ts_bounds(q.start, q.end);
         let has_ticks: bool = c
@@ -797,7 +784,7 @@ impl PgTicks {
             .map_err(map_pg)?
             .get(0);
         let iv = q.interval.nanos();
-        let bucket = bucket_sql(iv, origin);
+        let bucket = bucket_sql(iv, q.timezone.as_deref());
         let rows = if has_ticks {
             // Ticks per bar, estimated from `tick_days`, picks the plan.
             let (lo_day, hi_day) = (lo.div_euclid(DAY), (hi - 1).div_euclid(DAY));
@@ -1140,23 +1127,28 @@ async fn forget_days(tx: &tokio_postgres::Transaction<'_>, cut_day: i64) -> Stor
 }
 
 /// The bucket start of `ts` in SQL, as DuckDB computes it. In UTC:
-/// `ts - ts mod interval`, floored, in nanoseconds. With a zone, DuckDB's
-/// `time_bucket(INTERVAL 'n seconds', make_timestamptz(ts // 1000), zone)`:
-/// `ts` truncated to microseconds, bucketed from the origin instant
-/// 2000-01-03 00:00 local time (`origin_us`, the zone's offset of that
-/// day), in fixed widths. Buckets therefore align to local midnight at the
-/// zone's offset of January 2000, not across later daylight-saving or
-/// offset changes (DuckDB's rule, kept to give the same bars; checked
-/// against DuckDB on 8 zones, 6 widths and 118 000 instants from 1966 to
-/// 2025, daylight saving included).
-fn bucket_sql(interval_ns: i64, origin_us: Option<i64>) -> String {
-    match origin_us {
+/// `ts - ts mod interval`, floored, in nanoseconds. With a zone (one
+/// PostgreSQL knows), the local bucket rule of `qb_core::market` in
+/// microseconds: `u` the tick, `l` its wall-clock time, `b` the local
+/// bucket start, `c` the instant of `b` (`AT TIME ZONE` takes the later of
+/// two instants and the earlier offset in a gap, as DuckDB's ICU does).
+fn bucket_sql(interval_ns: i64, zone: Option<&str>) -> String {
+    match zone {
         None => format!("(ts - (((ts % {iv}) + {iv}) % {iv}))", iv = interval_ns),
-        Some(o) => {
+        Some(tz) => {
+            let tz = tz.replace('\'', "''");
             let w = interval_ns / 1000;
-            format!(
-                "((((ts / 1000) - ({o})) - (((((ts / 1000) - ({o})) % {w}) + {w}) % {w}) + ({o})) * 1000)"
-            )
+            let u = "(ts / 1000)";
+            let l = format!(
+                "(extract(epoch FROM (timestamptz 'epoch' + {u} * interval '1 microsecond') \
+                 AT TIME ZONE '{tz}') * 1000000)::BIGINT"
+            );
+            let b = format!("({l} - ((({l}) % {w}) + {w}) % {w})");
+            let c = format!(
+                "(extract(epoch FROM (timestamp 'epoch' + {b} * interval '1 microsecond') \
+                 AT TIME ZONE '{tz}') * 1000000)::BIGINT"
+            );
+            format!("(CASE WHEN {c} <= {u} THEN {c} ELSE {u} - ({l} - {b}) END * 1000)")
         }
     }
 }
