@@ -11,6 +11,7 @@
 #                         template against the Kubernetes $K8S_VERSION schemas
 #   promtool              prometheus-cluster.yml with its file_sd targets, the
 #                         rules and their unit tests, the dashboard's queries
+#   yamllint              every YAML file of compose, k8s and monitoring
 # and cross-checks (python3 over `docker-compose config` and the rendered
 # manifests): roles, node lists, health checks and probes against
 # QUANTBOX_BIND's port, labels/selectors, Service/PDB/HPA/Ingress targets,
@@ -25,7 +26,7 @@
 #
 # Installs nothing. CI installs the tools with:
 #   apt-get install -y --no-install-recommends docker-compose nginx-light \
-#       prometheus shellcheck openssl python3-yaml   (kubectl: the machine's)
+#       prometheus shellcheck yamllint openssl python3-yaml   (kubectl: the machine's)
 #   pip install kubernetes-validate==1.32.0
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -51,6 +52,7 @@ need kubectl "kubectl, e.g. from pkgs.k8s.io"
 need kubernetes-validate "pip install kubernetes-validate==1.32.0"
 need promtool "apt-get install prometheus"
 need python3 "apt-get install python3"
+need yamllint "apt-get install yamllint"
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import yaml' 2>/dev/null; then
     missing+=("python3 module yaml (apt-get install python3-yaml)")
 fi
@@ -66,6 +68,11 @@ trap 'rm -rf "$WORK"' EXIT
 step "shellcheck"
 shellcheck -x packaging/scripts/deploy.sh packaging/scripts/rollback.sh packaging/scripts/check-deploy.sh
 shellcheck -s sh "$COMPOSE_DIR"/postgres/*.sh
+echo ok
+
+step "yamllint (duplicate keys and syntax, which the YAML loaders let pass)"
+yamllint -s -d '{extends: relaxed, rules: {line-length: disable}}' \
+    "$COMPOSE_DIR" packaging/k8s "$PROM_DIR" packaging/monitoring/alertmanager packaging/monitoring/grafana/provisioning
 echo ok
 
 step "docker-compose config -q (with .env.example, and with the built-in defaults)"
