@@ -540,6 +540,9 @@ STUB
     chmod +x "$WORK/bin/$tool"
 done
 export STUB_LOG="$WORK/stub.log"
+# The scripts' own knobs take their defaults here; the expected commands
+# below assume them.
+unset COMPOSE_PROJECT ROLLOUT_TIMEOUT QUANTBOX_IMAGE
 STATE="$WORK/deploy-state"
 export QUANTBOX_DEPLOY_STATE="$STATE"
 dry() { "$@" --dry-run 2>/dev/null; }
