@@ -112,6 +112,10 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(
             state.clone(),
+            middleware::roles::role_gate,
+        ))
+        .layer(from_fn_with_state(
+            state.clone(),
             middleware::rate_limit::rate_limit,
         ))
         .layer(from_fn_with_state(
@@ -155,7 +159,9 @@ pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         for n in 0u64.. {
             tick.tick().await;
-            state.strategies.refresh_metrics().await;
+            if let Some(s) = &state.strategies {
+                s.refresh_metrics().await;
+            }
             let dir = state.config.data_dir.clone();
             if let Ok((total, available)) =
                 tokio::task::spawn_blocking(move || routes::system::data_disk(&dir)).await

@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use qb_core::config::Config;
+use axum::http::StatusCode;
+use qb_core::config::{Config, NodeRole};
 use qb_core::metrics::Metrics;
 use qb_core::{
     Backends, JobQueue, KvStore, MetaStore, NodeIdentity, PubSub, RateLimiter, TickStore,
@@ -15,6 +16,7 @@ use qb_plugin_host::registry::PluginRegistry;
 
 use crate::auth::tokens::TokenKeys;
 use crate::middleware::rate_limit::RateLimits;
+use crate::problem::{ApiError, ApiResult};
 
 /// What `/ready` reports on. The binary flips these as start-up proceeds.
 #[derive(Default)]
@@ -47,9 +49,10 @@ pub struct AppState {
     pub registry: Registry,
     /// Strategy plugins.
     pub plugins: Arc<PluginRegistry>,
-    /// Live paper trading: accounts, orders, risk, kill switch.
-    pub desk: Arc<qb_live::Desk>,
-    pub strategies: Arc<qb_live::strategies::Strategies>,
+    /// Live paper trading: accounts, orders, risk, kill switch. Only on
+    /// nodes with the `trader` role (see [`AppState::desk`]).
+    pub desk: Option<Arc<qb_live::Desk>>,
+    pub strategies: Option<Arc<qb_live::strategies::Strategies>>,
     pub replays: Arc<qb_live::replay::Replays>,
     pub scheduler: Arc<OnceLock<Arc<Scheduler>>>,
     pub metrics: Metrics,
@@ -79,8 +82,9 @@ pub struct Deps {
     pub node: NodeIdentity,
     pub registry: Registry,
     pub plugins: Arc<PluginRegistry>,
-    pub desk: Arc<qb_live::Desk>,
-    pub strategies: Arc<qb_live::strategies::Strategies>,
+    /// The trading desk and live strategies (`trader` role), else None.
+    pub desk: Option<Arc<qb_live::Desk>>,
+    pub strategies: Option<Arc<qb_live::strategies::Strategies>>,
     pub metrics: Metrics,
     /// Signing secret for access tokens.
     pub secret: Vec<u8>,
@@ -122,5 +126,35 @@ impl AppState {
 
     pub fn scheduler(&self) -> Option<&Arc<Scheduler>> {
         self.scheduler.get()
+    }
+
+    /// The trading desk, or 503 on a node without the `trader` role.
+    pub fn desk(&self) -> ApiResult<&Arc<qb_live::Desk>> {
+        self.desk.as_ref().ok_or_else(|| self.trading_elsewhere())
+    }
+
+    /// Live strategies, or 503 on a node without the `trader` role.
+    pub fn strategies(&self) -> ApiResult<&Arc<qb_live::strategies::Strategies>> {
+        self.strategies
+            .as_ref()
+            .ok_or_else(|| self.trading_elsewhere())
+    }
+
+    /// 503 for a call this node's roles do not serve.
+    pub fn not_served_here(&self, role: NodeRole) -> ApiError {
+        let roles: Vec<String> = self.config.roles().iter().map(|r| r.to_string()).collect();
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "role-elsewhere",
+            format!(
+                "this call is served by nodes with the {role} role; node {} runs {}",
+                self.node.node,
+                roles.join(", ")
+            ),
+        )
+    }
+
+    fn trading_elsewhere(&self) -> ApiError {
+        self.not_served_here(NodeRole::Trader)
     }
 }

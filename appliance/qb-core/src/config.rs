@@ -57,6 +57,46 @@ pub enum Environment {
     Test,
 }
 
+/// What a quantbox process runs (the seed's API replicas, Celery workers
+/// and Beat, plus the trading desk). One box runs all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeRole {
+    /// The REST and WebSocket API and the dashboard.
+    Api,
+    /// Job workers (`queues.backtest` / `queues.data` of them).
+    Worker,
+    /// The schedules: due times become jobs.
+    Scheduler,
+    /// Trading desks and live strategies.
+    Trader,
+}
+
+impl NodeRole {
+    pub const ALL: [NodeRole; 4] = [Self::Api, Self::Worker, Self::Scheduler, Self::Trader];
+}
+
+impl fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Api => "api",
+            Self::Worker => "worker",
+            Self::Scheduler => "scheduler",
+            Self::Trader => "trader",
+        })
+    }
+}
+
+impl std::str::FromStr for NodeRole {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|r| r.to_string().eq_ignore_ascii_case(s.trim()))
+            .ok_or(())
+    }
+}
+
 /// A secret string: never printed, serialized as `[redacted]`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -333,6 +373,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Threads of the async runtime serving HTTP (the seed's uvicorn `WORKERS`).
     pub workers: usize,
+    /// What this process runs (`--role`, `QUANTBOX_ROLE`): any of
+    /// [`NodeRole`]'s names, comma-separated; all of them by default (one
+    /// box).
+    #[serde(deserialize_with = "string_or_list")]
+    pub role: Vec<String>,
     #[serde(deserialize_with = "string_or_list")]
     pub cors_origins: Vec<String>,
     pub default_page_size: u32,
@@ -388,6 +433,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             data_dir: PathBuf::from("./data"),
             workers: 4,
+            role: NodeRole::ALL.iter().map(|r| r.to_string()).collect(),
             cors_origins: Vec::new(),
             default_page_size: 20,
             max_page_size: 100,
@@ -526,6 +572,7 @@ const SEED_ENV: &[(&str, &str)] = &[
 /// Keys whose values stay strings even when they look like numbers.
 const STRING_KEYS: &[&str] = &[
     "env",
+    "role",
     "log_level",
     "bind",
     "data_dir",
@@ -688,6 +735,20 @@ impl Config {
                 reason,
             })
         };
+        if self.role.is_empty() {
+            bad(
+                "role",
+                "names no role; give any of api, worker, scheduler, trader".into(),
+            );
+        }
+        for r in &self.role {
+            if r.parse::<NodeRole>().is_err() {
+                bad(
+                    "role",
+                    format!("{r:?} is not a role: api, worker, scheduler or trader"),
+                );
+            }
+        }
         if self.default_page_size == 0 {
             bad("default_page_size", "must be at least 1".into());
         }
@@ -907,6 +968,67 @@ impl Config {
         }
     }
 
+    /// Whether this process runs `role`.
+    pub fn runs(&self, role: NodeRole) -> bool {
+        self.role.iter().any(|r| r.parse() == Ok(role))
+    }
+
+    /// The roles this process runs, in [`NodeRole::ALL`] order.
+    pub fn roles(&self) -> Vec<NodeRole> {
+        NodeRole::ALL
+            .iter()
+            .copied()
+            .filter(|r| self.runs(*r))
+            .collect()
+    }
+
+    /// Every environment variable the configuration reads: the seed's
+    /// names, `QUANTBOX_CONFIG`, and `QUANTBOX_` plus each key's path
+    /// (`__` between levels), `*_FILE` variants included.
+    pub fn env_keys() -> Vec<String> {
+        fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        let name = if prefix.is_empty() {
+                            k.to_ascii_uppercase()
+                        } else {
+                            format!("{prefix}__{}", k.to_ascii_uppercase())
+                        };
+                        walk(&name, v, out);
+                    }
+                }
+                _ => out.push(format!("QUANTBOX_{prefix}")),
+            }
+        }
+        // Every optional key set, so that it is serialised.
+        let secret = || Some(Secret::new(String::new()));
+        let file = || Some(PathBuf::new());
+        let full = Config {
+            secret_key: secret(),
+            secret_key_file: file(),
+            admin_password: secret(),
+            admin_password_file: file(),
+            database_url: secret(),
+            database_url_file: file(),
+            database_read_url: secret(),
+            database_read_url_file: file(),
+            redis_url: secret(),
+            redis_url_file: file(),
+            ..Config::default()
+        };
+        let mut out: Vec<String> = SEED_ENV.iter().map(|(n, _)| n.to_string()).collect();
+        out.push("QUANTBOX_CONFIG".into());
+        walk(
+            "",
+            &serde_json::to_value(&full).expect("the configuration serialises"),
+            &mut out,
+        );
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Whether the stores are PostgreSQL and Redis (`DATABASE_URL` set)
     /// rather than the embedded files.
     pub fn cluster_mode(&self) -> bool {
@@ -994,6 +1116,63 @@ mod tests {
 
     fn keys(e: ConfigError) -> Vec<String> {
         e.0.into_iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn roles_default_to_all_and_are_checked() {
+        let c = load(&[], None).unwrap();
+        assert_eq!(c.roles(), NodeRole::ALL.to_vec());
+        let c = load(&[("QUANTBOX_ROLE", "api, Worker")], None).unwrap();
+        assert_eq!(c.roles(), vec![NodeRole::Api, NodeRole::Worker]);
+        assert!(c.runs(NodeRole::Worker) && !c.runs(NodeRole::Trader));
+        let c = load(&[], Some("role = [\"trader\"]")).unwrap();
+        assert_eq!(c.roles(), vec![NodeRole::Trader]);
+        let e = load(&[("QUANTBOX_ROLE", "api,cook")], None).unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|i| i.key == "role" && i.reason.contains("cook")),
+            "{e}"
+        );
+        let e = load(&[("QUANTBOX_ROLE", " , ")], None).unwrap_err();
+        assert!(e.0.iter().any(|i| i.key == "role"), "{e}");
+    }
+
+    #[test]
+    fn env_keys_are_the_keys_the_loader_reads() {
+        let keys = Config::env_keys();
+        for k in [
+            "ENV",
+            "SECRET_KEY_FILE",
+            "DATABASE_URL",
+            "QUANTBOX_CONFIG",
+            "QUANTBOX_ROLE",
+            "QUANTBOX_BIND",
+            "QUANTBOX_ADMIN_PASSWORD_FILE",
+            "QUANTBOX_CLUSTER__NODE_ID",
+            "QUANTBOX_QUEUES__BACKTEST",
+            "QUANTBOX_PLUGINS__MEMORY_MIB",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
+        // Each QUANTBOX_ key names a setting: set to a value of the wrong
+        // shape, loading fails on that key (an unknown key would fail as
+        // unknown, a known one as invalid; never silently ignored).
+        let e = load(&[("QUANTBOX_CLUSTER__NODE_ID_TYPO", "x")], None).unwrap_err();
+        assert!(e.to_string().contains("node_id_typo"), "{e}");
+        for k in keys
+            .iter()
+            .filter(|k| k.starts_with("QUANTBOX_") && k.contains("__"))
+        {
+            let leaf = k.rsplit("__").next().unwrap().to_ascii_lowercase();
+            let c = load(&[(k.as_str(), "[1, 2]")], None);
+            if let Err(e) = c {
+                assert!(
+                    !e.to_string().contains("unknown field"),
+                    "{k}: the loader does not know it: {e}"
+                );
+                assert!(e.to_string().contains(&leaf), "{k}: {e}");
+            }
+        }
     }
 
     #[test]

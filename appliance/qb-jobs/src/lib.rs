@@ -16,10 +16,14 @@ pub use registry::{JobHandler, KindInfo, Registry};
 pub use scheduler::{Scheduler, normalize_cron};
 pub use workers::{WORKER_STACK_BYTES, WorkerDeps, Workers};
 
-/// The queues quantbox runs, as the seed's Celery workers do.
+/// The queues quantbox runs, as the seed's Celery workers do: `backtest`
+/// and `data` on nodes with the `worker` role (`queues.*` threads each),
+/// `trading` (jobs that act on the trading desk) on nodes with the
+/// `trader` role, one thread.
 pub const QUEUE_BACKTEST: &str = "backtest";
 pub const QUEUE_DATA: &str = "data";
-pub const QUEUES: &[&str] = &[QUEUE_BACKTEST, QUEUE_DATA];
+pub const QUEUE_TRADING: &str = "trading";
+pub const QUEUES: &[&str] = &[QUEUE_BACKTEST, QUEUE_DATA, QUEUE_TRADING];
 
 /// Where a retention of `days` days cuts from now; `None` for 0, which
 /// keeps everything (`market.retention_days`, `trading.order_retention_days`).

@@ -8,8 +8,11 @@ use qb_jobs::{JobContext, JobError, JobHandler};
 
 use crate::desk::Desk;
 
+/// Runs on the `trading` queue, which only nodes with the `trader` role
+/// serve; other nodes register it without a desk (they know the kind, to
+/// accept and schedule it, and never run it).
 pub struct TradingRetention {
-    pub desk: Arc<Desk>,
+    pub desk: Option<Arc<Desk>>,
     pub retention_days: u32,
 }
 
@@ -18,7 +21,7 @@ impl JobHandler for TradingRetention {
         "trading.retention"
     }
     fn queue(&self) -> &'static str {
-        qb_jobs::QUEUE_DATA
+        qb_jobs::QUEUE_TRADING
     }
     fn description(&self) -> &'static str {
         "Delete final orders and their fills past trading.order_retention_days"
@@ -28,10 +31,14 @@ impl JobHandler for TradingRetention {
         ctx: &JobContext<'_>,
         _: &serde_json::Value,
     ) -> Result<serde_json::Value, JobError> {
+        let desk = self
+            .desk
+            .as_ref()
+            .ok_or_else(|| JobError::failed("trading jobs run on nodes with the trader role"))?;
         let (orders, fills) = match qb_jobs::retention_cut(self.retention_days) {
             None => (0, 0),
             Some(cut) => ctx
-                .block_on(self.desk.prune(cut.timestamp_millis()))
+                .block_on(desk.prune(cut.timestamp_millis()))
                 .map_err(JobError::failed)?,
         };
         Ok(serde_json::json!({

@@ -393,6 +393,14 @@ impl Strategies {
     /// Stops a strategy (its snapshot is kept for a restart).
     pub async fn stop(&self, id: &str, reason: Option<String>) -> Result<StrategyDoc, LiveError> {
         self.get(id)?;
+        self.halt(id).await?;
+        self.set_status(id, Status::Stopped, reason).await;
+        self.get(id)
+    }
+
+    /// Ends a running strategy's thread after its final snapshot (the
+    /// plugin's `snapshot-state`, written by the thread as it stops).
+    async fn halt(&self, id: &str) -> Result<(), LiveError> {
         let r = self.running.lock().remove(id);
         if let Some(mut r) = r {
             r.halt.store(true, Ordering::SeqCst);
@@ -409,8 +417,21 @@ impl Strategies {
             .map_err(|e| LiveError::Failed(e.to_string()))?;
         }
         self.running_gauge.set(self.running.lock().len() as i64);
-        self.set_status(id, Status::Stopped, reason).await;
-        self.get(id)
+        Ok(())
+    }
+
+    /// Server shutdown: every running strategy stops after a final
+    /// snapshot but stays `running` in the list, so the next start of
+    /// this node (or the trader taking over) resumes it where it stopped.
+    /// Returns how many were stopped.
+    pub async fn shutdown(&self) -> usize {
+        let ids: Vec<String> = self.running.lock().keys().cloned().collect();
+        for id in &ids {
+            if let Err(e) = self.halt(id).await {
+                tracing::warn!(strategy = %id, error = %e, "strategy did not stop cleanly");
+            }
+        }
+        ids.len()
     }
 
     /// Stops every strategy trading on `account` (the kill switch).

@@ -31,12 +31,16 @@ pub struct Global {
     /// Data directory (env QUANTBOX_DATA_DIR; default ./data).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Set by `serve --role`.
+    #[arg(skip)]
+    pub role: Option<String>,
 }
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the server: API, dashboard, job workers and scheduler.
-    Serve,
+    /// Run the server: API, dashboard, job workers, scheduler and trading
+    /// desk, or the roles given with --role.
+    Serve(ServeArgs),
     /// Apply schema migrations and exit.
     Migrate,
     /// Manage users.
@@ -102,10 +106,20 @@ pub enum UserCommand {
     List,
 }
 
+#[derive(Args, Clone, Default)]
+pub struct ServeArgs {
+    /// What this process runs: any of api, worker, scheduler, trader,
+    /// comma-separated (env QUANTBOX_ROLE; default all of them).
+    #[arg(long, value_name = "ROLES")]
+    pub role: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective configuration (secrets redacted); exit 2 when invalid.
     Check,
+    /// Print every environment variable the configuration reads, one per line.
+    EnvKeys,
 }
 
 impl Global {
@@ -118,6 +132,9 @@ impl Global {
         }
         if let Some(d) = &self.data_dir {
             overrides.insert("data_dir".to_string(), d.display().to_string());
+        }
+        if let Some(r) = &self.role {
+            overrides.insert("role".to_string(), r.clone());
         }
         source.overrides = overrides;
         source
@@ -139,6 +156,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version => {
             println!("quantbox {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::EnvKeys) => {
+            for k in Config::env_keys() {
+                println!("{k}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => {
@@ -213,8 +236,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             crate::plugin_cli::run(cmd, limits)
         }
-        Command::Serve => {
-            let config = match load_or_exit(&cli.global) {
+        Command::Serve(args) => {
+            let mut global = cli.global.clone();
+            global.role = args.role;
+            let config = match load_or_exit(&global) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use qb_api::{AppState, Deps};
-use qb_core::config::Config;
+use qb_core::config::{Config, NodeRole};
 use qb_core::metrics::Metrics;
 use qb_jobs::handlers::{Checkpoint, MarketImport, MarketRetention, Retention, Sleep};
 use qb_jobs::{Registry, Scheduler, WorkerDeps, Workers};
@@ -93,18 +93,27 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let plugins = Arc::new(bootstrap::plugin_registry(&config, meta.clone(), &metrics)?);
-    let desk = Arc::new(
-        qb_live::Desk::open(
-            kv.clone(),
-            meta.clone(),
-            pubsub.clone(),
-            Box::new(qb_live::PaperBroker::new(config.trading.slippage_ticks)),
-            &config.trading.default_account,
-            config.trading.initial_cash,
-        )
-        .await
-        .context("restoring trading state")?,
-    );
+    let roles = config.roles();
+    info!(roles = ?roles, "roles");
+    let trader = config.runs(NodeRole::Trader);
+    // The trading desk only on trader nodes: a desk restores and fills
+    // orders, and one account must not be traded from two places.
+    let desk = if trader {
+        Some(Arc::new(
+            qb_live::Desk::open(
+                kv.clone(),
+                meta.clone(),
+                pubsub.clone(),
+                Box::new(qb_live::PaperBroker::new(config.trading.slippage_ticks)),
+                &config.trading.default_account,
+                config.trading.initial_cash,
+            )
+            .await
+            .context("restoring trading state")?,
+        ))
+    } else {
+        None
+    };
     let mut registry = Registry::new();
     registry
         .register(Checkpoint {
@@ -144,19 +153,25 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             retention_days: config.trading.order_retention_days,
         });
 
-    let _quotes = qb_live::feed::follow_ticks(desk.clone(), pubsub.as_ref());
-    let strategies = qb_live::strategies::Strategies::open(
-        desk.clone(),
-        plugins.clone(),
-        kv.clone(),
-        pubsub.clone(),
-        handle.clone(),
-        &config.trading.default_account,
-        metrics.strategies_running.clone(),
-        metrics.strategy_pnl.clone(),
-    )
-    .await
-    .context("resuming live strategies")?;
+    let (_quotes, strategies) = match &desk {
+        Some(desk) => {
+            let quotes = qb_live::feed::follow_ticks(desk.clone(), pubsub.as_ref());
+            let strategies = qb_live::strategies::Strategies::open(
+                desk.clone(),
+                plugins.clone(),
+                kv.clone(),
+                pubsub.clone(),
+                handle.clone(),
+                &config.trading.default_account,
+                metrics.strategies_running.clone(),
+                metrics.strategy_pnl.clone(),
+            )
+            .await
+            .context("resuming live strategies")?;
+            (Some(quotes), Some(strategies))
+        }
+        None => (None, None),
+    };
 
     let state = AppState::new(Deps {
         config: config.clone(),
@@ -196,6 +211,8 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     info!("listening on http://{addr}");
     let housekeeping = qb_api::spawn_housekeeping(state.clone());
 
+    // Workers take the queues of this node's roles.
+    let worker = config.runs(NodeRole::Worker);
     let workers = Workers::start(
         WorkerDeps {
             queue: jobs.clone(),
@@ -205,8 +222,15 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             rt: handle.clone(),
         },
         &[
-            (qb_jobs::QUEUE_BACKTEST, config.queues.backtest),
-            (qb_jobs::QUEUE_DATA, config.queues.data),
+            (
+                qb_jobs::QUEUE_BACKTEST,
+                if worker { config.queues.backtest } else { 0 },
+            ),
+            (
+                qb_jobs::QUEUE_DATA,
+                if worker { config.queues.data } else { 0 },
+            ),
+            (qb_jobs::QUEUE_TRADING, usize::from(trader)),
         ],
     )
     .context("starting job workers")?;
@@ -214,15 +238,20 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         .readiness
         .set_workers(workers.live_counter(), workers.expected());
 
-    let scheduler = Scheduler::start(jobs.clone(), registry.clone(), config.queues.max_attempts)
-        .await
-        .map_err(anyhow::Error::msg)
-        .context("starting the scheduler")?;
-    let _ = state.scheduler.set(scheduler.clone());
-    state
-        .readiness
-        .scheduler_started
-        .store(true, Ordering::SeqCst);
+    let scheduler = if config.runs(NodeRole::Scheduler) {
+        let s = Scheduler::start(jobs.clone(), registry.clone(), config.queues.max_attempts)
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("starting the scheduler")?;
+        let _ = state.scheduler.set(s.clone());
+        state
+            .readiness
+            .scheduler_started
+            .store(true, Ordering::SeqCst);
+        Some(s)
+    } else {
+        None
+    };
     notify(&[sd_notify::NotifyState::Ready]);
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
 
@@ -231,7 +260,16 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     info!(bound_secs = config.shutdown_timeout_secs, "shutting down");
     notify(&[sd_notify::NotifyState::Stopping]);
     state.readiness.shutting_down.store(true, Ordering::SeqCst);
-    scheduler.shutdown().await;
+    if let Some(s) = &scheduler {
+        s.shutdown().await;
+    }
+    if let Some(s) = &strategies {
+        let n = s.shutdown().await;
+        info!(
+            strategies = n,
+            "live strategies stopped after a final snapshot; they resume at the next start"
+        );
+    }
     housekeeping.abort();
     liveness.abort();
     let _ = stop_tx.send(true);

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use qb_core::config::NodeRole;
+
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -42,12 +44,17 @@ pub struct Readiness {
     pub reasons: Vec<String>,
     /// This node's name (`cluster.node_id`, else the host name).
     pub node: String,
+    /// The roles this node runs (`api`, `worker`, `scheduler`, `trader`);
+    /// readiness checks only what they need.
+    pub roles: Vec<String>,
     /// Which backend serves each store.
     pub backends: qb_core::Backends,
 }
 
-/// Readiness: stores open and migrated, workers and scheduler running, not
-/// shutting down. 503 with reasons otherwise.
+/// Readiness: stores open and migrated, not shutting down, and what the
+/// node's roles run: job workers (`worker`, and the `trader`'s trading
+/// queue), the scheduler (`scheduler`), the trading desk (`trader`). 503
+/// with reasons otherwise.
 #[utoipa::path(get, path = "/ready", tag = "system", responses(
     (status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn ready(State(state): State<AppState>) -> Response {
@@ -79,8 +86,12 @@ async fn ready(State(state): State<AppState>) -> Response {
         }
         Some(_) => {}
     }
-    if !r.scheduler_started.load(Ordering::Relaxed) {
+    let c = &state.config;
+    if c.runs(NodeRole::Scheduler) && !r.scheduler_started.load(Ordering::Relaxed) {
         reasons.push("scheduler not started".into());
+    }
+    if c.runs(NodeRole::Trader) && state.desk.is_none() {
+        reasons.push("trading desk not open".into());
     }
     let (status, code) = if reasons.is_empty() {
         ("ready", StatusCode::OK)
@@ -93,6 +104,7 @@ async fn ready(State(state): State<AppState>) -> Response {
             status: status.into(),
             reasons,
             node: state.node.node.clone(),
+            roles: c.roles().iter().map(|r| r.to_string()).collect(),
             backends: (*state.backends).clone(),
         }),
     )

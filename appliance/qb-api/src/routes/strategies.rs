@@ -39,15 +39,18 @@ async fn start_strategy(
     ApiJson(spec): ApiJson<StrategySpec>,
 ) -> ApiResult<(StatusCode, Json<StrategyDoc>)> {
     p.require(Role::Trader)?;
-    let doc = state.strategies.start(spec).await?;
+    let doc = state.strategies()?.start(spec).await?;
     Ok((StatusCode::CREATED, Json(doc)))
 }
 
 /// Every strategy, running or not.
 #[utoipa::path(get, path = "/api/v1/strategies", tag = "strategies", security(("bearer" = [])),
     responses((status = 200, body = Vec<StrategyDoc>)))]
-async fn list_strategies(State(state): State<AppState>, _p: Principal) -> Json<Vec<StrategyDoc>> {
-    Json(state.strategies.list())
+async fn list_strategies(
+    State(state): State<AppState>,
+    _p: Principal,
+) -> ApiResult<Json<Vec<StrategyDoc>>> {
+    Ok(Json(state.strategies()?.list()))
 }
 
 #[utoipa::path(get, path = "/api/v1/strategies/{id}", tag = "strategies", security(("bearer" = [])),
@@ -57,7 +60,7 @@ async fn get_strategy(
     _p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<StrategyDoc>> {
-    Ok(Json(state.strategies.get(&id)?))
+    Ok(Json(state.strategies()?.get(&id)?))
 }
 
 /// Stop a strategy (its state snapshot is kept for a restart).
@@ -70,7 +73,7 @@ async fn stop_strategy(
 ) -> ApiResult<Json<StrategyDoc>> {
     p.require(Role::Trader)?;
     let reason = format!("stopped by {}", p.username);
-    Ok(Json(state.strategies.stop(&id, Some(reason)).await?))
+    Ok(Json(state.strategies()?.stop(&id, Some(reason)).await?))
 }
 
 /// Start a stopped or failed strategy again from its last snapshot.
@@ -82,7 +85,7 @@ async fn restart_strategy(
     Path(id): Path<String>,
 ) -> ApiResult<Json<StrategyDoc>> {
     p.require(Role::Trader)?;
-    Ok(Json(state.strategies.restart(&id).await?))
+    Ok(Json(state.strategies()?.restart(&id).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -104,7 +107,7 @@ async fn swap_strategy(
     ApiJson(r): ApiJson<SwapRequest>,
 ) -> ApiResult<Json<StrategyDoc>> {
     p.require(Role::Trader)?;
-    Ok(Json(state.strategies.swap(&id, &r.plugin).await?))
+    Ok(Json(state.strategies()?.swap(&id, &r.plugin).await?))
 }
 
 /// The strategy's last log lines (also streamed on `/ws`).
@@ -115,7 +118,7 @@ async fn strategy_logs(
     _p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<serde_json::Value>>> {
-    Ok(Json(state.strategies.logs(&id)?))
+    Ok(Json(state.strategies()?.logs(&id)?))
 }
 
 /// Replay stored ticks on the live feed at a chosen speed.

@@ -94,7 +94,7 @@ async fn submit_order(
 ) -> ApiResult<Response> {
     p.require(Role::Trader)?;
     let account = q.name(&state);
-    let placed = state.desk.submit(&account, None, req).await?;
+    let placed = state.desk()?.submit(&account, None, req).await?;
     let o = placed.order;
     let mut resp = if o.state == OrderState::Rejected {
         let mut e = ApiError::new(
@@ -142,8 +142,8 @@ async fn list_orders(
 ) -> ApiResult<Json<Vec<Order>>> {
     let account = AccountParam { account: q.account }.name(&state);
     let orders = match q.status.as_deref() {
-        None | Some("open") => state.desk.open_orders(&account).await?,
-        Some("all") => state.desk.all_orders(&account).await?,
+        None | Some("open") => state.desk()?.open_orders(&account).await?,
+        Some("all") => state.desk()?.all_orders(&account).await?,
         Some(other) => {
             return Err(ApiError::invalid(
                 "status",
@@ -163,7 +163,7 @@ async fn get_order(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Order>> {
-    Ok(Json(state.desk.order(&q.name(&state), &id).await?))
+    Ok(Json(state.desk()?.order(&q.name(&state), &id).await?))
 }
 
 /// Cancel an open order (by id or client id). Allowed while HALTED.
@@ -178,7 +178,7 @@ async fn cancel_order(
     p.require(Role::Trader)?;
     let reason = format!("cancelled by {}", p.username);
     Ok(Json(
-        state.desk.cancel(&q.name(&state), &id, &reason).await?,
+        state.desk()?.cancel(&q.name(&state), &id, &reason).await?,
     ))
 }
 
@@ -190,7 +190,7 @@ async fn list_fills(
     _p: Principal,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Vec<Fill>>> {
-    Ok(Json(state.desk.fills(&q.name(&state)).await?))
+    Ok(Json(state.desk()?.fills(&q.name(&state)).await?))
 }
 
 /// Positions: the account's net positions (`strategy` null), then each
@@ -202,7 +202,7 @@ async fn list_positions(
     _p: Principal,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Vec<PositionView>>> {
-    Ok(Json(state.desk.positions(&q.name(&state)).await?))
+    Ok(Json(state.desk()?.positions(&q.name(&state)).await?))
 }
 
 /// Cash, equity, margin, PnL by strategy, HALTED state, limits.
@@ -213,7 +213,7 @@ async fn get_account(
     _p: Principal,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<AccountView>> {
-    Ok(Json(state.desk.account(&q.name(&state)).await?))
+    Ok(Json(state.desk()?.account(&q.name(&state)).await?))
 }
 
 /// Every account.
@@ -223,7 +223,7 @@ async fn list_accounts(
     State(state): State<AppState>,
     _p: Principal,
 ) -> ApiResult<Json<Vec<AccountView>>> {
-    Ok(Json(state.desk.accounts().await))
+    Ok(Json(state.desk()?.accounts().await))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -246,7 +246,7 @@ async fn create_account(
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
     p.require(Role::Admin)?;
     let view = state
-        .desk
+        .desk()?
         .create_account(&a.name, a.initial_cash, a.limits)
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -272,10 +272,10 @@ async fn set_limits(
 ) -> ApiResult<Json<AccountView>> {
     p.require(Role::Admin)?;
     state
-        .desk
+        .desk()?
         .set_limits(&name, u.strategy.as_deref(), u.limits)
         .await?;
-    Ok(Json(state.desk.account(&name).await?))
+    Ok(Json(state.desk()?.account(&name).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams, Default)]
@@ -312,9 +312,9 @@ async fn kill(
         .unwrap_or_else(|| format!("kill switch pressed by {}", p.username));
     // Orders first (the desk refuses new ones from now on), then the
     // strategies' threads.
-    let cancelled = state.desk.kill(&account, &reason).await?;
+    let cancelled = state.desk()?.kill(&account, &reason).await?;
     let stopped = state
-        .strategies
+        .strategies()?
         .stop_account(&account, &format!("kill switch: {reason}"))
         .await;
     let report = KillReport {
@@ -342,8 +342,8 @@ async fn resume(
 ) -> ApiResult<Json<AccountView>> {
     p.require(Role::Admin)?;
     let account = q.name(&state);
-    state.desk.resume(&account).await?;
-    Ok(Json(state.desk.account(&account).await?))
+    state.desk()?.resume(&account).await?;
+    Ok(Json(state.desk()?.account(&account).await?))
 }
 
 /// The latest quote of every symbol the paper broker has seen.
@@ -353,5 +353,5 @@ async fn quotes(
     State(state): State<AppState>,
     _p: Principal,
 ) -> ApiResult<Json<BTreeMap<String, QuoteView>>> {
-    Ok(Json(state.desk.quotes().await))
+    Ok(Json(state.desk()?.quotes().await))
 }

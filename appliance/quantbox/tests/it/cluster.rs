@@ -233,6 +233,82 @@ fn two_processes_share_one_state() {
     let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
 }
 
+#[test]
+fn roles_split_the_work() {
+    let db = fresh_db();
+    let prefix = format!("qbit-roles-{}", std::process::id());
+    let mut ea = node_env(&db, &prefix, "api-1");
+    ea.push(("QUANTBOX_ROLE".into(), "api".into()));
+    let mut eb = node_env(&db, &prefix, "back-1");
+    eb.push(("QUANTBOX_ROLE".into(), "worker,scheduler,trader".into()));
+    let (da, db_) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let api = Server::start_in(da.path(), &as_refs(&ea));
+    let mut back = Server::start_in(db_.path(), &as_refs(&eb));
+    let token = api.admin_token();
+
+    // Each node is ready for what its roles run, and says which they are.
+    let ready: Value = api.get("/ready").send().unwrap().json().unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["roles"], json!(["api"]));
+    let ready: Value = back.get("/ready").send().unwrap().json().unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["roles"], json!(["worker", "scheduler", "trader"]));
+
+    // The API node does not trade; the trader node trades but serves no
+    // other API call; both answer the probes.
+    let p = crate::support::problem(
+        api.get("/api/v1/trading/accounts")
+            .bearer_auth(&token)
+            .send()
+            .unwrap(),
+        503,
+    );
+    assert!(
+        p["type"].as_str().unwrap().ends_with("role-elsewhere"),
+        "{p}"
+    );
+    assert!(p["detail"].as_str().unwrap().contains("trader role"), "{p}");
+    let accounts = back.get_json(&token, "/api/v1/trading/accounts");
+    assert_eq!(accounts[0]["name"], "paper", "{accounts}");
+    let p = crate::support::problem(
+        back.get("/api/v1/users")
+            .bearer_auth(&token)
+            .send()
+            .unwrap(),
+        503,
+    );
+    assert!(p["detail"].as_str().unwrap().contains("api role"), "{p}");
+    for path in ["/health", "/metrics"] {
+        assert_eq!(back.get(path).send().unwrap().status(), 200, "{path}");
+        assert_eq!(api.get(path).send().unwrap().status(), 200, "{path}");
+    }
+
+    // A job submitted to the API node (which has no workers) runs on the
+    // worker node.
+    let job: Value = api
+        .post("/api/v1/jobs")
+        .bearer_auth(&token)
+        .json(&json!({"kind": "diag.sleep", "params": {"seconds": 0.1}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let done = api.wait_job(&token, job["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded"
+    });
+    assert_eq!(done["node"], "back-1", "{done}");
+
+    // The worker/trader node stops gracefully on SIGTERM.
+    let (status, _) = back.terminate();
+    assert!(status.success(), "{status:?}");
+    let log = back.log();
+    assert!(
+        log.contains("live strategies stopped after a final snapshot"),
+        "{log}"
+    );
+    let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
+}
+
 /// A private redis-server on a free port (keeps nothing on disk).
 struct PrivateRedis {
     child: Option<Child>,
