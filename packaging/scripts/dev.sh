@@ -15,9 +15,24 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 # Debian packages the test suite drives, and the command each provides.
-# chromium: the dashboard's browser test (web/e2e, playwright-core).
-DEB_PACKAGES=(prometheus prometheus-alertmanager nginx-light lintian chromium)
-DEB_COMMANDS=(promtool amtool nginx lintian chromium)
+# chromium: the dashboard's browser test (web/e2e, playwright-core);
+# docker-compose, shellcheck, yamllint: the deployment checks
+# (packaging/scripts/check-deploy.sh).
+DEB_PACKAGES=(prometheus prometheus-alertmanager nginx-light lintian chromium docker-compose shellcheck yamllint)
+DEB_COMMANDS=(promtool amtool nginx lintian chromium docker-compose shellcheck yamllint)
+# PyPI tools of the deployment checks, pinned.
+PIP_TOOLS=(kubernetes-validate==1.32.0)
+PIP_COMMANDS=(kubernetes-validate)
+
+ensure_pip_tools() {
+    local missing=()
+    for i in "${!PIP_COMMANDS[@]}"; do
+        command -v "${PIP_COMMANDS[$i]}" >/dev/null 2>&1 || missing+=("${PIP_TOOLS[$i]}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing from PyPI: ${missing[*]}"
+    python3 -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+}
 
 ensure_debian_tools() {
     local missing=()
@@ -122,6 +137,7 @@ cmd_test() {
     setup
     check_services
     ensure_debian_tools
+    ensure_pip_tools
     ensure_cargo_deb
     log "cargo fmt --check"
     cargo fmt --all -- --check
@@ -133,6 +149,8 @@ cmd_test() {
     test_cluster_config
     log "packaging checks"
     "$ROOT/packaging/scripts/check-packaging.sh"
+    log "deployment checks (compose, Kubernetes, deploy/rollback, cluster monitoring)"
+    QUANTBOX_BIN="$CARGO_TARGET_DIR/debug/quantbox" "$ROOT/packaging/scripts/check-deploy.sh"
 }
 
 case "${1:-}" in

@@ -46,6 +46,9 @@ pub struct Metrics {
     /// alert needs no node exporter.
     pub data_disk_available: prometheus::IntGauge,
     pub data_disk_total: prometheus::IntGauge,
+    /// `quantbox_node_info{node,roles}`: always 1; `roles` comma-separated
+    /// (`api,worker,scheduler,trader` on one box). Set by [`Metrics::set_node`].
+    pub node_info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -140,6 +143,14 @@ impl Metrics {
         )
         .unwrap();
         build_info.with_label_values(&[version]).set(1);
+        let node_info = IntGaugeVec::new(
+            Opts::new(
+                "quantbox_node_info",
+                "This node's name and roles (comma-separated); always 1",
+            ),
+            &["node", "roles"],
+        )
+        .unwrap();
         // Series exist from the start (at 0), so rates and alerts see them.
         for zone in ["api", "trading"] {
             rate_limited.with_label_values(&[zone]);
@@ -164,6 +175,7 @@ impl Metrics {
             Box::new(data_disk_available.clone()),
             Box::new(data_disk_total.clone()),
             Box::new(build_info),
+            Box::new(node_info.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -189,7 +201,16 @@ impl Metrics {
             strategy_pnl,
             data_disk_available,
             data_disk_total,
+            node_info,
         }
+    }
+
+    /// Records this node's name and roles in `quantbox_node_info`.
+    pub fn set_node(&self, node: &str, roles: &[String]) {
+        self.node_info.reset();
+        self.node_info
+            .with_label_values(&[node, &roles.join(",")])
+            .set(1);
     }
 
     /// The Prometheus text exposition of every family.

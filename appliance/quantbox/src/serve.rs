@@ -92,6 +92,8 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     let liveness = spawn_liveness(jobs.clone(), &config);
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let role_names: Vec<String> = config.roles().iter().map(|r| r.to_string()).collect();
+    metrics.set_node(&stores.node.node, &role_names);
     let plugins = Arc::new(bootstrap::plugin_registry(&config, meta.clone(), &metrics)?);
     let roles = config.roles();
     info!(roles = ?roles, "roles");

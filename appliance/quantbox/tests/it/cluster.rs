@@ -282,6 +282,11 @@ fn roles_split_the_work() {
         assert_eq!(back.get(path).send().unwrap().status(), 200, "{path}");
         assert_eq!(api.get(path).send().unwrap().status(), 200, "{path}");
     }
+    let metrics = back.get("/metrics").send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains(r#"quantbox_node_info{node="back-1",roles="worker,scheduler,trader"} 1"#),
+        "{metrics}"
+    );
 
     // A job submitted to the API node (which has no workers) runs on the
     // worker node.
