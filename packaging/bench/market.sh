@@ -5,15 +5,19 @@
 # through the API of an embedded server.
 #
 #   packaging/bench/market.sh [ROWS]   (default 10,000,000)
+#   QB_BENCH_PROFILE=dist packaging/bench/market.sh   the shipped profile
+#   (reuses the package build's artifacts; default: release)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
 export DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
 ROWS="${1:-10000000}"
-cargo build --release -p qb-pg --example tick_store_bench -p quantbox --example ingest_bench >&2
-cargo build --release -p quantbox >&2
-"$CARGO_TARGET_DIR/release/examples/tick_store_bench" "$ROWS"
+PROFILE="${QB_BENCH_PROFILE:-release}"
+cargo build --profile "$PROFILE" -p qb-pg --example tick_store_bench -p quantbox --example ingest_bench >&2
+cargo build --profile "$PROFILE" -p quantbox >&2
+OUT="$CARGO_TARGET_DIR/$PROFILE"
+"$OUT/examples/tick_store_bench" "$ROWS"
 
 # Acknowledged ingest through the API: an embedded server, then a cluster
 # server (PostgreSQL at QB_TEST_PG on a fresh database, Redis at
@@ -38,7 +42,7 @@ ingest() {
     local name=$1 port=$2
     shift 2
     mkdir -p "$DATA/$name"
-    env QUANTBOX_DATA_DIR="$DATA/$name" "$@" "$CARGO_TARGET_DIR/release/quantbox" serve \
+    env QUANTBOX_DATA_DIR="$DATA/$name" "$@" "$OUT/quantbox" serve \
         --bind "127.0.0.1:$port" >/dev/null 2>"$DATA/$name.log" &
     PID=$!
     until curl -sf "http://127.0.0.1:$port/ready" >/dev/null; do sleep 0.05; done
@@ -46,8 +50,8 @@ ingest() {
     token=$(curl -s -X POST "http://127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
         -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
     echo "--- API ingest, $name"
-    "$CARGO_TARGET_DIR/release/examples/ingest_bench" "http://127.0.0.1:$port" "$token" 100000 10 csv 2
-    "$CARGO_TARGET_DIR/release/examples/ingest_bench" "http://127.0.0.1:$port" "$token" 100000 10 json 2
+    "$OUT/examples/ingest_bench" "http://127.0.0.1:$port" "$token" 100000 10 csv 2
+    "$OUT/examples/ingest_bench" "http://127.0.0.1:$port" "$token" 100000 10 json 2
     kill "$PID"
     wait "$PID" 2>/dev/null || true
     PID=""
