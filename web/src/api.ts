@@ -66,6 +66,12 @@ export function accessToken(): string | null {
   return access;
 }
 
+const renewals: ((token: string) => void)[] = [];
+/** Calls `l` with every renewed access token (e.g. to re-authenticate /ws). */
+export function onRenewed(l: (token: string) => void): void {
+  renewals.push(l);
+}
+
 export function isAdmin(): boolean {
   return me?.role === "admin";
 }
@@ -75,7 +81,9 @@ export function canTrade(): boolean {
 }
 
 function adopt(t: Tokens) {
+  const renewed = access !== null;
   access = t.access_token;
+  if (renewed) for (const l of renewals) l(t.access_token);
   sessionStorage.setItem(REFRESH_KEY, t.refresh_token);
   window.clearTimeout(renewTimer);
   // Renew a little before expiry (at least 5 s from now).

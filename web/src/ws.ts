@@ -1,6 +1,6 @@
 // One WebSocket to /ws per page view, authenticated with the session's
 // access token; channels are (re)subscribed on every (re)connection.
-import { accessToken } from "./api";
+import { accessToken, onRenewed } from "./api";
 
 export type Handler = (data: any, topic: string) => void;
 
@@ -15,6 +15,13 @@ export class Live {
 
   constructor() {
     this.connect();
+    // The server checks the session every few seconds and closes the
+    // socket when the token it was given expires: hand it each new one.
+    onRenewed((token) => {
+      if (this.ws?.readyState === WebSocket.OPEN && this.authed) {
+        this.ws.send(JSON.stringify({ auth: token }));
+      }
+    });
   }
 
   /** Listens on a channel; returns the function that stops listening. */

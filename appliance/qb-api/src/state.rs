@@ -67,6 +67,8 @@ pub struct AppState {
     /// The product version (the binary's, not this crate's).
     pub version: &'static str,
     pub host: Arc<parking_lot::Mutex<sysinfo::System>>,
+    /// Open `/ws` connections per user and per client address.
+    pub ws_counts: Arc<crate::routes::ws::Counts>,
 }
 
 /// The stores and services the binary wires in.
@@ -121,6 +123,7 @@ impl AppState {
             started: Instant::now(),
             version: d.version,
             host: Arc::new(parking_lot::Mutex::new(sysinfo::System::new())),
+            ws_counts: Arc::default(),
         }
     }
 

@@ -84,6 +84,66 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
     assert!(db.user_credentials("user4").await.unwrap().is_none());
     assert_eq!(db.count_admins().await.unwrap(), 1);
 
+    // Ids are never reused: the highest id deleted, the next user gets a
+    // new one (its predecessor's tokens must not authenticate it).
+    let last = db.create_user("last", "h", Role::Viewer).await.unwrap();
+    db.delete_user("last").await.unwrap();
+    let next = db.create_user("next", "h", Role::Admin).await.unwrap();
+    assert!(next.id > last.id, "id {} reused after {}", next.id, last.id);
+    assert!(db.user_by_id(last.id).await.unwrap().is_none());
+
+    // Any change of role, status or password moves the token version and
+    // revokes the user's refresh tokens (its sessions end); nothing else
+    // moves it.
+    let v0 = db.user_by_id(next.id).await.unwrap().unwrap().token_version;
+    let rt = |hash: &str| RefreshToken {
+        token_hash: hash.into(),
+        user_id: next.id,
+        family: format!("fam-{hash}"),
+        expires_at: Utc::now() + Duration::hours(1),
+        revoked: false,
+        rotated_at: None,
+    };
+    db.insert_refresh_token(&rt("tv-1")).await.unwrap();
+    let mut version = v0;
+    for update in [
+        UserUpdate {
+            role: Some(Role::Trader),
+            ..Default::default()
+        },
+        UserUpdate {
+            disabled: Some(true),
+            ..Default::default()
+        },
+        UserUpdate {
+            password_hash: Some("h3".into()),
+            ..Default::default()
+        },
+    ] {
+        db.insert_refresh_token(&rt(&format!("loop-{version}")))
+            .await
+            .unwrap();
+        let u = db.update_user("next", update).await.unwrap();
+        assert!(u.token_version > version, "{u:?}");
+        version = u.token_version;
+        let live = db
+            .refresh_token(&format!("loop-{}", version - 1))
+            .await
+            .unwrap();
+        assert!(
+            live.is_none_or(|t| t.revoked),
+            "refresh token survived a change"
+        );
+    }
+    assert!(db.refresh_token("tv-1").await.unwrap().unwrap().revoked);
+    db.login_succeeded(next.id).await.unwrap();
+    let u = db.update_user("next", UserUpdate::default()).await.unwrap();
+    assert_eq!(
+        u.token_version, version,
+        "a no-op or a login moved the version"
+    );
+    db.delete_user("next").await.unwrap();
+
     // Lockout bookkeeping.
     let lock_at = Utc::now() + Duration::seconds(30);
     let lock = move |n: u32| (n >= 2).then_some(lock_at);

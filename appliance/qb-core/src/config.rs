@@ -203,13 +203,36 @@ impl Default for RateLimitConfig {
 pub struct BodyLimits {
     pub json_bytes: usize,
     pub upload_bytes: usize,
+    /// Largest `/ws` message a client may send (its messages are small
+    /// JSON commands).
+    pub ws_message_bytes: usize,
+    /// Seconds a `/ws` connection has to authenticate (it may send
+    /// [`WS_PRE_AUTH_BYTES`] before that).
+    pub ws_auth_secs: u64,
+    /// `/ws` connections at once per user and per client address.
+    pub ws_per_user: usize,
+    pub ws_per_address: usize,
+    /// Channels one `/ws` connection may follow.
+    pub ws_subscriptions: usize,
+    /// Seconds between checks of an open `/ws` session (expiry, logout,
+    /// user changes).
+    pub ws_recheck_secs: u64,
 }
+
+/// What an unauthenticated `/ws` connection may send in all.
+pub const WS_PRE_AUTH_BYTES: usize = 4096;
 
 impl Default for BodyLimits {
     fn default() -> Self {
         Self {
             json_bytes: 1024 * 1024,
             upload_bytes: 50 * 1024 * 1024,
+            ws_message_bytes: 16 * 1024,
+            ws_auth_secs: 5,
+            ws_per_user: 16,
+            ws_per_address: 32,
+            ws_subscriptions: 64,
+            ws_recheck_secs: 5,
         }
     }
 }
@@ -862,6 +885,19 @@ impl Config {
         }
         if self.limits.json_bytes == 0 || self.limits.upload_bytes == 0 {
             bad("limits", "body limits must be at least 1 byte".into());
+        }
+        let l = &self.limits;
+        if l.ws_message_bytes < 256
+            || l.ws_auth_secs == 0
+            || l.ws_per_user == 0
+            || l.ws_per_address == 0
+            || l.ws_subscriptions == 0
+            || l.ws_recheck_secs == 0
+        {
+            bad(
+                "limits",
+                "ws_* limits must be at least 1 (ws_message_bytes at least 256)".into(),
+            );
         }
         if let Err(reason) = crate::market::check_symbol(&self.trading.default_account) {
             bad("trading.default_account", reason);

@@ -57,11 +57,18 @@ impl FromStr for Role {
 /// A user as the API shows it (never with the password hash).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct User {
+    /// Never reused, even after the user is deleted.
     pub id: i64,
     pub username: String,
     pub role: Role,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// Moves with every change of role, status or password
+    /// ([`MetaStore::update_user`](crate::MetaStore::update_user)): access
+    /// tokens carry the version they were issued under and stop working
+    /// when it moves. Not shown by the API.
+    #[serde(skip)]
+    pub token_version: i64,
 }
 
 /// A user with the fields authentication needs.

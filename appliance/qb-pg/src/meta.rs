@@ -68,7 +68,7 @@ fn json_col<T: serde::de::DeserializeOwned>(r: &Row, idx: usize) -> StoreResult<
     serde_json::from_str(col::<&str>(r, idx)?).map_err(backend)
 }
 
-const USER_COLS: &str = "id, username, role, disabled, created_at";
+const USER_COLS: &str = "id, username, role, disabled, created_at, token_version";
 
 /// A [`User`] from [`USER_COLS`] starting at column `at`.
 fn user_at(r: &Row, at: usize) -> StoreResult<User> {
@@ -78,6 +78,7 @@ fn user_at(r: &Row, at: usize) -> StoreResult<User> {
         role: role_col(r, at + 2)?,
         disabled: col(r, at + 3)?,
         created_at: time_col(r, at + 4)?,
+        token_version: col(r, at + 5)?,
     })
 }
 
@@ -271,9 +272,9 @@ impl MetaStore for PgStore {
         };
         Ok(Some(UserCredentials {
             user: user_row(&r)?,
-            password_hash: col(&r, 5)?,
-            failed_logins: u32::try_from(col::<i32>(&r, 6)?).unwrap_or(0),
-            locked_until: opt_time_col(&r, 7)?,
+            password_hash: col(&r, 6)?,
+            failed_logins: u32::try_from(col::<i32>(&r, 7)?).unwrap_or(0),
+            locked_until: opt_time_col(&r, 8)?,
         }))
     }
 
@@ -313,7 +314,8 @@ impl MetaStore for PgStore {
                      password_hash = COALESCE($3, password_hash),
                      failed_logins = CASE WHEN $3::text IS NULL THEN failed_logins ELSE 0 END,
                      locked_until = CASE WHEN $3::text IS NULL THEN locked_until END,
-                     updated_at = $4
+                     updated_at = $4,
+                     token_version = token_version + 1
                  WHERE id = $5",
                 &[
                     &update.role.map(Role::as_str),
@@ -322,6 +324,13 @@ impl MetaStore for PgStore {
                     &now_ms(),
                     &user.id,
                 ],
+            )
+            .await?;
+            // Sessions end: access tokens by version, refresh tokens here.
+            exec(
+                &tx,
+                "UPDATE refresh_tokens SET revoked = TRUE WHERE user_id = $1",
+                &[&user.id],
             )
             .await?;
         }
@@ -449,7 +458,7 @@ impl MetaStore for PgStore {
     async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<(ApiKey, User)>> {
         let c = self.conn().await?;
         let sql = format!(
-            "SELECT {KEY_COLS}, u.id, u.username, u.role, u.disabled, u.created_at
+            "SELECT {KEY_COLS}, u.id, u.username, u.role, u.disabled, u.created_at, u.token_version
              FROM api_keys k JOIN users u ON u.id = k.user_id
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
         );

@@ -236,6 +236,12 @@ pub const STEPS: &[&str] = &[
     $qb$;
     "#
     ),
+    // 3: a token version per user that ends its sessions on a change of
+    // role, status or password (user ids are an identity column: never
+    // reused).
+    r#"
+    ALTER TABLE users ADD COLUMN token_version BIGINT NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build expects.

@@ -2,7 +2,7 @@
 //! The applied version is `PRAGMA user_version`; each step runs in its own
 //! transaction, so a crash mid-way leaves the previous version intact.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// Steps in order; step `i` upgrades version `i` to `i + 1`. Never edit a
 /// released step: append a new one.
@@ -130,6 +130,31 @@ pub const STEPS: &[&str] = &[
         heartbeat_at INTEGER NOT NULL
     );
     "#,
+    // 6: user ids are never reused (AUTOINCREMENT: without it SQLite hands a
+    // deleted highest id to the next user, and that user's tokens to it);
+    // a token version per user that ends its sessions on change. The table
+    // is rebuilt (SQLite's procedure: foreign keys off around the step,
+    // checked before it commits; see `run`).
+    r#"
+    CREATE TABLE users_new (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('admin', 'trader', 'viewer')),
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until  INTEGER,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        token_version INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO users_new (id, username, password_hash, role, disabled, failed_logins,
+                           locked_until, created_at, updated_at)
+        SELECT id, username, password_hash, role, disabled, failed_logins, locked_until,
+               created_at, updated_at FROM users;
+    DROP TABLE users;
+    ALTER TABLE users_new RENAME TO users;
+    "#,
 ];
 
 /// The schema version this build expects.
@@ -138,14 +163,37 @@ pub fn latest() -> u32 {
 }
 
 /// Applies the missing steps; returns (version before, version after).
+///
+/// Foreign keys are off while steps run (a step that rebuilds a table
+/// would otherwise cascade its drop into the tables referring to it) and
+/// checked before each step commits: a step that breaks one is rolled back.
 pub fn run(conn: &mut Connection) -> rusqlite::Result<(u32, u32)> {
     let before: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in STEPS.iter().enumerate().skip(before as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
-        tx.commit()?;
-    }
+    let fk: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = (|| {
+        for (i, sql) in STEPS.iter().enumerate().skip(before as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                    Some(format!(
+                        "migration {} breaks a foreign key of {table}",
+                        i + 1
+                    )),
+                ));
+            }
+            tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", fk)?;
+    result?;
     let after: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     Ok((before, after))
 }

@@ -186,15 +186,21 @@ fn json_col(idx: usize, s: String) -> rusqlite::Result<serde_json::Value> {
     })
 }
 
-const USER_COLS: &str = "id, username, role, disabled, created_at";
+const USER_COLS: &str = "id, username, role, disabled, created_at, token_version";
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    user_at(r, 0)
+}
+
+/// A [`User`] from [`USER_COLS`] starting at column `at`.
+fn user_at(r: &Row<'_>, at: usize) -> rusqlite::Result<User> {
     Ok(User {
-        id: r.get(0)?,
-        username: r.get(1)?,
-        role: parse_col(2, r.get(2)?)?,
-        disabled: r.get(3)?,
-        created_at: to_utc(r.get(4)?),
+        id: r.get(at)?,
+        username: r.get(at + 1)?,
+        role: parse_col(at + 2, r.get(at + 2)?)?,
+        disabled: r.get(at + 3)?,
+        created_at: to_utc(r.get(at + 4)?),
+        token_version: r.get(at + 5)?,
     })
 }
 
@@ -411,9 +417,9 @@ impl MetaStore for Sqlite {
                 |r| {
                     Ok(UserCredentials {
                         user: user_row(r)?,
-                        password_hash: r.get(5)?,
-                        failed_logins: r.get(6)?,
-                        locked_until: opt_time(r.get(7)?),
+                        password_hash: r.get(6)?,
+                        failed_logins: r.get(7)?,
+                        locked_until: opt_time(r.get(8)?),
                     })
                 },
             )
@@ -458,6 +464,20 @@ impl MetaStore for Sqlite {
                 .map_err(backend)?;
             let user = get_user(&tx, &username)?;
             let now = now_ms();
+            if update.role.is_some() || update.disabled.is_some() || update.password_hash.is_some()
+            {
+                // Sessions end: access tokens by version, refresh tokens here.
+                tx.execute(
+                    "UPDATE users SET token_version = token_version + 1 WHERE id = ?1",
+                    [user.id],
+                )
+                .map_err(map_sql)?;
+                tx.execute(
+                    "UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?1",
+                    [user.id],
+                )
+                .map_err(map_sql)?;
+            }
             if let Some(role) = update.role {
                 tx.execute(
                     "UPDATE users SET role = ?1, updated_at = ?2 WHERE id = ?3",
@@ -608,22 +628,13 @@ impl MetaStore for Sqlite {
             .read(move |c| {
                 c.query_row(
                     &format!(
-                        "SELECT {KEY_COLS}, u.id, u.username, u.role, u.disabled, u.created_at
+                        "SELECT {KEY_COLS}, u.id, u.username, u.role, u.disabled, u.created_at,
+                                u.token_version
                          FROM api_keys k JOIN users u ON u.id = k.user_id
                          WHERE k.key_hash = ?1 AND k.revoked_at IS NULL"
                     ),
                     [hash],
-                    |r| {
-                        let key = key_row(r)?;
-                        let user = User {
-                            id: r.get(8)?,
-                            username: r.get(9)?,
-                            role: parse_col(10, r.get(10)?)?,
-                            disabled: r.get(11)?,
-                            created_at: to_utc(r.get(12)?),
-                        };
-                        Ok((key, user))
-                    },
+                    |r| Ok((key_row(r)?, user_at(r, 8)?)),
                 )
                 .optional()
                 .map_err(backend)

@@ -82,6 +82,53 @@ async fn sqlite_survives_reopen_and_migrates_once() {
     assert!(db.user_credentials("kept").await.unwrap().is_some());
 }
 
+/// Migration 6 rebuilds `users` (AUTOINCREMENT ids, token versions): the
+/// API keys and refresh tokens referring to its rows survive (the rebuild
+/// must not cascade the old table's drop into them), and ids are not
+/// reused from then on.
+#[tokio::test]
+async fn sqlite_user_rebuild_keeps_what_refers_to_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v5.sqlite");
+    {
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "foreign_keys", true).unwrap();
+        let tx = c.transaction().unwrap();
+        for step in &qb_store::migrations::STEPS[..5] {
+            tx.execute_batch(step).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 5).unwrap();
+        tx.execute_batch(
+            "INSERT INTO users (id, username, password_hash, role, created_at, updated_at)
+                 VALUES (1, 'ann', 'h', 'admin', 0, 0), (2, 'bob', 'h', 'trader', 0, 0);
+             INSERT INTO api_keys (id, name, prefix, key_hash, role, user_id, created_at)
+                 VALUES ('k1', 'ci', 'qbk_x', 'key-hash', 'trader', 2, 0);
+             INSERT INTO refresh_tokens (token_hash, user_id, family, expires_at, created_at)
+                 VALUES ('rt-hash', 2, 'fam', 9999999999999, 0);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let (before, after) = Sqlite::migrate(&path).unwrap();
+    assert_eq!((before, after), (5, qb_store::migrations::latest()));
+    let db = Sqlite::open(&path).unwrap();
+    let (key, owner) = db.api_key_by_hash("key-hash").await.unwrap().unwrap();
+    assert_eq!((key.id.as_str(), owner.username.as_str()), ("k1", "bob"));
+    assert_eq!(owner.token_version, 0);
+    assert!(!db.refresh_token("rt-hash").await.unwrap().unwrap().revoked);
+    let carl = db
+        .create_user("carl", "h", qb_core::model::Role::Viewer)
+        .await
+        .unwrap();
+    assert_eq!(carl.id, 3);
+    db.delete_user("carl").await.unwrap();
+    let dan = db
+        .create_user("dan", "h", qb_core::model::Role::Viewer)
+        .await
+        .unwrap();
+    assert_eq!(dan.id, 4, "the deleted id 3 was reused");
+}
+
 #[tokio::test]
 async fn redb_kv_store() {
     let dir = tempfile::tempdir().unwrap();

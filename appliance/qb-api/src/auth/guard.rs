@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use qb_core::model::{NewAuditEntry, Role};
 
-use crate::auth::tokens::{API_KEY_PREFIX, DENY_NS, token_hash};
+use crate::auth::tokens::{API_KEY_PREFIX, DENY_NS, session_key, token_hash};
 use crate::middleware::client_ip::ClientIp;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -16,8 +16,8 @@ use crate::state::AppState;
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Credential {
-    /// An access token with its id and expiry (Unix seconds).
-    Token { jti: String, exp: i64 },
+    /// An access token with its id, expiry (Unix seconds) and session.
+    Token { jti: String, exp: i64, sid: String },
     /// An API key with its id and name.
     ApiKey { id: String, name: String },
 }
@@ -104,7 +104,13 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Pr
         });
     }
     let claims = state.tokens.verify(token).map_err(ApiError::unauthorized)?;
-    if state.kv.get(DENY_NS, &claims.jti).await?.is_some() {
+    if state.kv.get(DENY_NS, &claims.jti).await?.is_some()
+        || state
+            .kv
+            .get(DENY_NS, &session_key(&claims.sid))
+            .await?
+            .is_some()
+    {
         return Err(ApiError::unauthorized("token revoked (logged out)"));
     }
     let user_id: i64 = claims
@@ -119,14 +125,19 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Pr
     if user.disabled {
         return Err(ApiError::unauthorized("user disabled"));
     }
+    if claims.tv != user.token_version {
+        return Err(ApiError::unauthorized(
+            "session ended: the user's role, status or password changed; log in again",
+        ));
+    }
     Ok(Principal {
         user_id,
         username: user.username,
-        // Role changes take effect at once, not at token expiry.
         role: user.role,
         credential: Credential::Token {
             jti: claims.jti,
             exp: claims.exp,
+            sid: claims.sid,
         },
     })
 }

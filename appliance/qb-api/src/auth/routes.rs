@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::guard::{Credential, Principal};
 use super::password;
-use super::tokens::{DENY_NS, REFRESH_PREFIX, random_token, token_hash};
+use super::tokens::{DENY_NS, REFRESH_PREFIX, random_token, session_key, token_hash};
 use crate::middleware::client_ip::ClientIp;
 use crate::problem::{ApiError, ApiJson, ApiResult, Problem};
 use crate::state::AppState;
@@ -98,7 +98,7 @@ async fn verify_blocking(password: String, hash: String) -> bool {
 async fn issue_pair(state: &AppState, user: &User, family: &str) -> ApiResult<TokenResponse> {
     let (access, _) = state
         .tokens
-        .issue(user.id, &user.username, user.role)
+        .issue(user, family)
         .map_err(ApiError::internal)?;
     let refresh = random_token(REFRESH_PREFIX);
     state
@@ -262,7 +262,9 @@ async fn refresh(
     Ok(Json(issue_pair(&state, &user, &token.family).await?))
 }
 
-/// Revoke the current access token (and a refresh token, if given).
+/// End the current session: its access tokens and its refresh tokens
+/// (the refresh token need not be sent; one of another session of mine,
+/// if sent, is revoked too).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     request_body(content = LogoutRequest, description = "Optional"),
     security(("bearer" = [])),
@@ -278,12 +280,24 @@ async fn logout(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid("body", format!("not a logout request: {e}")))?
     };
-    if let Credential::Token { jti, exp } = &principal.credential {
+    if let Credential::Token { jti, exp, sid } = &principal.credential {
         let ttl = (*exp - Utc::now().timestamp()).max(1) as u64 + 10;
         state
             .kv
             .put(DENY_NS, jti, b"1", Some(Duration::from_secs(ttl)))
             .await?;
+        // Every access token of the session, for as long as one can live.
+        let session_ttl = state.tokens.access_ttl.max(1) as u64 + 10;
+        state
+            .kv
+            .put(
+                DENY_NS,
+                &session_key(sid),
+                b"1",
+                Some(Duration::from_secs(session_ttl)),
+            )
+            .await?;
+        state.meta.revoke_refresh_family(sid).await?;
     }
     if let Some(t) = req.refresh_token {
         let hash = token_hash(&t);
@@ -324,7 +338,7 @@ async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Js
     }))
 }
 
-/// Change my password; every refresh token of mine is revoked.
+/// Change my password; every session of mine ends (log in again).
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
     request_body = PasswordChange,
     responses((status = 204, description = "Changed"), (status = 422, body = Problem)))]
@@ -348,6 +362,8 @@ async fn change_password(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    // Ends every session of mine, this one included (the store moves the
+    // token version and revokes the refresh tokens).
     state
         .meta
         .update_user(
@@ -357,10 +373,6 @@ async fn change_password(
                 ..Default::default()
             },
         )
-        .await?;
-    state
-        .meta
-        .revoke_user_refresh_tokens(principal.user_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,8 +1,13 @@
 //! Access tokens (JWT, HS256 only), refresh tokens and API keys.
 //!
 //! - Access tokens are short-lived JWTs; the algorithm is pinned, so `none`
-//!   and any other algorithm are refused. Logout puts the token's `jti` on a
-//!   deny list in the hot-state store until it expires.
+//!   and any other algorithm are refused, and none lives longer than
+//!   `auth.access_ttl_secs` from its `iat`, whatever its `exp` says. Each
+//!   names its user's token version (`tv`) and its session (`sid`, the
+//!   refresh-token family): the guard refuses it once the user's version
+//!   moved (role, status or password changed) or the session was logged
+//!   out. Logout puts the token's `jti` and its session on a deny list in
+//!   the hot-state store for as long as a token of it can live.
 //! - Refresh tokens and API keys are 256-bit random strings, stored only as
 //!   SHA-256 hashes. Refresh tokens rotate on use; reuse of a rotated token
 //!   revokes its whole family.
@@ -11,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use qb_core::model::Role;
+use qb_core::model::{Role, User};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,6 +38,12 @@ pub struct Claims {
     pub jti: String,
     /// Always `access`.
     pub typ: String,
+    /// The user's token version at issue (`User::token_version`): a change
+    /// of role, status or password moves it and ends the token.
+    pub tv: i64,
+    /// The session (the refresh-token family) the token belongs to: a
+    /// logout ends every token of the session.
+    pub sid: String,
 }
 
 /// Keys and lifetimes.
@@ -59,25 +70,33 @@ impl TokenKeys {
         }
     }
 
-    /// Issues an access token; returns it with its claims.
-    pub fn issue(&self, user_id: i64, name: &str, role: Role) -> Result<(String, Claims), String> {
+    /// Issues an access token for `user` in session `sid`; returns it with
+    /// its claims.
+    pub fn issue(&self, user: &User, sid: &str) -> Result<(String, Claims), String> {
         let now = Utc::now().timestamp();
         let claims = Claims {
-            sub: user_id.to_string(),
-            name: name.into(),
-            role,
+            sub: user.id.to_string(),
+            name: user.username.clone(),
+            role: user.role,
             iat: now,
             exp: now + self.access_ttl,
             jti: uuid::Uuid::new_v4().to_string(),
             typ: "access".into(),
+            tv: user.token_version,
+            sid: sid.into(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map(|t| (t, claims))
             .map_err(|e| e.to_string())
     }
 
-    /// Verifies signature, algorithm and expiry.
+    /// Verifies signature, algorithm and expiry, and the server's maximum
+    /// lifetime (`access_ttl` from `iat`) whatever `exp` says.
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        self.verify_at(token, Utc::now().timestamp())
+    }
+
+    fn verify_at(&self, token: &str, now: i64) -> Result<Claims, String> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired".to_string(),
@@ -92,8 +111,21 @@ impl TokenKeys {
         if data.claims.typ != "access" {
             return Err("not an access token".into());
         }
-        Ok(data.claims)
+        let c = data.claims;
+        let leeway = self.validation.leeway as i64;
+        if c.iat > now + leeway {
+            return Err("token issued in the future".into());
+        }
+        if c.exp - c.iat > self.access_ttl || now - c.iat > self.access_ttl + leeway {
+            return Err("token expired (older than the server's maximum lifetime)".into());
+        }
+        Ok(c)
     }
+}
+
+/// The deny-list key of a logged-out session (`DENY_NS`).
+pub fn session_key(sid: &str) -> String {
+    format!("session:{sid}")
 }
 
 /// A new random secret with a prefix, e.g. `qbk_...`.
@@ -112,10 +144,57 @@ pub fn token_hash(token: &str) -> String {
 mod tests {
     use super::*;
 
+    fn ann() -> User {
+        User {
+            id: 7,
+            username: "ann".into(),
+            role: Role::Trader,
+            disabled: false,
+            created_at: Utc::now(),
+            token_version: 3,
+        }
+    }
+
+    #[test]
+    fn the_server_caps_a_token_s_lifetime_whatever_exp_says() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let keys = TokenKeys::new(secret, 60, 3600);
+        let (_, mut claims) = keys.issue(&ann(), "s").unwrap();
+        let sign = |c: &Claims| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                c,
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap()
+        };
+        let now = claims.iat;
+        // Signed with the right key, but valid for a day: refused.
+        claims.exp = now + 86_400;
+        assert!(
+            keys.verify_at(&sign(&claims), now)
+                .unwrap_err()
+                .contains("maximum lifetime")
+        );
+        // Within the lifetime: accepted; past it (even with a later exp): refused.
+        claims.exp = now + 60;
+        assert!(keys.verify_at(&sign(&claims), now + 30).is_ok());
+        assert!(keys.verify_at(&sign(&claims), now + 66).is_err());
+        // Issued in the future: refused.
+        claims.iat = now + 120;
+        claims.exp = now + 180;
+        assert!(
+            keys.verify_at(&sign(&claims), now)
+                .unwrap_err()
+                .contains("future")
+        );
+    }
+
     #[test]
     fn tokens_round_trip_and_reject_tampering() {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", 60, 3600);
-        let (token, claims) = keys.issue(7, "ann", Role::Trader).unwrap();
+        let (token, claims) = keys.issue(&ann(), "session-1").unwrap();
+        assert_eq!((claims.tv, claims.sid.as_str()), (3, "session-1"));
         assert_eq!(keys.verify(&token).unwrap(), claims);
         let other = TokenKeys::new(b"another-secret-another-secret-xx", 60, 3600);
         assert_eq!(other.verify(&token).unwrap_err(), "token signature invalid");

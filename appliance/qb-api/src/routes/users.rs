@@ -121,7 +121,8 @@ async fn update_user(
         Some(pw) => Some(hash_password(&username, pw).await?),
         None => None,
     };
-    let revoke = password_hash.is_some() || req.disabled == Some(true);
+    // The store ends the user's sessions on any change (token version,
+    // refresh tokens).
     let user = state
         .meta
         .update_user(
@@ -133,9 +134,6 @@ async fn update_user(
             },
         )
         .await?;
-    if revoke {
-        state.meta.revoke_user_refresh_tokens(user.id).await?;
-    }
     Ok(Json(user))
 }
 

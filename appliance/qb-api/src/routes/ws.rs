@@ -3,11 +3,23 @@
 //! Protocol (JSON text frames; see `docs/websocket.md`):
 //! 1. The client authenticates: an `Authorization: Bearer` header on the
 //!    upgrade request, or, from browsers, a first message
-//!    `{"auth": "<access token or API key>"}` within 10 s.
+//!    `{"auth": "<access token or API key>"}` within `limits.ws_auth_secs`
+//!    (5 s), having sent at most [`WS_PRE_AUTH_BYTES`] before.
 //! 2. It subscribes and unsubscribes: `{"subscribe": ["ticks:IF2409",
-//!    "bars:IF2409:1m", "orders"]}`, `{"unsubscribe": [...]}`.
+//!    "bars:IF2409:1m", "orders"]}`, `{"unsubscribe": [...]}`, at most
+//!    `limits.ws_subscriptions` channels.
 //! 3. The server sends `{"topic": "<channel>", "data": {...}}` per event and
 //!    a WebSocket ping every 30 s.
+//! 4. The session is checked again every `limits.ws_recheck_secs` (5 s:
+//!    token expiry, logout,
+//!    a disabled, deleted or changed user): when it has ended the server
+//!    sends `{"topic": "session_ended", ...}` and closes (1008). A client
+//!    keeps a socket open across token renewals by sending
+//!    `{"auth": "<new token>"}` for the same user.
+//!
+//! Bounds: messages of `limits.ws_message_bytes` (16 KiB), connections per
+//! user (`ws_per_user`) and per client address (`ws_per_address`), beyond
+//! which the upgrade (address) or the authentication (user) is refused.
 //!
 //! Each connection has a bounded outgoing queue. A consumer that falls
 //! behind (queue full, or its feed lagged) gets a final
@@ -22,7 +34,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use futures_util::stream::{SelectAll, SplitSink, Stream, StreamExt};
 use qb_core::market::{Bar, BarBuilder, Interval, TickBatch};
@@ -32,8 +44,60 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use crate::auth::guard::authenticate;
+use qb_core::config::WS_PRE_AUTH_BYTES;
+
+use crate::auth::guard::{Principal, authenticate};
+use crate::middleware::client_ip::ClientIp;
+use crate::problem::ApiError;
 use crate::state::AppState;
+
+/// Open connections per user and per client address.
+#[derive(Default)]
+pub struct Counts {
+    open: parking_lot::Mutex<HashMap<String, usize>>,
+}
+
+/// One counted connection; uncounted when dropped.
+pub struct Slot {
+    counts: Arc<Counts>,
+    key: String,
+}
+
+impl Counts {
+    /// Counts a connection under `key` unless `cap` are open already.
+    fn take(self: &Arc<Self>, key: String, cap: usize) -> Option<Slot> {
+        let mut open = self.open.lock();
+        let n = open.entry(key.clone()).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock();
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn bearer_headers(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        h.insert(axum::http::header::AUTHORIZATION, v);
+    }
+    h
+}
 
 /// Channels without a parameter, and the pub/sub topic each follows.
 const PLAIN: &[(&str, &str)] = &[
@@ -95,11 +159,40 @@ impl Channel {
 
 pub async fn handler(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let pre_auth = authenticate(&state, &headers).await.ok();
-    ws.on_upgrade(move |socket| session(state, socket, pre_auth.is_some()))
+    let l = &state.config.limits;
+    let Some(address_slot) = state.ws_counts.take(format!("ip:{ip}"), l.ws_per_address) else {
+        return ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too-many-connections",
+            format!(
+                "{} WebSocket connections from {ip} are open already",
+                l.ws_per_address
+            ),
+        )
+        .into_response();
+    };
+    // A bearer header authenticates at once; a bad one is not fatal here
+    // (the client may still authenticate in band).
+    let pre_auth = match authenticate(&state, &headers).await {
+        Ok(p) => Some((p, headers)),
+        Err(_) => None,
+    };
+    let max = l.ws_message_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| session(state, socket, pre_auth, address_slot))
+}
+
+/// Who is listening: the principal, the credential to check it again
+/// with, and its place in the per-user count.
+struct Listener {
+    principal: Principal,
+    headers: HeaderMap,
+    _slot: Slot,
 }
 
 fn frame(topic: &str, data: serde_json::Value) -> Message {
@@ -200,7 +293,37 @@ fn bar_json(b: &Bar, closed: bool) -> serde_json::Value {
                        "close": b.close, "volume": b.volume, "closed": closed})
 }
 
-async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
+/// Admits `principal` under the per-user cap, or says why not.
+fn admit(state: &AppState, principal: Principal, headers: HeaderMap) -> Result<Listener, String> {
+    let cap = state.config.limits.ws_per_user;
+    let slot = state
+        .ws_counts
+        .take(format!("user:{}", principal.user_id), cap)
+        .ok_or_else(|| format!("{cap} WebSocket connections of this user are open already"))?;
+    Ok(Listener {
+        principal,
+        headers,
+        _slot: slot,
+    })
+}
+
+fn session_ended(outbox: &mut Outbox, detail: &str) {
+    outbox.push(frame(
+        "session_ended",
+        serde_json::json!({ "detail": detail }),
+    ));
+    outbox.push(Message::Close(Some(CloseFrame {
+        code: 1008,
+        reason: "session ended".into(),
+    })));
+}
+
+async fn session(
+    state: AppState,
+    socket: WebSocket,
+    pre_auth: Option<(Principal, HeaderMap)>,
+    _address_slot: Slot,
+) {
     let (sink, mut incoming) = socket.split();
     let (out, out_rx) = mpsc::channel::<Message>(QUEUE);
     let (slow_tx, slow_rx) = oneshot::channel::<String>();
@@ -209,7 +332,23 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
         out,
         slow: Some(slow_tx),
     };
-    let auth_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let limits = state.config.limits.clone();
+    let auth_deadline = tokio::time::Instant::now() + Duration::from_secs(limits.ws_auth_secs);
+    let mut listener: Option<Listener> = None;
+    if let Some((p, h)) = pre_auth {
+        match admit(&state, p, h) {
+            Ok(l) => listener = Some(l),
+            Err(e) => {
+                outbox.push(frame("error", serde_json::json!({ "detail": e })));
+                drop(outbox);
+                let _ = writer.await;
+                return;
+            }
+        }
+    }
+    let mut pre_auth_bytes = 0usize;
+    let mut recheck = tokio::time::interval(Duration::from_secs(limits.ws_recheck_secs));
+    recheck.reset();
     let mut streams: SelectAll<Events> = SelectAll::new();
     // One feed per pub/sub topic; channels filter it.
     let mut followed: HashSet<&'static str> = HashSet::new();
@@ -217,9 +356,27 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
     let mut ping = tokio::time::interval(Duration::from_secs(30));
     'session: loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(auth_deadline), if !authed => {
+            _ = tokio::time::sleep_until(auth_deadline), if listener.is_none() => {
                 outbox.push(frame("error", serde_json::json!({"detail": "authentication required"})));
                 break;
+            }
+            _ = recheck.tick(), if listener.is_some() => {
+                let l = listener.as_ref().expect("checked");
+                match authenticate(&state, &l.headers).await {
+                    Ok(p) if p.user_id == l.principal.user_id => {
+                        // A changed role ends the session (token version);
+                        // keep the principal current all the same.
+                        listener.as_mut().expect("checked").principal = p;
+                    }
+                    Ok(_) => {
+                        session_ended(&mut outbox, "the credential names another user");
+                        break;
+                    }
+                    Err(e) => {
+                        session_ended(&mut outbox, &e.detail);
+                        break;
+                    }
+                }
             }
             _ = ping.tick() => {
                 if !outbox.push(Message::Ping(Vec::new().into())) {
@@ -267,8 +424,22 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => continue,
+                    Some(Ok(Message::Binary(b) | Message::Ping(b) | Message::Pong(b))) => {
+                        if listener.is_none() {
+                            pre_auth_bytes += b.len();
+                        }
+                        continue;
+                    }
                 };
+                if listener.is_none() {
+                    pre_auth_bytes += text.len();
+                    if pre_auth_bytes > WS_PRE_AUTH_BYTES {
+                        outbox.push(frame("error", serde_json::json!({
+                            "detail": format!("more than {WS_PRE_AUTH_BYTES} bytes before authenticating")
+                        })));
+                        break;
+                    }
+                }
                 let msg: ClientMessage = match serde_json::from_str(&text) {
                     Ok(m) => m,
                     Err(e) => {
@@ -277,23 +448,39 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
                     }
                 };
                 if let Some(token) = msg.auth {
-                    let mut h = HeaderMap::new();
-                    if let Ok(v) = format!("Bearer {token}").parse() {
-                        h.insert(axum::http::header::AUTHORIZATION, v);
-                    }
-                    match authenticate(&state, &h).await {
-                        Ok(p) => {
-                            authed = true;
-                            outbox.push(frame("authenticated", serde_json::json!({"username": p.username, "role": p.role})));
-                        }
+                    let h = bearer_headers(&token);
+                    let p = match authenticate(&state, &h).await {
+                        Ok(p) => p,
                         Err(e) => {
                             outbox.push(frame("error", serde_json::json!({"detail": e.detail})));
                             break;
                         }
+                    };
+                    let (username, role) = (p.username.clone(), p.role);
+                    match listener.as_mut() {
+                        // A renewed credential of the same user.
+                        Some(l) if l.principal.user_id == p.user_id => {
+                            l.principal = p;
+                            l.headers = h;
+                        }
+                        Some(_) => {
+                            outbox.push(frame("error", serde_json::json!({
+                                "detail": "a connection stays with the user it was opened for"
+                            })));
+                            break;
+                        }
+                        None => match admit(&state, p, h) {
+                            Ok(l) => listener = Some(l),
+                            Err(e) => {
+                                outbox.push(frame("error", serde_json::json!({ "detail": e })));
+                                break;
+                            }
+                        },
                     }
+                    outbox.push(frame("authenticated", serde_json::json!({"username": username, "role": role})));
                 }
                 let asked = msg.subscribe.is_some() || msg.unsubscribe.is_some();
-                if asked && !authed {
+                if asked && listener.is_none() {
                     outbox.push(frame("error", serde_json::json!({"detail": "authenticate first"})));
                     continue;
                 }
@@ -301,6 +488,12 @@ async fn session(state: AppState, socket: WebSocket, mut authed: bool) {
                     active.remove(&name);
                 }
                 for name in msg.subscribe.unwrap_or_default() {
+                    if !active.contains_key(&name) && active.len() >= limits.ws_subscriptions {
+                        outbox.push(frame("error", serde_json::json!({
+                            "detail": format!("at most {} channels per connection; {name:?} not added", limits.ws_subscriptions)
+                        })));
+                        continue;
+                    }
                     let chan = match Channel::parse(&name) {
                         Ok(c) => c,
                         Err(e) => {

@@ -80,11 +80,11 @@ fn login_refresh_logout_and_bad_tokens() {
         access.split('.').nth(1).unwrap()
     );
     problem(s.get("/api/v1/jobs").bearer_auth(none).send().unwrap(), 401);
-    let claims = |exp: i64| {
-        json!({"sub": "1", "name": "admin", "role": "admin", "iat": now() - 7200,
-               "exp": exp, "jti": "x", "typ": "access"})
+    let claims = |iat: i64, exp: i64| {
+        json!({"sub": "1", "name": "admin", "role": "admin", "iat": iat,
+               "exp": exp, "jti": "x", "typ": "access", "tv": 0, "sid": "forged"})
     };
-    let expired = forge(SECRET, claims(now() - 3600));
+    let expired = forge(SECRET, claims(now() - 7200, now() - 3600));
     let doc = problem(
         s.get("/api/v1/jobs").bearer_auth(expired).send().unwrap(),
         401,
@@ -92,14 +92,14 @@ fn login_refresh_logout_and_bad_tokens() {
     assert_eq!(doc["detail"], "token expired");
     let wrong = forge(
         "some-other-secret-0123456789abcdef012345",
-        claims(now() + 600),
+        claims(now() - 60, now() + 600),
     );
     problem(
         s.get("/api/v1/jobs").bearer_auth(wrong).send().unwrap(),
         401,
     );
     // The same claims with the right secret pass: the checks above are not vacuous.
-    let good = forge(SECRET, claims(now() + 600));
+    let good = forge(SECRET, claims(now() - 60, now() + 600));
     assert_eq!(
         s.get("/api/v1/jobs")
             .bearer_auth(good)
@@ -107,6 +107,14 @@ fn login_refresh_logout_and_bad_tokens() {
             .unwrap()
             .status(),
         200
+    );
+    // Signed with the right secret but living longer than the server's
+    // maximum (15 min from iat), whatever its exp: refused.
+    let long = forge(SECRET, claims(now() - 1000, now() + 86_400));
+    let doc = problem(s.get("/api/v1/jobs").bearer_auth(long).send().unwrap(), 401);
+    assert!(
+        doc["detail"].as_str().unwrap().contains("maximum lifetime"),
+        "{doc}"
     );
 
     // Refresh rotates.
@@ -165,6 +173,142 @@ fn login_refresh_logout_and_bad_tokens() {
     ] {
         assert!(!log.contains(secret), "a secret leaked into the log");
     }
+}
+
+/// Who a token names and how long it stays valid: the attacks of issue 18
+/// (an id handed to a new user with the old user's tokens, sessions that
+/// outlive a change or a logout), each shown failing.
+#[test]
+fn sessions_end_with_their_identity() {
+    let s = Server::start(&[]);
+    let admin = s.admin_token();
+    let status = |token: &str| {
+        s.get("/api/v1/jobs")
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+    };
+    let me = |token: &str| s.get_json(token, "/api/v1/auth/me");
+
+    // A viewer (the newest user, so the highest id) is deleted and an admin
+    // created: the viewer's unexpired token must not become the admin's.
+    let viewer = s.user_token(&admin, "vic", "viewer");
+    let vic_id = me(&viewer)["id"].as_i64().unwrap();
+    let r = s
+        .http
+        .delete(s.url("/api/v1/users/vic"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let eve = s.user_token(&admin, "eve", "admin");
+    let eve_id = me(&eve)["id"].as_i64().unwrap();
+    assert!(eve_id > vic_id, "user id {vic_id} reused");
+    let doc = problem(
+        s.get("/api/v1/users").bearer_auth(&viewer).send().unwrap(),
+        401,
+    );
+    assert!(
+        doc["detail"].as_str().unwrap().contains("no longer exists"),
+        "{doc}"
+    );
+
+    // A role change ends the user's sessions at once: access and refresh.
+    let pair = s.login("eve", "eve-password-123");
+    let access = pair["access_token"].as_str().unwrap();
+    assert_eq!(status(access), 200);
+    let r = s
+        .http
+        .patch(s.url("/api/v1/users/eve"))
+        .bearer_auth(&admin)
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc = problem(
+        s.get("/api/v1/jobs").bearer_auth(access).send().unwrap(),
+        401,
+    );
+    assert!(
+        doc["detail"].as_str().unwrap().contains("session ended"),
+        "{doc}"
+    );
+    problem(
+        s.post("/api/v1/auth/refresh")
+            .json(&json!({"refresh_token": pair["refresh_token"]}))
+            .send()
+            .unwrap(),
+        401,
+    );
+    // Logging in again gives a working session with the new role.
+    let fresh = s.login("eve", "eve-password-123")["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(me(&fresh)["role"], "viewer");
+
+    // Changing one's own password ends every session, this one included.
+    let other = s.login("eve", "eve-password-123")["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s
+        .post("/api/v1/auth/password")
+        .bearer_auth(&fresh)
+        .json(&json!({"current_password": "eve-password-123", "new_password": "eve-password-456"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(status(&fresh), 401);
+    assert_eq!(status(&other), 401);
+
+    // Logout without the refresh token still ends the session's refresh
+    // family, and only that session.
+    let one = s.login("eve", "eve-password-456");
+    let two = s.login("eve", "eve-password-456");
+    let r = s
+        .post("/api/v1/auth/logout")
+        .bearer_auth(one["access_token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    problem(
+        s.post("/api/v1/auth/refresh")
+            .json(&json!({"refresh_token": one["refresh_token"]}))
+            .send()
+            .unwrap(),
+        401,
+    );
+    assert_eq!(status(two["access_token"].as_str().unwrap()), 200);
+    // A token refreshed within the logged-out session before the logout is
+    // refused too (the session, not just one token, ended).
+    let three = s.login("eve", "eve-password-456");
+    let renewed: Value = s
+        .post("/api/v1/auth/refresh")
+        .json(&json!({"refresh_token": three["refresh_token"]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let r = s
+        .post("/api/v1/auth/logout")
+        .bearer_auth(three["access_token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(status(renewed["access_token"].as_str().unwrap()), 401);
+
+    // Disabling ends the sessions too.
+    let r = s
+        .http
+        .patch(s.url("/api/v1/users/eve"))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(status(two["access_token"].as_str().unwrap()), 401);
 }
 
 #[test]

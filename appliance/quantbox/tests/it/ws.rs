@@ -236,3 +236,200 @@ fn drain_slow(s: &Server, slow: &mut Ws) {
             .join("\n")
     );
 }
+
+/// The next frame's topic and data, or None when the server closed the
+/// connection (a close frame or the socket ending).
+fn next_or_closed(ws: &mut Ws) -> Option<(String, Value)> {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                return Some((
+                    v["topic"].as_str().unwrap_or("").to_string(),
+                    v["data"].clone(),
+                ));
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// Reads until the server closes; returns the topics seen on the way.
+fn until_closed(ws: &mut Ws) -> Vec<(String, Value)> {
+    let mut seen = Vec::new();
+    while let Some(f) = next_or_closed(ws) {
+        seen.push(f);
+        assert!(seen.len() < 100, "the server did not close: {seen:?}");
+    }
+    seen
+}
+
+fn authed(s: &Server, token: &str) -> Ws {
+    let mut ws = connect(s);
+    send(&mut ws, json!({"auth": token}));
+    next(&mut ws, "authenticated");
+    ws
+}
+
+/// Issue 18's /ws attacks: an anonymous client that never authenticates
+/// or sends too much, a listener whose session ends, more connections or
+/// channels than allowed; each shown refused.
+#[test]
+fn the_socket_is_bounded_and_follows_the_session() {
+    let s = Server::start(&[
+        ("QUANTBOX_LIMITS__WS_AUTH_SECS", "1"),
+        ("QUANTBOX_LIMITS__WS_RECHECK_SECS", "1"),
+        ("QUANTBOX_LIMITS__WS_PER_USER", "2"),
+        ("QUANTBOX_LIMITS__WS_PER_ADDRESS", "64"),
+        ("QUANTBOX_LIMITS__WS_SUBSCRIPTIONS", "2"),
+        ("QUANTBOX_RATE_LIMIT__ENABLED", "false"),
+    ]);
+    let admin = s.admin_token();
+
+    // Silent: closed after the authentication window.
+    let mut ws = connect(&s);
+    let seen = until_closed(&mut ws);
+    assert!(
+        seen.iter()
+            .any(|(t, d)| t == "error" && d["detail"] == "authentication required"),
+        "{seen:?}"
+    );
+    // Chatty before authenticating: closed after 4 KiB.
+    let mut ws = connect(&s);
+    let filler = "x".repeat(1000);
+    for _ in 0..5 {
+        if ws
+            .send(Message::Text(json!({ "pad": filler }).to_string().into()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let seen = until_closed(&mut ws);
+    assert!(
+        seen.iter().any(|(_, d)| d["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("before authenticating")),
+        "{seen:?}"
+    );
+    // An authenticated client's message beyond 16 KiB ends the connection.
+    let mut ws = authed(&s, &admin);
+    let big = "y".repeat(20 * 1024);
+    let _ = ws.send(Message::Text(
+        json!({ "subscribe": [big] }).to_string().into(),
+    ));
+    until_closed(&mut ws);
+
+    // Channels per connection.
+    let mut ws = authed(&s, &admin);
+    send(&mut ws, json!({"subscribe": ["ticks", "jobs", "orders"]}));
+    let e = next(&mut ws, "error");
+    assert!(
+        e["detail"].as_str().unwrap().contains("at most 2 channels"),
+        "{e}"
+    );
+    assert_eq!(
+        next(&mut ws, "subscribed")["topics"],
+        json!(["jobs", "ticks"])
+    );
+    drop(ws);
+
+    // Connections per user (2).
+    let t1 = s.user_token(&admin, "wsa", "trader");
+    let a = authed(&s, &t1);
+    let b = authed(&s, &t1);
+    let mut c = connect(&s);
+    send(&mut c, json!({"auth": t1}));
+    let e = next(&mut c, "error");
+    assert!(
+        e["detail"].as_str().unwrap().contains("of this user"),
+        "{e}"
+    );
+    until_closed(&mut c);
+    drop((a, b, c));
+
+    // The session is followed: a logout ends the listener's socket...
+    let pair = s.login("wsa", "wsa-password-123");
+    let token = pair["access_token"].as_str().unwrap();
+    let mut ws = authed(&s, token);
+    let r = s
+        .post("/api/v1/auth/logout")
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let seen = until_closed(&mut ws);
+    assert!(seen.iter().any(|(t, _)| t == "session_ended"), "{seen:?}");
+    // ...so does disabling the user, while a renewed token of the same
+    // user keeps a socket open past the end of the session it started with.
+    let first = s.login("wsa", "wsa-password-123");
+    let mut ws = authed(&s, first["access_token"].as_str().unwrap());
+    let second = s.login("wsa", "wsa-password-123");
+    send(&mut ws, json!({"auth": second["access_token"]}));
+    next(&mut ws, "authenticated");
+    let r = s
+        .post("/api/v1/auth/logout")
+        .bearer_auth(first["access_token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Still open after two checks: it answers a subscription.
+    std::thread::sleep(Duration::from_millis(2200));
+    send(&mut ws, json!({"subscribe": ["ticks"]}));
+    next(&mut ws, "subscribed");
+    let r = s
+        .http
+        .patch(s.url("/api/v1/users/wsa"))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = until_closed(&mut ws);
+    assert!(seen.iter().any(|(t, _)| t == "session_ended"), "{seen:?}");
+}
+
+/// An access token's expiry ends the socket it opened.
+#[test]
+fn an_expiring_token_ends_its_socket() {
+    let s = Server::start(&[
+        ("QUANTBOX_AUTH__ACCESS_TTL_SECS", "2"),
+        ("QUANTBOX_LIMITS__WS_RECHECK_SECS", "1"),
+    ]);
+    let mut ws = authed(&s, &s.admin_token());
+    let started = Instant::now();
+    let seen = until_closed(&mut ws);
+    let ended = seen
+        .iter()
+        .find(|(t, _)| t == "session_ended")
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert!(
+        ended.1["detail"].as_str().unwrap().contains("expired"),
+        "{ended:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Connections per client address: beyond the cap the upgrade is 429.
+#[test]
+fn connections_per_address_are_capped() {
+    let s = Server::start(&[("QUANTBOX_LIMITS__WS_PER_ADDRESS", "2")]);
+    let (a, b) = (connect(&s), connect(&s));
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let stream = TcpStream::connect(&addr).unwrap();
+    match tungstenite::client(format!("ws://{addr}/ws"), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            assert_eq!(r.status(), 429);
+            let body =
+                String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("2 WebSocket connections"), "{body}");
+        }
+        other => panic!(
+            "a third connection from one address was not refused: ok={}",
+            other.is_ok()
+        ),
+    }
+    drop((a, b));
+}
