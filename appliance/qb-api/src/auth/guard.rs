@@ -45,6 +45,26 @@ impl Principal {
         }
     }
 
+    /// 403 unless the caller is an admin or `owner` (as [`Principal::actor`]
+    /// recorded it: a username, or `user/apikey:name`, which any credential
+    /// of that user owns; `None` for objects the system made, which only
+    /// admins may change).
+    /// Research objects are read by the whole team; this guards cancelling,
+    /// deleting and changing them (`SECURITY.md`).
+    pub fn require_owner(&self, owner: Option<&str>, what: &str) -> ApiResult<()> {
+        self.require(Role::Trader)?;
+        let user_of = |o: &str| o.split("/apikey:").next().unwrap_or(o).to_string();
+        if self.role == Role::Admin
+            || owner.is_some_and(|o| user_of(o).eq_ignore_ascii_case(&self.username))
+        {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(match owner {
+            Some(o) => format!("{what} belongs to {o}; only its owner or an admin may change it"),
+            None => format!("{what} was made by the system; only an admin may change it"),
+        }))
+    }
+
     /// How the audit log names the caller.
     pub fn actor(&self) -> String {
         match &self.credential {

@@ -122,6 +122,7 @@ async fn get_job(
 }
 
 /// Cancel a job: at once when queued, at its next check when running.
+/// Only the job's submitter or an admin may.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -131,6 +132,12 @@ async fn cancel_job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Job>> {
     p.require(Role::Trader)?;
+    let job = state
+        .jobs
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
+    p.require_owner(job.created_by.as_deref(), &format!("job {id}"))?;
     Ok(Json(state.jobs.request_cancel(&id).await?))
 }
 

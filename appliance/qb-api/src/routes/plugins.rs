@@ -176,7 +176,8 @@ async fn get_plugin(
     Ok(Json(state.plugins.resolve(&id).await?))
 }
 
-/// Delete a plugin (409 while a running strategy uses it).
+/// Delete a plugin (409 while a running strategy uses it). Only its
+/// uploader or an admin may.
 #[utoipa::path(delete, path = "/api/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])),
     params(("id" = String, Path, description = "sha256, name or name@version")),
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -187,6 +188,10 @@ async fn delete_plugin(
 ) -> ApiResult<StatusCode> {
     p.require(Role::Trader)?;
     let info = state.plugins.resolve(&id).await?;
+    p.require_owner(
+        info.uploaded_by.as_deref(),
+        &format!("plugin {}@{}", info.name, info.version),
+    )?;
     state.plugins.delete(&info.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -284,3 +284,36 @@ fn schedules_fire_once_per_due_time() {
     let again: Value = s.get_json(&t, "/api/v1/jobs?kind=diag.sleep&page_size=100");
     assert_eq!(again["total"].as_u64(), Some(n as u64));
 }
+
+/// Jobs (backtests and sweeps included) are read by the whole team but
+/// cancelled only by their submitter or an admin.
+#[test]
+fn only_the_submitter_or_an_admin_cancels_a_job() {
+    let s = Server::start(&[]);
+    let admin = s.admin_token();
+    let ann = s.user_token(&admin, "ann", "trader");
+    let ben = s.user_token(&admin, "ben", "trader");
+    let long = json!({"kind": "diag.sleep", "params": {"seconds": 60, "steps": 600}});
+    let cancel = |token: &str, id: &str| {
+        s.post(&format!("/api/v1/jobs/{id}/cancel"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    let id = enqueue(&s, &ann, long.clone());
+    // Ben reads Ann's job, but may not cancel it.
+    assert_eq!(
+        s.get_json(&ben, &format!("/api/v1/jobs/{id}"))["id"],
+        id.as_str()
+    );
+    let doc = problem(cancel(&ben, &id), 403);
+    assert!(
+        doc["detail"].as_str().unwrap().contains("belongs to ann"),
+        "{doc}"
+    );
+    assert_eq!(cancel(&ann, &id).status(), 200);
+    // An admin cancels anyone's.
+    let id = enqueue(&s, &ben, long);
+    assert_eq!(cancel(&admin, &id).status(), 200);
+    s.wait_job(&admin, &id, |j| j["state"] == "cancelled");
+}

@@ -157,7 +157,9 @@ fn upload_list_inspect_delete() {
     );
     assert!(details.len() >= 7, "{details:?}");
 
-    // Delete: viewers may not; then it is gone, artifacts too.
+    // Delete: viewers may not, nor another trader (research is read by
+    // the team, changed by its owner or an admin); then it is gone,
+    // artifacts too.
     problem(
         s.http
             .delete(s.url(&format!("/api/v1/plugins/{sha}")))
@@ -165,6 +167,19 @@ fn upload_list_inspect_delete() {
             .send()
             .unwrap(),
         403,
+    );
+    let other = s.user_token(&admin, "otto", "trader");
+    let doc = problem(
+        s.http
+            .delete(s.url(&format!("/api/v1/plugins/{sha}")))
+            .bearer_auth(&other)
+            .send()
+            .unwrap(),
+        403,
+    );
+    assert!(
+        doc["detail"].as_str().unwrap().contains("belongs to tina"),
+        "{doc}"
     );
     let r = s
         .http
