@@ -141,11 +141,23 @@ async fn cancel_job(
     Ok(Json(state.jobs.request_cancel(&id).await?))
 }
 
+/// Worker threads this node runs for `queue` (its roles decide: `worker`
+/// for backtest and data, `trader` for trading).
+fn concurrency(c: &qb_core::config::Config, queue: &str) -> usize {
+    use qb_core::config::NodeRole;
+    match queue {
+        qb_jobs::QUEUE_BACKTEST if c.runs(NodeRole::Worker) => c.queues.backtest,
+        qb_jobs::QUEUE_DATA if c.runs(NodeRole::Worker) => c.queues.data,
+        qb_jobs::QUEUE_TRADING if c.runs(NodeRole::Trader) => 1,
+        _ => 0,
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct QueueView {
     #[serde(flatten)]
     pub stats: QueueStats,
-    /// Worker threads serving the queue.
+    /// Worker threads serving the queue on the node that answered.
     pub concurrency: usize,
 }
 
@@ -158,11 +170,7 @@ async fn queues(State(state): State<AppState>, _p: Principal) -> ApiResult<Json<
         stats
             .into_iter()
             .map(|s| QueueView {
-                concurrency: match s.queue.as_str() {
-                    qb_jobs::QUEUE_BACKTEST => state.config.queues.backtest,
-                    qb_jobs::QUEUE_DATA => state.config.queues.data,
-                    _ => 0,
-                },
+                concurrency: concurrency(&state.config, &s.queue),
                 stats: s,
             })
             .collect(),

@@ -288,6 +288,16 @@ fn roles_split_the_work() {
         "{metrics}"
     );
 
+    // The API node runs no workers and says so.
+    let queues = api.get_json(&token, "/api/v1/queues");
+    assert!(
+        queues
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|q| q["concurrency"] == 0),
+        "{queues}"
+    );
     // A job submitted to the API node (which has no workers) runs on the
     // worker node.
     let job: Value = api

@@ -118,6 +118,13 @@ fn jobs_run_fail_and_cancel_through_the_queues() {
     assert_eq!(queues[0]["queue"], "backtest");
     assert_eq!(queues[0]["concurrency"], 2);
     assert_eq!(queues[1]["concurrency"], 4);
+    assert_eq!(
+        (
+            queues[2]["queue"].as_str(),
+            queues[2]["concurrency"].as_u64()
+        ),
+        (Some("trading"), Some(1))
+    );
 }
 
 #[test]
