@@ -36,7 +36,7 @@ echo "idle RSS: $(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)"
 
 TOKEN=$(curl -s -X POST "http://127.0.0.1:$PORT/api/v1/auth/login" -H 'content-type: application/json' \
     -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
-for i in $(seq 1 20); do
+for _ in $(seq 1 20); do
     curl -s -X POST "http://127.0.0.1:$PORT/api/v1/jobs" -H "authorization: Bearer $TOKEN" \
         -H 'content-type: application/json' -d '{"kind":"diag.sleep","params":{"seconds":0}}' >/dev/null
 done

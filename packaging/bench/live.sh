@@ -7,7 +7,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
-export DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
+DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
+export DUCKDB_LIB_DIR
 cargo build --release -p quantbox >&2
 cargo build --release -p quantbox --example live_bench >&2
 COMPONENT="$(mktemp --suffix=.wasm)"

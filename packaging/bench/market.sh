@@ -11,7 +11,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
-export DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
+DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
+export DUCKDB_LIB_DIR
 ROWS="${1:-10000000}"
 PROFILE="${QB_BENCH_PROFILE:-release}"
 cargo build --profile "$PROFILE" -p qb-pg --example tick_store_bench -p quantbox --example ingest_bench >&2
@@ -27,7 +28,7 @@ DB="qb_bench_ingest_$$"
 DATA="$(mktemp -d)"
 PID=""
 cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+    if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi
     wait 2>/dev/null || true
     psql -q -d "$PG" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$DATA"

@@ -66,7 +66,8 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 step "shellcheck"
-shellcheck -x packaging/scripts/deploy.sh packaging/scripts/rollback.sh packaging/scripts/check-deploy.sh
+# Every shell script of the repository.
+shellcheck -x packaging/scripts/*.sh packaging/bench/*.sh .ci/run
 shellcheck -s sh "$COMPOSE_DIR"/postgres/*.sh
 echo ok
 

@@ -17,7 +17,9 @@ mkdir -p "$CARGO_TARGET_DIR"
 WORK="$(mktemp -d "$CARGO_TARGET_DIR/pkgcheck.XXXXXX")"
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]:-}"; do
+        if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -82,12 +84,14 @@ done
 step "the unpacked package runs with its own config"
 dpkg-deb -x "$DEB" "$WORK/root"
 BIN="$WORK/root/usr/bin/quantbox"
+# shellcheck disable=SC2016  # a literal $ORIGIN, as the dynamic section holds it
 readelf -d "$BIN" | grep -q 'RUNPATH.*\[\$ORIGIN/../lib/quantbox\]' || fail "RUNPATH is not \$ORIGIN/../lib/quantbox only"
 # ld.so expands $ORIGIN from the real path of the binary, so compare real paths
 # (a symlinked TMPDIR would otherwise print a different prefix).
 FOUND="$(ldd "$BIN" | awk '$1 == "libduckdb.so" {print $3}')"
-[ -n "$FOUND" ] && [ "$(realpath "$FOUND")" = "$(realpath "$WORK/root/usr/lib/quantbox/libduckdb.so")" ] \
-    || fail "libduckdb.so resolves to '$FOUND', not the one in the package: $(ldd "$BIN")"
+if [ -z "$FOUND" ] || [ "$(realpath "$FOUND")" != "$(realpath "$WORK/root/usr/lib/quantbox/libduckdb.so")" ]; then
+    fail "libduckdb.so resolves to '$FOUND', not the one in the package: $(ldd "$BIN")"
+fi
 "$BIN" --version
 mkdir -p "$WORK/data"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/secret_key"
