@@ -256,28 +256,13 @@ print(f"ok: {len(nodes)} quantbox nodes ({', '.join(f'{r}={len(v)}' for r, v in 
 PY
 
 step "nginx -t (cluster config)"
-mkdir -p "$WORK/nginx/ssl" "$WORK/nginx/logs"
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
-    -keyout "$WORK/nginx/ssl/privkey.pem" -out "$WORK/nginx/ssl/fullchain.pem" 2>/dev/null
 # The upstream servers are compose service names, unknown to this machine's
 # resolver: map each to 127.0.0.1 (same port) for the test.
-sed -e "s|/etc/nginx/ssl/|$WORK/nginx/ssl/|g" \
-    -e 's/^\(\s*server\s\+\)[A-Za-z][A-Za-z0-9-]*:\([0-9]\+\)/\1127.0.0.1:\2/' \
-    "$NGINX_CONF" > "$WORK/nginx/quantbox-cluster.conf"
-grep -q 'server 127.0.0.1:8000' "$WORK/nginx/quantbox-cluster.conf" || fail "upstream mapping did not apply"
-cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    include $WORK/nginx/quantbox-cluster.conf;
-}
-CONF
-nginx -t -q -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
+# shellcheck source=packaging/scripts/nginx-check.sh
+. packaging/scripts/nginx-check.sh
+nginx_check "$NGINX_CONF" "$WORK/nginx" \
+    's/^\(\s*server\s\+\)[A-Za-z][A-Za-z0-9-]*:\([0-9]\+\)/\1127.0.0.1:\2/'
+grep -q 'server 127.0.0.1:8000' "$WORK/nginx/server.conf" || fail "upstream mapping did not apply"
 echo ok
 
 step "kubectl kustomize + kubernetes-validate --strict (Kubernetes $K8S_VERSION)"

@@ -35,23 +35,9 @@ step "amtool: alertmanager config"
 amtool check-config packaging/monitoring/alertmanager/alertmanager.yml
 
 step "nginx -t"
-mkdir -p "$WORK/nginx/ssl" "$WORK/nginx/logs"
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
-    -keyout "$WORK/nginx/ssl/privkey.pem" -out "$WORK/nginx/ssl/fullchain.pem" 2>/dev/null
-sed "s|/etc/nginx/ssl/|$WORK/nginx/ssl/|g" packaging/nginx/quantbox.conf > "$WORK/nginx/quantbox.conf"
-cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    include $WORK/nginx/quantbox.conf;
-}
-CONF
-nginx -t -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
+# shellcheck source=packaging/scripts/nginx-check.sh
+. packaging/scripts/nginx-check.sh
+nginx_check packaging/nginx/quantbox.conf "$WORK/nginx"
 
 step "cargo deb"
 export QB_PACKAGE_BUILD=1
