@@ -769,28 +769,6 @@ pub async fn bars_across_daylight_saving(s: Arc<dyn TickStore>) {
             }
         }
     }
-    // Spot checks of the rule itself: New York's day after spring forward
-    // starts at 05:00 UTC (EST midnight), the one after at 04:00 (EDT);
-    // the repeated hour 01:00-02:00 on 3 November gives two hourly bars.
-    let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
-    let d = Interval::from_secs(86_400).unwrap().nanos();
-    let h = HOUR;
-    assert_eq!(
-        local_bucket(utc(2024, 3, 10, 12, 0, 0, 0), d, ny),
-        utc(2024, 3, 10, 5, 0, 0, 0)
-    );
-    assert_eq!(
-        local_bucket(utc(2024, 3, 11, 12, 0, 0, 0), d, ny),
-        utc(2024, 3, 11, 4, 0, 0, 0)
-    );
-    assert_eq!(
-        local_bucket(utc(2024, 11, 3, 5, 30, 0, 0), h, ny),
-        utc(2024, 11, 3, 5, 0, 0, 0)
-    );
-    assert_eq!(
-        local_bucket(utc(2024, 11, 3, 6, 30, 0, 0), h, ny),
-        utc(2024, 11, 3, 6, 0, 0, 0)
-    );
 }
 
 /// Imported bars: idempotent, serve intervals they divide where there are
@@ -1693,4 +1671,36 @@ pub async fn coverage(s: Arc<dyn TickStore>) {
     // Duplicates do not count twice.
     s.append(vec![tick("a", DAY0, 1.0, 1.0)]).await.unwrap();
     assert_eq!(s.coverage().await.unwrap()[0].ticks, 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference itself, independent of any store.
+    #[test]
+    fn local_bucket_follows_the_wall_clock() {
+        // Spot checks of the rule itself: New York's day after spring forward
+        // starts at 05:00 UTC (EST midnight), the one after at 04:00 (EDT);
+        // the repeated hour 01:00-02:00 on 3 November gives two hourly bars.
+        let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let d = Interval::from_secs(86_400).unwrap().nanos();
+        let h = HOUR;
+        assert_eq!(
+            local_bucket(utc(2024, 3, 10, 12, 0, 0, 0), d, ny),
+            utc(2024, 3, 10, 5, 0, 0, 0)
+        );
+        assert_eq!(
+            local_bucket(utc(2024, 3, 11, 12, 0, 0, 0), d, ny),
+            utc(2024, 3, 11, 4, 0, 0, 0)
+        );
+        assert_eq!(
+            local_bucket(utc(2024, 11, 3, 5, 30, 0, 0), h, ny),
+            utc(2024, 11, 3, 5, 0, 0, 0)
+        );
+        assert_eq!(
+            local_bucket(utc(2024, 11, 3, 6, 30, 0, 0), h, ny),
+            utc(2024, 11, 3, 6, 0, 0, 0)
+        );
+    }
 }

@@ -25,6 +25,17 @@ pub const QUEUE_DATA: &str = "data";
 pub const QUEUE_TRADING: &str = "trading";
 pub const QUEUES: &[&str] = &[QUEUE_BACKTEST, QUEUE_DATA, QUEUE_TRADING];
 
+/// Worker threads a process with `config`'s roles runs for `queue`.
+pub fn threads(config: &qb_core::config::Config, queue: &str) -> usize {
+    use qb_core::config::NodeRole;
+    match queue {
+        QUEUE_BACKTEST if config.runs(NodeRole::Worker) => config.queues.backtest,
+        QUEUE_DATA if config.runs(NodeRole::Worker) => config.queues.data,
+        QUEUE_TRADING if config.runs(NodeRole::Trader) => 1,
+        _ => 0,
+    }
+}
+
 /// Where a retention of `days` days cuts from now; `None` for 0, which
 /// keeps everything (`market.retention_days`, `trading.order_retention_days`).
 pub fn retention_cut(days: u32) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -150,16 +150,7 @@ fn main() {
 }
 
 fn import(name: &str, store: &dyn TickStore, format: ImportFormat, path: &Path, rows: u64) {
-    let req = ImportRequest {
-        path: path.to_string_lossy().into_owned(),
-        format,
-        mode: ImportMode::Strict,
-        timezone: None,
-        mapping: Default::default(),
-        symbol: None,
-        interval: None,
-        ts_unit: None,
-    };
+    let req = qb_conformance::ticks::request(path, format);
     let t = Instant::now();
     // Blocking, as on a worker thread: called outside the runtime (the
     // PostgreSQL store runs its database work on the runtime it was

@@ -214,7 +214,10 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     let housekeeping = qb_api::spawn_housekeeping(state.clone());
 
     // Workers take the queues of this node's roles.
-    let worker = config.runs(NodeRole::Worker);
+    let queues: Vec<(&str, usize)> = qb_jobs::QUEUES
+        .iter()
+        .map(|q| (*q, qb_jobs::threads(&config, q)))
+        .collect();
     let workers = Workers::start(
         WorkerDeps {
             queue: jobs.clone(),
@@ -223,17 +226,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             metrics: metrics.clone(),
             rt: handle.clone(),
         },
-        &[
-            (
-                qb_jobs::QUEUE_BACKTEST,
-                if worker { config.queues.backtest } else { 0 },
-            ),
-            (
-                qb_jobs::QUEUE_DATA,
-                if worker { config.queues.data } else { 0 },
-            ),
-            (qb_jobs::QUEUE_TRADING, usize::from(trader)),
-        ],
+        &queues,
     )
     .context("starting job workers")?;
     state

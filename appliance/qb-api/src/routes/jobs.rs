@@ -141,18 +141,6 @@ async fn cancel_job(
     Ok(Json(state.jobs.request_cancel(&id).await?))
 }
 
-/// Worker threads this node runs for `queue` (its roles decide: `worker`
-/// for backtest and data, `trader` for trading).
-fn concurrency(c: &qb_core::config::Config, queue: &str) -> usize {
-    use qb_core::config::NodeRole;
-    match queue {
-        qb_jobs::QUEUE_BACKTEST if c.runs(NodeRole::Worker) => c.queues.backtest,
-        qb_jobs::QUEUE_DATA if c.runs(NodeRole::Worker) => c.queues.data,
-        qb_jobs::QUEUE_TRADING if c.runs(NodeRole::Trader) => 1,
-        _ => 0,
-    }
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct QueueView {
     #[serde(flatten)]
@@ -170,7 +158,7 @@ async fn queues(State(state): State<AppState>, _p: Principal) -> ApiResult<Json<
         stats
             .into_iter()
             .map(|s| QueueView {
-                concurrency: concurrency(&state.config, &s.queue),
+                concurrency: qb_jobs::threads(&state.config, &s.queue),
                 stats: s,
             })
             .collect(),
