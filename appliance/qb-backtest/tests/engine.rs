@@ -1,36 +1,13 @@
 //! The engine running real plugins built from `plugins/`.
 
-use std::path::PathBuf;
+mod support;
 
 use qb_backtest::engine::*;
 use qb_backtest::execution::Slippage;
 use qb_core::market::Instrument;
-use qb_plugin_host::{Limits, Param, Plugin, PluginEngine, PluginError, StopReason, componentize};
+use qb_plugin_host::{PluginError, StopReason};
 use rust_decimal::Decimal;
-
-fn plugin(name: &str) -> Plugin {
-    // target/<profile>/deps/engine-… -> target
-    let target: PathBuf = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .to_path_buf();
-    let path = target.join(format!("wasm32-unknown-unknown/release/{name}.wasm"));
-    let core = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run packaging/scripts/dev.sh test", path.display()));
-    let engine = PluginEngine::new(Limits::default()).unwrap();
-    Plugin::compile(&engine, &componentize(&core).unwrap()).unwrap()
-}
-
-fn params(list: &[(&str, f64)]) -> Vec<Param> {
-    list.iter()
-        .map(|(n, v)| Param {
-            name: (*n).into(),
-            value: *v,
-        })
-        .collect()
-}
+use support::{params, plugin};
 
 /// Integer prices (sums stay exact in f64): a random walk with a cycle.
 fn series(symbol: &str, n: usize, seed: u64) -> SymbolBars {
@@ -65,66 +42,6 @@ fn instrument(symbol: &str) -> Instrument {
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
-}
-
-#[test]
-fn sma_trades_match_an_independent_computation() {
-    let data = series("X", 3000, 9);
-    let (fast, slow) = (5usize, 20usize);
-    let result = run(
-        &plugin("sma_crossover"),
-        &params(&[("fast", fast as f64), ("slow", slow as f64), ("size", 2.0)]),
-        Feed::Bars(std::slice::from_ref(&data)),
-        vec![instrument("X")],
-        &Settings {
-            batch: 100,
-            ..Settings::default()
-        },
-        |_| true,
-    )
-    .unwrap();
-
-    // From scratch: averages by summing each window; crossings; each
-    // decision fills at the next bar's open.
-    let sma = |i: usize, n: usize| data.close[i + 1 - n..=i].iter().sum::<f64>() / n as f64;
-    let mut expected = Vec::new();
-    let (mut above, mut long) = (None, false);
-    for i in slow - 1..data.close.len() {
-        let now = sma(i, fast) > sma(i, slow);
-        let cross_up = above == Some(false) && now;
-        let cross_down = above == Some(true) && !now;
-        above = Some(now);
-        if (cross_up && !long) || (cross_down && long) {
-            long = !long;
-            if i + 1 < data.ts.len() {
-                let qty = if cross_up { d("2") } else { d("-2") };
-                expected.push((
-                    data.ts[i + 1],
-                    qty,
-                    qb_backtest::dec(data.open[i + 1]).unwrap(),
-                ));
-            }
-        }
-    }
-    let got: Vec<(i64, Decimal, Decimal)> = result
-        .fills
-        .iter()
-        .map(|f| (f.ts, f.qty, f.price))
-        .collect();
-    assert!(expected.len() >= 20, "{}", expected.len());
-    assert_eq!(got, expected);
-    // No fees configured: cash moves by realized PnL only.
-    let realized: Decimal = expected
-        .chunks(2)
-        .filter(|c| c.len() == 2)
-        .map(|c| (c[1].2 - c[0].2) * d("2"))
-        .sum();
-    assert_eq!(
-        result.final_cash,
-        Settings::default().initial_cash + realized
-    );
-    assert_eq!(result.equity.len(), 3000);
-    assert_eq!(result.rows, 3000);
 }
 
 #[test]

@@ -1,11 +1,20 @@
+use super::exact::{SCALE, add, ratio, units};
+
 /// Exponential moving average, `alpha = 2 / (n + 1)`, seeded with the SMA
-/// of the first `n` values.
+/// of the first `n` values (as TA-Lib does).
+///
+/// The seed is the exact mean (integer units, like [`Sma`](super::Sma));
+/// after it, `ema += alpha * (x - ema)` in `f64`. Each step shrinks the
+/// error carried from earlier steps by `1 - alpha`, so the error never
+/// grows with the run: it stays within `(n + 1) · ε · M` of the exact
+/// recurrence (ε = 2^-52, M the largest |x| seen), tested over millions
+/// of updates. Non-finite inputs are ignored.
 #[derive(Debug, Clone)]
 pub struct Ema {
     n: usize,
     alpha: f64,
     seen: usize,
-    seed_sum: f64,
+    seed_sum: i128,
     value: Option<f64>,
 }
 
@@ -17,19 +26,22 @@ impl Ema {
             n,
             alpha: 2.0 / (n as f64 + 1.0),
             seen: 0,
-            seed_sum: 0.0,
+            seed_sum: 0,
             value: None,
         }
     }
 
     /// Adds a value; the average once `n` values were seen.
     pub fn update(&mut self, x: f64) -> Option<f64> {
-        self.seen += 1;
+        if !x.is_finite() {
+            return self.value;
+        }
         self.value = match self.value {
             Some(prev) => Some(prev + self.alpha * (x - prev)),
             None => {
-                self.seed_sum += x;
-                (self.seen == self.n).then(|| self.seed_sum / self.n as f64)
+                self.seen += 1;
+                self.seed_sum = add(self.seed_sum, units(x));
+                (self.seen == self.n).then(|| ratio(self.seed_sum, self.n as i128 * SCALE))
             }
         };
         self.value

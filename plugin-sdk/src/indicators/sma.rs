@@ -1,11 +1,16 @@
-use std::collections::VecDeque;
+use super::exact::{Window, units};
 
 /// Simple moving average of the last `n` values.
+///
+/// Exact: the window's sum is kept in integer units (see the module text),
+/// so the average depends on the last `n` values only, however long the
+/// run; the value is the exact mean within 1.5 units in the last place,
+/// and two averages with the same exact mean are the same `f64`.
+/// Non-finite inputs are ignored.
 #[derive(Debug, Clone)]
 pub struct Sma {
-    n: usize,
-    window: VecDeque<f64>,
-    sum: f64,
+    window: Window,
+    value: Option<f64>,
 }
 
 impl Sma {
@@ -13,29 +18,27 @@ impl Sma {
     pub fn new(n: usize) -> Self {
         assert!(n > 0, "SMA period must be at least 1");
         Self {
-            n,
-            window: VecDeque::with_capacity(n + 1),
-            sum: 0.0,
+            window: Window::new(n),
+            value: None,
         }
     }
 
     /// Adds a value; the average once `n` values were seen.
     pub fn update(&mut self, x: f64) -> Option<f64> {
-        self.window.push_back(x);
-        self.sum += x;
-        if self.window.len() > self.n {
-            self.sum -= self.window.pop_front().unwrap_or(0.0);
+        if x.is_finite() {
+            self.window.push(units(x));
+            self.value = self.window.full().then(|| self.window.mean());
         }
-        self.value()
+        self.value
     }
 
     /// The current average, if ready.
     pub fn value(&self) -> Option<f64> {
-        (self.window.len() == self.n).then(|| self.sum / self.n as f64)
+        self.value
     }
 
     /// The period.
     pub fn period(&self) -> usize {
-        self.n
+        self.window.len()
     }
 }

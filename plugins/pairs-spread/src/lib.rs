@@ -3,36 +3,17 @@
 //! `ln(A) - hedge * ln(B)`; when its z-score over `period` bars exceeds
 //! `entry`, sell the spread (sell A, buy B); below `-entry`, buy it; close
 //! both legs when |z| falls under `exit`. Bars of the two symbols are
-//! matched by timestamp, so it works however the host batches them.
+//! matched by timestamp, so it works however the host batches them. The
+//! z-score is `(spread - mean) / sd` over the last `period` spreads,
+//! population deviation: the SDK's `Bollinger` middle band and `sd`.
 
 use std::collections::BTreeMap;
 
+use quantbox_sdk::indicators::Bollinger;
 use quantbox_sdk::*;
 
-/// Rolling mean and standard deviation of the spread.
-struct Window {
-    n: usize,
-    values: std::collections::VecDeque<f64>,
-}
-
-impl Window {
-    fn push(&mut self, x: f64) -> Option<(f64, f64)> {
-        self.values.push_back(x);
-        if self.values.len() > self.n {
-            self.values.pop_front();
-        }
-        if self.values.len() < self.n {
-            return None;
-        }
-        // Recomputed per bar (n is small): no drift from running sums.
-        let mean = self.values.iter().sum::<f64>() / self.n as f64;
-        let var = self.values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / self.n as f64;
-        Some((mean, var.sqrt()))
-    }
-}
-
 pub struct Spread {
-    window: Window,
+    window: Bollinger,
     hedge: f64,
     entry: f64,
     exit: f64,
@@ -110,10 +91,7 @@ impl Strategy for Spread {
             return Err("size must be positive".into());
         }
         Ok(Self {
-            window: Window {
-                n: params.int("period") as usize,
-                values: Default::default(),
-            },
+            window: Bollinger::new(params.int("period") as usize, 1.0),
             hedge: params.get("hedge"),
             entry,
             exit,
@@ -172,13 +150,13 @@ impl Spread {
             return;
         }
         let spread = a.ln() - self.hedge * b.ln();
-        let Some((mean, sd)) = self.window.push(spread) else {
+        let Some(bands) = self.window.update(spread) else {
             return;
         };
-        if sd == 0.0 {
+        if bands.sd == 0.0 {
             return;
         }
-        let z = (spread - mean) / sd;
+        let z = (spread - bands.middle) / bands.sd;
         let target = match self.side {
             0 if z > self.entry => -1,
             0 if z < -self.entry => 1,

@@ -1,6 +1,10 @@
-"""SMA crossover in Python, long only: the same rules and the same
-floating-point steps as plugins/sma-crossover (Rust), so both produce the
-same orders on the same bars.
+"""SMA crossover in Python, long only: the same rules as
+plugins/sma-crossover (Rust), so both produce the same orders on the same
+bars. Averages are exact (each close read as the Rust SDK reads prices;
+sums as Fractions), and a
+crossing is counted as the SDK's Crossing counts it: the difference turns
+strictly positive (negative) after a last non-zero difference of the other
+sign; ties are not crossings.
 
 Built with componentize-py against plugin-sdk/wit (world `strategy`),
 WASI stubbed out: see build.sh.
@@ -8,6 +12,7 @@ WASI stubbed out: see build.sh.
 
 import struct
 from collections import deque
+from fractions import Fraction
 
 import wit_world
 from componentize_py_types import Err
@@ -48,15 +53,31 @@ def resolve(given):
     return values
 
 
+def exact(x):
+    """x as the SDK reads it (quantbox_sdk indicators, module exact): the
+    shortest decimal with at most 18 places that maps back to x, found with
+    the same float steps, else the nearest multiple of 1e-18."""
+    for k in range(19):
+        p = float(10**k)
+        scaled = x * p
+        if abs(scaled) >= 2.0**53:
+            break
+        y = float(round(scaled))
+        if y / p == x:
+            return Fraction(int(y), 10**k)
+    return Fraction(round(Fraction(x) * 10**18), 10**18)
+
+
 class Sma:
-    """Running-sum SMA, step for step as quantbox_sdk::indicators::Sma."""
+    """Exact SMA: the window's sum as a Fraction of the closes' decimals."""
 
     def __init__(self, n):
         self.n = n
         self.window = deque()
-        self.sum = 0.0
+        self.sum = Fraction(0)
 
     def update(self, x):
+        x = exact(x)
         self.window.append(x)
         self.sum += x
         if len(self.window) > self.n:
@@ -127,7 +148,8 @@ class Crossover:
         self.fast = Sma(fast)
         self.slow = Sma(slow)
         self.size = size
-        self.above = None
+        # Sign of the last non-zero difference fast - slow.
+        self.last = 0
         self.orders = 0
         self.history = deque(maxlen=slow)
 
@@ -136,15 +158,11 @@ class Crossover:
         self.history.append(close)
         f = self.fast.update(close)
         s = self.slow.update(close)
-        if f is None or s is None:
+        if f is None or s is None or f == s:
             return None
-        now_above = f > s
-        cross = None
-        if self.above is False and now_above:
-            cross = 1
-        elif self.above is True and not now_above:
-            cross = -1
-        self.above = now_above
+        sign = 1 if f > s else -1
+        cross = sign if self.last == -sign else None
+        self.last = sign
         return cross
 
 

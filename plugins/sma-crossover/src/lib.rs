@@ -1,11 +1,12 @@
 //! SMA crossover, long only: buy `size` when the fast average crosses above
 //! the slow one while flat; sell the position when it crosses below. On
 //! bars the averages are of closes; on ticks, of trade prices (periods in
-//! ticks).
+//! ticks). A crossing is the SDK's [`Crossing`]: equal averages (common on
+//! a tick grid) are not a crossing either way.
 
 use std::collections::VecDeque;
 
-use quantbox_sdk::indicators::Sma;
+use quantbox_sdk::indicators::{Cross, Crossing, Sma};
 use quantbox_sdk::*;
 
 /// The strategy's state.
@@ -13,8 +14,7 @@ pub struct SmaCrossover {
     fast: Sma,
     slow: Sma,
     size: f64,
-    /// Whether fast was above slow at the previous bar.
-    above: Option<bool>,
+    cross: Crossing,
     orders: u64,
     /// The last `slow` closes: the state handed to a successor.
     history: VecDeque<f64>,
@@ -71,7 +71,7 @@ impl Strategy for SmaCrossover {
             fast: Sma::new(fast),
             slow: Sma::new(slow),
             size,
-            above: None,
+            cross: Crossing::new(),
             orders: 0,
             history: VecDeque::with_capacity(slow + 1),
             restored: None,
@@ -105,13 +105,6 @@ impl Strategy for SmaCrossover {
     }
 }
 
-/// A crossing of the fast average through the slow one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cross {
-    Up,
-    Down,
-}
-
 impl SmaCrossover {
     /// One price observed at `ts`: trades on a crossing.
     fn observe(&mut self, ctx: &mut dyn Ctx, symbol: &str, ts: i64, price: f64) {
@@ -143,14 +136,7 @@ impl SmaCrossover {
         }
         let f = self.fast.update(close);
         let s = self.slow.update(close);
-        let now_above = f? > s?;
-        let cross = match self.above {
-            Some(false) if now_above => Some(Cross::Up),
-            Some(true) if !now_above => Some(Cross::Down),
-            _ => None,
-        };
-        self.above = Some(now_above);
-        cross
+        self.cross.update(f?, s?)
     }
 }
 
