@@ -159,7 +159,7 @@ pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         for n in 0u64.. {
             tick.tick().await;
-            if let Some(s) = &state.strategies {
+            if let Some(s) = state.trading.as_ref().and_then(|t| t.strategies()) {
                 s.refresh_metrics().await;
             }
             let dir = state.config.data_dir.clone();

@@ -126,6 +126,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::conflict(m),
             StoreError::Invalid(m) => ApiError::bad_request(m),
             StoreError::Backend(m) => ApiError::internal(m),
+            // The desk lease moved to another trader while this call ran:
+            // nothing was written; the caller retries on the new holder.
+            StoreError::Fenced(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "desk-elsewhere", m)
+            }
         }
     }
 }

@@ -49,10 +49,10 @@ pub struct AppState {
     pub registry: Registry,
     /// Strategy plugins.
     pub plugins: Arc<PluginRegistry>,
-    /// Live paper trading: accounts, orders, risk, kill switch. Only on
-    /// nodes with the `trader` role (see [`AppState::desk`]).
-    pub desk: Option<Arc<qb_live::Desk>>,
-    pub strategies: Option<Arc<qb_live::strategies::Strategies>>,
+    /// Live paper trading (accounts, orders, risk, kill switch, live
+    /// strategies): on nodes with the `trader` role, the desk while this
+    /// node holds the desk lease (see [`AppState::desk`]).
+    pub trading: Option<qb_live::holder::DeskSlot>,
     pub replays: Arc<qb_live::replay::Replays>,
     pub scheduler: Arc<OnceLock<Arc<Scheduler>>>,
     pub metrics: Metrics,
@@ -84,9 +84,8 @@ pub struct Deps {
     pub node: NodeIdentity,
     pub registry: Registry,
     pub plugins: Arc<PluginRegistry>,
-    /// The trading desk and live strategies (`trader` role), else None.
-    pub desk: Option<Arc<qb_live::Desk>>,
-    pub strategies: Option<Arc<qb_live::strategies::Strategies>>,
+    /// Where the desk and live strategies are (`trader` role), else None.
+    pub trading: Option<qb_live::holder::DeskSlot>,
     pub metrics: Metrics,
     /// Signing secret for access tokens.
     pub secret: Vec<u8>,
@@ -110,8 +109,7 @@ impl AppState {
             ticks: d.ticks,
             registry: d.registry,
             plugins: d.plugins,
-            desk: d.desk,
-            strategies: d.strategies,
+            trading: d.trading,
             replays: Arc::new(qb_live::replay::Replays::default()),
             scheduler: Arc::new(OnceLock::new()),
             metrics: d.metrics,
@@ -131,16 +129,34 @@ impl AppState {
         self.scheduler.get()
     }
 
-    /// The trading desk, or 503 on a node without the `trader` role.
-    pub fn desk(&self) -> ApiResult<&Arc<qb_live::Desk>> {
-        self.desk.as_ref().ok_or_else(|| self.trading_elsewhere())
+    /// The trading desk; 503 on a node without the `trader` role, or on a
+    /// trader standing by while another holds the desk.
+    pub fn desk(&self) -> ApiResult<Arc<qb_live::Desk>> {
+        self.held().map(|h| h.desk.clone())
     }
 
-    /// Live strategies, or 503 on a node without the `trader` role.
-    pub fn strategies(&self) -> ApiResult<&Arc<qb_live::strategies::Strategies>> {
-        self.strategies
+    /// Live strategies, where [`AppState::desk`] is.
+    pub fn strategies(&self) -> ApiResult<Arc<qb_live::strategies::Strategies>> {
+        self.held().map(|h| h.strategies.clone())
+    }
+
+    fn held(&self) -> ApiResult<Arc<qb_live::holder::Held>> {
+        let slot = self
+            .trading
             .as_ref()
-            .ok_or_else(|| self.trading_elsewhere())
+            .ok_or_else(|| self.not_served_here(NodeRole::Trader))?;
+        slot.held().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "desk-elsewhere",
+                format!(
+                    "node {} is a standby trader; the desk is held by {}",
+                    self.node.node,
+                    slot.holder()
+                        .map_or_else(|| "no node yet".into(), |h| format!("node {h}"))
+                ),
+            )
+        })
     }
 
     /// 503 for a call this node's roles do not serve.
@@ -155,9 +171,5 @@ impl AppState {
                 roles.join(", ")
             ),
         )
-    }
-
-    fn trading_elsewhere(&self) -> ApiError {
-        self.not_served_here(NodeRole::Trader)
     }
 }

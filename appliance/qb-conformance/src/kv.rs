@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use qb_core::{KvStore, KvWrite};
+use qb_core::{Fenced, KvStore, KvWrite, StoreError};
 
 pub async fn suite(kv: Arc<dyn KvStore>) {
     kv.ping().await.unwrap();
@@ -69,6 +69,120 @@ pub async fn suite(kv: Arc<dyn KvStore>) {
     assert_eq!(kv.scan("t", "").await.unwrap().len(), 1);
     assert_eq!(kv.purge_expired().await.unwrap(), 1);
     assert!(kv.get("t", "long").await.unwrap().is_some());
+
+    leases(kv).await;
+}
+
+fn one_put(key: &str) -> Vec<KvWrite> {
+    vec![KvWrite::Put {
+        ns: "fenced".into(),
+        key: key.into(),
+        value: b"x".to_vec(),
+    }]
+}
+
+fn assert_fenced(r: Result<(), StoreError>, what: &str) {
+    match r {
+        Err(StoreError::Fenced(m)) => assert!(m.contains("epoch"), "{what}: {m}"),
+        other => panic!("{what}: expected a fenced refusal, got {other:?}"),
+    }
+}
+
+/// Leases and fenced writes: one holder at a time, an epoch that grows at
+/// every acquisition, expiry, release, and writes under an old epoch
+/// refused whole.
+async fn leases(kv: Arc<dyn KvStore>) {
+    let ttl = Duration::from_millis(400);
+    let name = "desk-conformance";
+    assert_eq!(kv.lease_state(name).await.unwrap(), None);
+    let a = kv
+        .lease_acquire(name, "node-a", ttl)
+        .await
+        .unwrap()
+        .expect("a lease nobody holds is free");
+    assert_eq!((a.holder.as_str(), a.epoch), ("node-a", 1));
+    // Held: another holder is refused; the same holder (a restart of the
+    // node) takes it again at once, under a new epoch.
+    assert_eq!(kv.lease_acquire(name, "node-b", ttl).await.unwrap(), None);
+    let a2 = kv
+        .lease_acquire(name, "node-a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a2.epoch, 2);
+    // The earlier epoch is fenced: nothing of its batch is applied and it
+    // cannot renew.
+    assert_fenced(kv.write_fenced(&a, one_put("1")).await, "old epoch");
+    assert_eq!(kv.get("fenced", "1").await.unwrap(), None);
+    assert!(!kv.lease_renew(&a, ttl).await.unwrap());
+    kv.write_fenced(&a2, one_put("2")).await.unwrap();
+    assert!(kv.get("fenced", "2").await.unwrap().is_some());
+    assert!(kv.lease_renew(&a2, ttl).await.unwrap());
+    let st = kv.lease_state(name).await.unwrap().unwrap();
+    assert_eq!((st.holder.as_str(), st.epoch), ("node-a", 2));
+    assert!(st.expires_in_ms > 0 && st.expires_in_ms <= 400, "{st:?}");
+
+    // A term without renewal: expired. Until someone takes it, it is
+    // still its holder's (nobody else can have written).
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(kv.lease_state(name).await.unwrap().unwrap().expires_in_ms <= 0);
+    kv.write_fenced(&a2, one_put("3")).await.unwrap();
+    let b = kv
+        .lease_acquire(name, "node-b", ttl)
+        .await
+        .unwrap()
+        .expect("an expired lease is free");
+    assert_eq!(b.epoch, 3);
+    // The old holder, back: it writes nothing and cannot renew.
+    assert_fenced(kv.write_fenced(&a2, one_put("4")).await, "taken over");
+    assert_eq!(kv.get("fenced", "4").await.unwrap(), None);
+    assert!(!kv.lease_renew(&a2, ttl).await.unwrap());
+
+    // The same through the Fenced wrapper the desk writes through.
+    let old = Fenced::new(kv.clone(), a2.clone());
+    let held = Fenced::new(kv.clone(), b.clone());
+    assert!(matches!(
+        old.put("fenced", "5", b"y", None).await,
+        Err(StoreError::Fenced(_))
+    ));
+    held.put("fenced", "6", b"y", None).await.unwrap();
+    assert!(held.delete("fenced", "6").await.unwrap());
+    assert_eq!(kv.get("fenced", "5").await.unwrap(), None);
+    assert_eq!(kv.get("fenced", "6").await.unwrap(), None);
+    assert!(held.put("fenced", "7", b"y", Some(ttl)).await.is_err());
+
+    // Release: the next candidate takes it at once. Releasing a lease
+    // that moved on changes nothing.
+    kv.lease_release(&b).await.unwrap();
+    let c = kv
+        .lease_acquire(name, "node-c", ttl)
+        .await
+        .unwrap()
+        .expect("a released lease is free");
+    assert_eq!(c.epoch, 4);
+    kv.lease_release(&b).await.unwrap();
+    assert_eq!(kv.lease_acquire(name, "node-d", ttl).await.unwrap(), None);
+    // Leases are independent of each other.
+    assert!(
+        kv.lease_acquire("other-lease", "node-d", ttl)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Candidates racing for a free lease: exactly one wins.
+    let long = Duration::from_secs(60);
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let kv = kv.clone();
+            tokio::spawn(async move { kv.lease_acquire("raced", &format!("n{i}"), long).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for r in racers {
+        winners += usize::from(r.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(winners, 1);
 }
 
 /// How a batch whose connection was cut ended (see [`interrupted_batch`]).

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
@@ -370,6 +371,11 @@ pub struct ClusterConfig {
     pub heartbeat_secs: u64,
     /// A node silent this long is dead: its running jobs are taken back.
     pub node_timeout_secs: u64,
+    /// Term of the desk lease (ms): the trader holding it renews every
+    /// third of it; a standby asks every sixth and takes over once a
+    /// term passed without renewal (a dead or frozen holder is replaced
+    /// within about 1.2 terms).
+    pub desk_lease_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -382,7 +388,16 @@ impl Default for ClusterConfig {
             connect_timeout_secs: 60,
             heartbeat_secs: 5,
             node_timeout_secs: 30,
+            desk_lease_ms: 3000,
         }
+    }
+}
+
+impl ClusterConfig {
+    /// The desk lease's term, renewal and standby poll intervals.
+    pub fn desk_lease(&self) -> (Duration, Duration, Duration) {
+        let ttl = Duration::from_millis(self.desk_lease_ms);
+        (ttl, ttl / 3, ttl / 6)
     }
 }
 
@@ -973,6 +988,12 @@ impl Config {
             bad(
                 "cluster.heartbeat_secs",
                 format!("{} is not between 1 and 300", c.heartbeat_secs),
+            );
+        }
+        if !(300..=60_000).contains(&c.desk_lease_ms) {
+            bad(
+                "cluster.desk_lease_ms",
+                format!("{} is not between 300 and 60000", c.desk_lease_ms),
             );
         }
         if c.node_timeout_secs < 2 * c.heartbeat_secs {

@@ -18,6 +18,6 @@ pub mod seams;
 pub mod time;
 
 pub use seams::{
-    Backends, JobQueue, KvStore, KvWrite, MetaStore, NodeIdentity, PubSub, Quota, RateLimiter,
-    StoreError, StoreResult, TickStore,
+    Backends, Fenced, JobQueue, KvStore, KvWrite, Lease, LeaseState, MetaStore, NodeIdentity,
+    PubSub, Quota, RateLimiter, StoreError, StoreResult, TickStore,
 };

@@ -49,6 +49,11 @@ pub struct Metrics {
     /// `quantbox_node_info{node,roles}`: always 1; `roles` comma-separated
     /// (`api,worker,scheduler,trader` on one box). Set by [`Metrics::set_node`].
     pub node_info: IntGaugeVec,
+    /// `quantbox_desk_held`: 1 while this trader holds the desk lease.
+    pub desk_held: prometheus::IntGauge,
+    /// `quantbox_desk_epoch`: the desk lease epoch last held here (grows
+    /// at every takeover).
+    pub desk_epoch: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -151,6 +156,16 @@ impl Metrics {
             &["node", "roles"],
         )
         .unwrap();
+        let desk_held = prometheus::IntGauge::new(
+            "quantbox_desk_held",
+            "1 while this trader node holds the desk lease (trades); 0 on standby",
+        )
+        .unwrap();
+        let desk_epoch = prometheus::IntGauge::new(
+            "quantbox_desk_epoch",
+            "Epoch of the desk lease last held by this node",
+        )
+        .unwrap();
         // Series exist from the start (at 0), so rates and alerts see them.
         for zone in ["api", "trading"] {
             rate_limited.with_label_values(&[zone]);
@@ -176,6 +191,8 @@ impl Metrics {
             Box::new(data_disk_total.clone()),
             Box::new(build_info),
             Box::new(node_info.clone()),
+            Box::new(desk_held.clone()),
+            Box::new(desk_epoch.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -202,6 +219,8 @@ impl Metrics {
             data_disk_available,
             data_disk_total,
             node_info,
+            desk_held,
+            desk_epoch,
         }
     }
 

@@ -34,6 +34,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// A fenced write refused: the lease it was made under has passed to
+    /// another holder (see [`KvStore::write_fenced`]). Nothing was written.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -293,6 +297,135 @@ pub trait KvStore: Send + Sync {
     async fn scan(&self, ns: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
     /// Drops expired entries; returns how many.
     async fn purge_expired(&self) -> StoreResult<u64>;
+
+    /// Takes the lease `name` for `holder` for `ttl` when it is free,
+    /// expired, or already `holder`'s (a restart of the same node, which
+    /// the node-name lock or the embedded store's file lock makes the only
+    /// live one). Every acquisition raises the lease's epoch. `None`: a
+    /// live lease of another holder. Expiry follows the store's clock (the
+    /// database server's in a cluster), never the callers'.
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<Lease>>;
+    /// Extends `lease` by `ttl` from now; `false` when its epoch is no
+    /// longer the current one (another holder took over). An expired lease
+    /// nobody took is still this epoch's, and renewing it is safe.
+    async fn lease_renew(&self, lease: &Lease, ttl: Duration) -> StoreResult<bool>;
+    /// Lets `lease` expire now (if still current), so a standby can take
+    /// it at once.
+    async fn lease_release(&self, lease: &Lease) -> StoreResult<()>;
+    /// Who holds `name`, if anyone ever did.
+    async fn lease_state(&self, name: &str) -> StoreResult<Option<LeaseState>>;
+    /// [`KvStore::write`] under a lease: in the same transaction, checks
+    /// that `lease`'s epoch is still the current one, and writes nothing
+    /// (`StoreError::Fenced`) otherwise. A holder that was paused or cut
+    /// off while another took over can never write after it.
+    async fn write_fenced(&self, lease: &Lease, batch: Vec<KvWrite>) -> StoreResult<()>;
+}
+
+/// A lease held: its fencing token is `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub name: String,
+    pub holder: String,
+    pub epoch: i64,
+}
+
+/// A lease as the store sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaseState {
+    pub holder: String,
+    pub epoch: i64,
+    /// Milliseconds until it expires (zero or less: expired).
+    pub expires_in_ms: i64,
+}
+
+/// A [`KvStore`] whose every write is fenced by `lease`: what a lease
+/// holder hands to code that must stop writing the moment the lease is
+/// lost (the trading desk, live strategies). Reads pass through.
+pub struct Fenced {
+    inner: Arc<dyn KvStore>,
+    lease: Lease,
+}
+
+impl Fenced {
+    pub fn new(inner: Arc<dyn KvStore>, lease: Lease) -> Self {
+        Self { inner, lease }
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+}
+
+#[async_trait]
+impl KvStore for Fenced {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+    async fn get(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get(ns, key).await
+    }
+    async fn put(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<()> {
+        if ttl.is_some() {
+            return Err(StoreError::Invalid(
+                "fenced writes are durable: they take no expiry".into(),
+            ));
+        }
+        let put = KvWrite::Put {
+            ns: ns.into(),
+            key: key.into(),
+            value: value.to_vec(),
+        };
+        self.inner.write_fenced(&self.lease, vec![put]).await
+    }
+    async fn delete(&self, ns: &str, key: &str) -> StoreResult<bool> {
+        let existed = self.inner.get(ns, key).await?.is_some();
+        let delete = KvWrite::Delete {
+            ns: ns.into(),
+            key: key.into(),
+        };
+        self.inner.write_fenced(&self.lease, vec![delete]).await?;
+        Ok(existed)
+    }
+    async fn write(&self, batch: Vec<KvWrite>) -> StoreResult<()> {
+        self.inner.write_fenced(&self.lease, batch).await
+    }
+    async fn scan(&self, ns: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.inner.scan(ns, prefix).await
+    }
+    async fn purge_expired(&self) -> StoreResult<u64> {
+        self.inner.purge_expired().await
+    }
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<Lease>> {
+        self.inner.lease_acquire(name, holder, ttl).await
+    }
+    async fn lease_renew(&self, lease: &Lease, ttl: Duration) -> StoreResult<bool> {
+        self.inner.lease_renew(lease, ttl).await
+    }
+    async fn lease_release(&self, lease: &Lease) -> StoreResult<()> {
+        self.inner.lease_release(lease).await
+    }
+    async fn lease_state(&self, name: &str) -> StoreResult<Option<LeaseState>> {
+        self.inner.lease_state(name).await
+    }
+    async fn write_fenced(&self, lease: &Lease, batch: Vec<KvWrite>) -> StoreResult<()> {
+        self.inner.write_fenced(lease, batch).await
+    }
 }
 
 /// One published message.

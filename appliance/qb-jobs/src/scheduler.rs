@@ -1,21 +1,33 @@
 //! Cron schedules on tokio-cron-scheduler. Each firing is turned into a due
 //! instant (the latest cron occurrence at or before now) and handed to
 //! [`JobQueue::fire_schedule`], which enqueues it at most once, whoever fires.
+//!
+//! Any number of scheduler nodes may run. An edit made through any node is
+//! announced on [`SCHEDULES_TOPIC`]; every scheduler re-reads that schedule
+//! at once, and compares all of them with the store every
+//! [`RESYNC`] in case an announcement was lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use qb_core::JobQueue;
 use qb_core::model::Schedule;
+use qb_core::{JobQueue, PubSub};
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::registry::Registry;
+
+/// Where schedule edits are announced: `{"id": <schedule id>}`.
+pub const SCHEDULES_TOPIC: &str = "schedules";
+
+/// How often a scheduler compares its registrations with the store.
+pub const RESYNC: Duration = Duration::from_secs(10);
 
 /// Turns a 5-field expression into the 6-field form (seconds first) and
 /// checks it with the parser the scheduler uses.
@@ -47,10 +59,24 @@ pub fn next_run(expr: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     parse(expr).ok()?.find_next_occurrence(&after, false).ok()
 }
 
+/// The due instant of a firing at `now`: the latest occurrence of `cron`
+/// at or before it, in whole seconds (cron's resolution), so every
+/// scheduler node firing for the same occurrence names the same instant
+/// whatever its clock's sub-second part.
+pub fn due_at(cron: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    use chrono::Timelike;
+    let due = parse(cron)
+        .ok()?
+        .find_previous_occurrence(&now, true)
+        .ok()?;
+    due.with_nanosecond(0)
+}
+
 /// Registers persisted schedules with the cron runner and keeps them in sync.
 pub struct Scheduler {
     runner: Mutex<JobScheduler>,
-    registered: Mutex<HashMap<String, Uuid>>,
+    /// Schedule id → its registration and the cron it was registered with.
+    registered: Mutex<HashMap<String, (Uuid, String)>>,
     queue: Arc<dyn JobQueue>,
     registry: Registry,
     max_attempts: u32,
@@ -86,7 +112,7 @@ impl Scheduler {
     pub async fn reload(self: &Arc<Self>, schedule_id: &str) {
         let mut registered = self.registered.lock().await;
         let runner = self.runner.lock().await;
-        if let Some(old) = registered.remove(schedule_id)
+        if let Some((old, _)) = registered.remove(schedule_id)
             && let Err(e) = runner.remove(&old).await
         {
             warn!(schedule = schedule_id, error = %e, "cannot unregister schedule");
@@ -113,7 +139,7 @@ impl Scheduler {
         match job {
             Ok(job) => match runner.add(job).await {
                 Ok(uuid) => {
-                    registered.insert(schedule.id.clone(), uuid);
+                    registered.insert(schedule.id.clone(), (uuid, schedule.cron.clone()));
                 }
                 Err(e) => warn!(schedule = %schedule.name, error = %e, "cannot register schedule"),
             },
@@ -123,12 +149,78 @@ impl Scheduler {
         }
     }
 
+    /// Follows edits announced on [`SCHEDULES_TOPIC`] and resyncs with
+    /// the store every [`RESYNC`].
+    pub fn follow(self: &Arc<Self>, pubsub: &dyn PubSub) -> tokio::task::JoinHandle<()> {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = pubsub.subscribe(SCHEDULES_TOPIC);
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut resync = tokio::time::interval(RESYNC);
+            resync.tick().await;
+            loop {
+                let id = tokio::select! {
+                    e = rx.recv() => match e {
+                        Ok(e) => e.data["id"].as_str().map(str::to_string),
+                        Err(RecvError::Lagged(_)) => None,
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = resync.tick() => None,
+                };
+                let Some(this) = this.upgrade() else { return };
+                match id {
+                    Some(id) => this.reload(&id).await,
+                    None => this.resync().await,
+                }
+            }
+        })
+    }
+
+    /// Re-registers every schedule whose cron or enabled flag differs from
+    /// what is registered, and drops the ones that are gone.
+    pub async fn resync(self: &Arc<Self>) {
+        let stored = match self.queue.all_schedules().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot list schedules to resync");
+                return;
+            }
+        };
+        let registered: HashMap<String, String> = self
+            .registered
+            .lock()
+            .await
+            .iter()
+            .map(|(id, (_, cron))| (id.clone(), cron.clone()))
+            .collect();
+        let mut stale: Vec<String> = registered
+            .keys()
+            .filter(|id| !stored.iter().any(|s| s.id == **id && s.enabled))
+            .cloned()
+            .collect();
+        stale.extend(
+            stored
+                .iter()
+                .filter(|s| s.enabled && registered.get(&s.id) != Some(&s.cron))
+                .map(|s| s.id.clone()),
+        );
+        for id in stale {
+            self.reload(&id).await;
+        }
+    }
+
     async fn fire(&self, schedule_id: &str, cron: &str) {
         let now = Utc::now();
-        let due = parse(cron)
-            .ok()
-            .and_then(|c| c.find_previous_occurrence(&now, true).ok())
-            .unwrap_or(now);
+        // The due instant comes from the cron, never from the clock: a
+        // firing whose occurrence cannot be found is skipped, not enqueued
+        // as "now" (which another node's firing would not deduplicate).
+        let Some(due) = due_at(cron, now) else {
+            warn!(
+                schedule = schedule_id,
+                cron, "no due instant for this firing; skipped"
+            );
+            return;
+        };
         let schedule = match self.queue.get_schedule(schedule_id).await {
             Ok(Some(s)) if s.enabled => s,
             _ => return,
@@ -173,6 +265,24 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn due_instants_are_whole_occurrences() {
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let every_second = super::normalize_cron("* * * * * *").unwrap();
+        // Two nodes firing for the same second, a few ms apart.
+        for now in ["2026-12-02T10:00:05.004Z", "2026-12-02T10:00:05.950Z"] {
+            assert_eq!(
+                super::due_at(&every_second, at(now)),
+                Some(at("2026-12-02T10:00:05Z"))
+            );
+        }
+        let hourly = super::normalize_cron("0 * * * *").unwrap();
+        assert_eq!(
+            super::due_at(&hourly, at("2026-12-02T10:59:59.999Z")),
+            Some(at("2026-12-02T10:00:00Z"))
+        );
+    }
+
     use super::*;
     use chrono::TimeZone;
 

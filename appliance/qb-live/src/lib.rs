@@ -7,6 +7,7 @@ pub mod broker;
 pub mod desk;
 mod error;
 pub mod feed;
+pub mod holder;
 pub mod model;
 pub mod replay;
 pub mod retention;

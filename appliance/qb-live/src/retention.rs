@@ -2,17 +2,16 @@
 //! store `trading.order_retention_days` after their last change (nothing
 //! when it is 0). Open orders, books and positions are never touched.
 
-use std::sync::Arc;
-
 use qb_jobs::{JobContext, JobError, JobHandler};
 
-use crate::desk::Desk;
+use crate::holder::DeskSlot;
 
 /// Runs on the `trading` queue, which only nodes with the `trader` role
 /// serve; other nodes register it without a desk (they know the kind, to
-/// accept and schedule it, and never run it).
+/// accept and schedule it, and never run it). On a standby trader it
+/// fails, naming the holder; it runs again at its next schedule.
 pub struct TradingRetention {
-    pub desk: Option<Arc<Desk>>,
+    pub desk: Option<DeskSlot>,
     pub retention_days: u32,
 }
 
@@ -31,10 +30,16 @@ impl JobHandler for TradingRetention {
         ctx: &JobContext<'_>,
         _: &serde_json::Value,
     ) -> Result<serde_json::Value, JobError> {
-        let desk = self
+        let slot = self
             .desk
             .as_ref()
             .ok_or_else(|| JobError::failed("trading jobs run on nodes with the trader role"))?;
+        let desk = slot.desk().ok_or_else(|| {
+            JobError::failed(format!(
+                "this trader is on standby; the desk is held by {}",
+                slot.holder().unwrap_or_else(|| "no node yet".into())
+            ))
+        })?;
         let (orders, fills) = match qb_jobs::retention_cut(self.retention_days) {
             None => (0, 0),
             Some(cut) => ctx

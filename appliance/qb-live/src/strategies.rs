@@ -132,6 +132,8 @@ pub struct Strategies {
     failures: Arc<Mutex<HashMap<String, String>>>,
     running_gauge: prometheus::IntGauge,
     pnl: prometheus::GaugeVec,
+    /// The tasks feeding ticks and order events to the strategies.
+    feeds: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 fn now_ms() -> i64 {
@@ -173,6 +175,7 @@ impl Strategies {
             failures: Arc::new(Mutex::new(HashMap::new())),
             running_gauge,
             pnl,
+            feeds: Mutex::new(Vec::new()),
         });
         me.clone().follow_feeds();
         for d in docs.values().filter(|d| d.status == Status::Running) {
@@ -192,7 +195,7 @@ impl Strategies {
         let mut ticks = self.pubsub.subscribe(TICKS_TOPIC);
         let mut orders = self.pubsub.subscribe(ORDERS_TOPIC);
         let me = self.clone();
-        self.rt.spawn(async move {
+        let tick_feed = self.rt.spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 let e = match ticks.recv().await {
@@ -210,7 +213,7 @@ impl Strategies {
             }
         });
         let me = self.clone();
-        self.rt.spawn(async move {
+        let order_feed = self.rt.spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 let e = match orders.recv().await {
@@ -230,6 +233,16 @@ impl Strategies {
                 }
             }
         });
+        self.feeds.lock().extend([tick_feed, order_feed]);
+    }
+
+    /// Ends the feeds (after [`Strategies::shutdown`]): this set of
+    /// strategies is done on this node (the desk lease was lost or
+    /// released).
+    pub fn close(&self) {
+        for feed in self.feeds.lock().drain(..) {
+            feed.abort();
+        }
     }
 
     fn dispatch_ticks(&self, b: Arc<TickBatch>) {

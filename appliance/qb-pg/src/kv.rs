@@ -8,13 +8,20 @@
 //! when any of its keys is invalid or the connection drops before the
 //! commit. Namespaces and keys cannot hold NUL (neither can PostgreSQL
 //! `TEXT`): they are refused with `Invalid` before anything is sent.
+//!
+//! Leases are rows of `leases`, timed by the server's clock
+//! (`clock_timestamp()`), so nodes with skewed clocks agree on expiry. A
+//! fenced write reads its lease row `FOR SHARE` in the batch's
+//! transaction: a takeover (an update of that row) waits for the write to
+//! commit, and a write after the takeover sees the new epoch and applies
+//! nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use qb_core::time::{Millis, now_ms};
-use qb_core::{KvStore, KvWrite, StoreError, StoreResult};
+use qb_core::{KvStore, KvWrite, Lease, LeaseState, StoreError, StoreResult};
 use tokio_postgres::error::SqlState;
 
 use crate::{PgStore, backend, map_pg};
@@ -54,6 +61,41 @@ const SCAN_FROM: &str = "SELECT key, value FROM kv WHERE ns = $1 AND key >= $2 \
                          AND (expires_at IS NULL OR expires_at > $3) ORDER BY key";
 
 const PURGE: &str = "DELETE FROM kv WHERE expires_at <= $1";
+
+/// Takes `$1` for `$2` for `$3` ms when free, expired or `$2`'s; returns
+/// the new epoch (no row: a live lease of another holder).
+const LEASE_ACQUIRE: &str = "INSERT INTO leases AS l (name, holder, epoch, expires_at) \
+     VALUES ($1, $2, 1, clock_timestamp() + $3::bigint * interval '1 millisecond') \
+     ON CONFLICT (name) DO UPDATE \
+     SET holder = EXCLUDED.holder, epoch = l.epoch + 1, expires_at = EXCLUDED.expires_at \
+     WHERE l.expires_at <= clock_timestamp() OR l.holder = EXCLUDED.holder \
+     RETURNING epoch";
+
+const LEASE_RENEW: &str = "UPDATE leases \
+     SET expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond' \
+     WHERE name = $1 AND holder = $2 AND epoch = $3";
+
+const LEASE_RELEASE: &str =
+    "UPDATE leases SET expires_at = clock_timestamp() WHERE name = $1 AND epoch = $2";
+
+const LEASE_STATE: &str = "SELECT holder, epoch, \
+     (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
+     FROM leases WHERE name = $1";
+
+const LEASE_EPOCH: &str = "SELECT epoch FROM leases WHERE name = $1 FOR SHARE";
+
+/// A fenced batch holds its lease row (`FOR SHARE`) until it commits; a
+/// holder frozen in the middle (SIGSTOP, a stalled VM) must not block the
+/// takeover for longer than this: PostgreSQL ends the session instead.
+const FENCED_IDLE: &str = "SET LOCAL idle_in_transaction_session_timeout = 1000";
+
+/// A candidate waits at most this long for a lease row another
+/// transaction holds, then counts the lease as held.
+const ACQUIRE_WAIT: &str = "SET LOCAL lock_timeout = 1000";
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// Rows and value bytes per statement of a batch (one transaction however
 /// many statements).
@@ -176,10 +218,27 @@ fn commit_failed(e: tokio_postgres::Error) -> Failed {
 }
 
 impl PgStore {
-    /// Applies the chunks in one transaction.
-    async fn apply_batch(&self, chunks: &[Chunk<'_>]) -> Result<(), Failed> {
+    /// Applies the chunks in one transaction; with `fence`, only while
+    /// its lease is at its epoch.
+    async fn apply_batch(&self, chunks: &[Chunk<'_>], fence: Option<&Lease>) -> Result<(), Failed> {
         let mut c = self.conn().await.map_err(Failed::Fatal)?;
         let tx = c.transaction().await.map_err(failed)?;
+        if let Some(lease) = fence {
+            tx.batch_execute(FENCED_IDLE).await.map_err(failed)?;
+            let row = tx
+                .query_opt(LEASE_EPOCH, &[&lease.name])
+                .await
+                .map_err(failed)?;
+            let current: Option<i64> = row.map(|r| r.try_get(0)).transpose().map_err(failed)?;
+            if current != Some(lease.epoch) {
+                return Err(Failed::Fatal(StoreError::Fenced(format!(
+                    "the {} lease moved on from epoch {} (now {}): this holder may no longer write",
+                    lease.name,
+                    lease.epoch,
+                    current.map_or_else(|| "none".into(), |e| e.to_string())
+                ))));
+            }
+        }
         let stmt = tx.prepare_cached(APPLY).await.map_err(failed)?;
         for chunk in chunks {
             let ns: Vec<&str> = chunk.iter().map(|((ns, _), _)| ns.as_str()).collect();
@@ -190,6 +249,23 @@ impl PgStore {
                 .map_err(failed)?;
         }
         tx.commit().await.map_err(commit_failed)
+    }
+
+    async fn write_batch(&self, batch: Vec<KvWrite>, fence: Option<&Lease>) -> StoreResult<()> {
+        let net = net_effect(batch)?;
+        if net.is_empty() && fence.is_none() {
+            return Ok(());
+        }
+        let chunks = chunks(&net);
+        let mut tries = 1;
+        loop {
+            match self.apply_batch(&chunks, fence).await {
+                Ok(()) => return Ok(()),
+                Err(Failed::Retry(_)) if tries < BATCH_TRIES => tries += 1,
+                Err(Failed::Retry(e)) => return Err(map_pg(e)),
+                Err(Failed::Fatal(e)) => return Err(e),
+            }
+        }
     }
 }
 
@@ -243,20 +319,73 @@ impl KvStore for PgStore {
     }
 
     async fn write(&self, batch: Vec<KvWrite>) -> StoreResult<()> {
-        let net = net_effect(batch)?;
-        if net.is_empty() {
-            return Ok(());
-        }
-        let chunks = chunks(&net);
-        let mut tries = 1;
-        loop {
-            match self.apply_batch(&chunks).await {
-                Ok(()) => return Ok(()),
-                Err(Failed::Retry(_)) if tries < BATCH_TRIES => tries += 1,
-                Err(Failed::Retry(e)) => return Err(map_pg(e)),
-                Err(Failed::Fatal(e)) => return Err(e),
-            }
-        }
+        self.write_batch(batch, None).await
+    }
+
+    async fn write_fenced(&self, lease: &Lease, batch: Vec<KvWrite>) -> StoreResult<()> {
+        self.write_batch(batch, Some(lease)).await
+    }
+
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<Lease>> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(map_pg)?;
+        tx.batch_execute(ACQUIRE_WAIT).await.map_err(map_pg)?;
+        let row = match tx
+            .query_opt(LEASE_ACQUIRE, &[&name, &holder, &ttl_ms(ttl)])
+            .await
+        {
+            Ok(row) => row,
+            // The row is locked by the holder's write in flight: held.
+            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => return Ok(None),
+            Err(e) => return Err(map_pg(e)),
+        };
+        tx.commit().await.map_err(map_pg)?;
+        row.map(|r| {
+            Ok(Lease {
+                name: name.into(),
+                holder: holder.into(),
+                epoch: r.try_get(0).map_err(map_pg)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn lease_renew(&self, lease: &Lease, ttl: Duration) -> StoreResult<bool> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(
+                LEASE_RENEW,
+                &[&lease.name, &lease.holder, &lease.epoch, &ttl_ms(ttl)],
+            )
+            .await
+            .map_err(map_pg)?;
+        Ok(n == 1)
+    }
+
+    async fn lease_release(&self, lease: &Lease) -> StoreResult<()> {
+        let c = self.conn().await?;
+        c.execute(LEASE_RELEASE, &[&lease.name, &lease.epoch])
+            .await
+            .map_err(map_pg)?;
+        Ok(())
+    }
+
+    async fn lease_state(&self, name: &str) -> StoreResult<Option<LeaseState>> {
+        let c = self.conn().await?;
+        let row = c.query_opt(LEASE_STATE, &[&name]).await.map_err(map_pg)?;
+        row.map(|r| {
+            Ok(LeaseState {
+                holder: r.try_get(0).map_err(map_pg)?,
+                epoch: r.try_get(1).map_err(map_pg)?,
+                expires_in_ms: r.try_get(2).map_err(map_pg)?,
+            })
+        })
+        .transpose()
     }
 
     async fn scan(&self, ns: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {

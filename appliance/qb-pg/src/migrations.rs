@@ -242,6 +242,16 @@ pub const STEPS: &[&str] = &[
     r#"
     ALTER TABLE users ADD COLUMN token_version BIGINT NOT NULL DEFAULT 0;
     "#,
+    // 4: leases (the trading desk's): one holder at a time, an epoch that
+    // fences every write made under it, expiry on the server's clock.
+    r#"
+    CREATE TABLE leases (
+        name       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        epoch      BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build expects.

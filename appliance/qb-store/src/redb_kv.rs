@@ -1,6 +1,8 @@
 //! redb adapter for [`KvStore`]: one table keyed `"{ns}\0{key}"`, each value
 //! prefixed with its expiry (8 bytes, big-endian milliseconds; 0 = never).
-//! Every `put` and `delete` commits durably before it returns.
+//! Every `put` and `delete` commits durably before it returns. Leases live
+//! in a second table, `leases` (name → epoch, expiry in ms, holder), so a
+//! fenced write checks the epoch in the same write transaction.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,10 +10,102 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use qb_core::time::now_ms;
-use qb_core::{KvStore, KvWrite, StoreError, StoreResult};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use qb_core::{KvStore, KvWrite, Lease, LeaseState, StoreError, StoreResult};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const KV: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("kv");
+const LEASES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("leases");
+
+/// A lease row: epoch and expiry (ms) big-endian, then the holder.
+struct LeaseRow {
+    epoch: i64,
+    expires: i64,
+    holder: String,
+}
+
+impl LeaseRow {
+    fn encode(&self) -> Vec<u8> {
+        let mut raw = Vec::with_capacity(16 + self.holder.len());
+        raw.extend_from_slice(&self.epoch.to_be_bytes());
+        raw.extend_from_slice(&self.expires.to_be_bytes());
+        raw.extend_from_slice(self.holder.as_bytes());
+        raw
+    }
+
+    fn decode(raw: &[u8]) -> StoreResult<Self> {
+        let bad = || backend("a lease row is damaged");
+        let epoch = raw.get(..8).ok_or_else(bad)?;
+        let expires = raw.get(8..16).ok_or_else(bad)?;
+        Ok(Self {
+            epoch: i64::from_be_bytes(epoch.try_into().map_err(|_| bad())?),
+            expires: i64::from_be_bytes(expires.try_into().map_err(|_| bad())?),
+            holder: String::from_utf8(raw[16..].to_vec()).map_err(|_| bad())?,
+        })
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A batch's writes, keys checked: (full key, raw value or None = delete).
+type Ops = Vec<(String, Option<Vec<u8>>)>;
+
+fn ops(batch: Vec<KvWrite>) -> StoreResult<Ops> {
+    // Keys are checked before the transaction: a bad one writes nothing.
+    let mut ops = Vec::with_capacity(batch.len());
+    for w in batch {
+        ops.push(match w {
+            KvWrite::Put { ns, key, value } => {
+                let mut raw = Vec::with_capacity(8 + value.len());
+                raw.extend_from_slice(&0i64.to_be_bytes());
+                raw.extend_from_slice(&value);
+                (full_key(&ns, &key)?, Some(raw))
+            }
+            KvWrite::Delete { ns, key } => (full_key(&ns, &key)?, None),
+        });
+    }
+    Ok(ops)
+}
+
+/// Applies `ops` in one write transaction; with `fence`, only if the
+/// fence's lease is still at its epoch.
+fn apply(db: &Database, ops: &Ops, fence: Option<&Lease>) -> StoreResult<()> {
+    let tx = db.begin_write().map_err(backend)?;
+    if let Some(lease) = fence {
+        let leases = tx.open_table(LEASES).map_err(backend)?;
+        let current = match leases.get(lease.name.as_str()).map_err(backend)? {
+            Some(v) => Some(LeaseRow::decode(v.value())?.epoch),
+            None => None,
+        };
+        if current != Some(lease.epoch) {
+            return Err(fenced(lease, current));
+        }
+    }
+    {
+        let mut table = tx.open_table(KV).map_err(backend)?;
+        for (k, raw) in ops {
+            match raw {
+                Some(raw) => {
+                    table.insert(k.as_str(), raw.as_slice()).map_err(backend)?;
+                }
+                None => {
+                    table.remove(k.as_str()).map_err(backend)?;
+                }
+            }
+        }
+    }
+    tx.commit().map_err(backend)
+}
+
+fn fenced(lease: &Lease, current: Option<i64>) -> StoreError {
+    StoreError::Fenced(format!(
+        "the {} lease moved on from epoch {} (now {}): this holder may no longer write",
+        lease.name,
+        lease.epoch,
+        current.map_or_else(|| "none".into(), |e| e.to_string())
+    ))
+}
 
 /// The redb hot-state store. Cheap to clone.
 #[derive(Clone)]
@@ -42,6 +136,7 @@ impl RedbKv {
         // Make sure the table exists so readers never see "table missing".
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(KV).map_err(backend)?;
+        tx.open_table(LEASES).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -119,37 +214,8 @@ impl KvStore for RedbKv {
     }
 
     async fn write(&self, batch: Vec<KvWrite>) -> StoreResult<()> {
-        // Keys are checked before the transaction: a bad one writes nothing.
-        let mut ops = Vec::with_capacity(batch.len());
-        for w in batch {
-            ops.push(match w {
-                KvWrite::Put { ns, key, value } => {
-                    let mut raw = Vec::with_capacity(8 + value.len());
-                    raw.extend_from_slice(&0i64.to_be_bytes());
-                    raw.extend_from_slice(&value);
-                    (full_key(&ns, &key)?, Some(raw))
-                }
-                KvWrite::Delete { ns, key } => (full_key(&ns, &key)?, None),
-            });
-        }
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            {
-                let mut table = tx.open_table(KV).map_err(backend)?;
-                for (k, raw) in &ops {
-                    match raw {
-                        Some(raw) => {
-                            table.insert(k.as_str(), raw.as_slice()).map_err(backend)?;
-                        }
-                        None => {
-                            table.remove(k.as_str()).map_err(backend)?;
-                        }
-                    }
-                }
-            }
-            tx.commit().map_err(backend)
-        })
-        .await
+        let ops = ops(batch)?;
+        self.blocking(move |db| apply(db, &ops, None)).await
     }
 
     async fn scan(&self, ns: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
@@ -196,5 +262,124 @@ impl KvStore for RedbKv {
             Ok(removed)
         })
         .await
+    }
+
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<Lease>> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.blocking(move |db| {
+            let now = now_ms();
+            let tx = db.begin_write().map_err(backend)?;
+            let epoch = {
+                let mut leases = tx.open_table(LEASES).map_err(backend)?;
+                let current = match leases.get(name.as_str()).map_err(backend)? {
+                    Some(v) => Some(LeaseRow::decode(v.value())?),
+                    None => None,
+                };
+                if let Some(c) = &current
+                    && c.expires > now
+                    && c.holder != holder
+                {
+                    return Ok(None);
+                }
+                let row = LeaseRow {
+                    epoch: current.map_or(0, |c| c.epoch) + 1,
+                    expires: now.saturating_add(ttl_ms(ttl)),
+                    holder: holder.clone(),
+                };
+                leases
+                    .insert(name.as_str(), row.encode().as_slice())
+                    .map_err(backend)?;
+                row.epoch
+            };
+            tx.commit().map_err(backend)?;
+            Ok(Some(Lease {
+                name,
+                holder,
+                epoch,
+            }))
+        })
+        .await
+    }
+
+    async fn lease_renew(&self, lease: &Lease, ttl: Duration) -> StoreResult<bool> {
+        let lease = lease.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut leases = tx.open_table(LEASES).map_err(backend)?;
+                let current = match leases.get(lease.name.as_str()).map_err(backend)? {
+                    Some(v) => LeaseRow::decode(v.value())?,
+                    None => return Ok(false),
+                };
+                if current.epoch != lease.epoch || current.holder != lease.holder {
+                    return Ok(false);
+                }
+                let row = LeaseRow {
+                    expires: now_ms().saturating_add(ttl_ms(ttl)),
+                    ..current
+                };
+                leases
+                    .insert(lease.name.as_str(), row.encode().as_slice())
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn lease_release(&self, lease: &Lease) -> StoreResult<()> {
+        let lease = lease.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut leases = tx.open_table(LEASES).map_err(backend)?;
+                let current = match leases.get(lease.name.as_str()).map_err(backend)? {
+                    Some(v) => LeaseRow::decode(v.value())?,
+                    None => return Ok(()),
+                };
+                if current.epoch != lease.epoch {
+                    return Ok(());
+                }
+                let row = LeaseRow {
+                    expires: now_ms(),
+                    ..current
+                };
+                leases
+                    .insert(lease.name.as_str(), row.encode().as_slice())
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn lease_state(&self, name: &str) -> StoreResult<Option<LeaseState>> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let leases = tx.open_table(LEASES).map_err(backend)?;
+            let Some(v) = leases.get(name.as_str()).map_err(backend)? else {
+                return Ok(None);
+            };
+            let row = LeaseRow::decode(v.value())?;
+            Ok(Some(LeaseState {
+                holder: row.holder,
+                epoch: row.epoch,
+                expires_in_ms: row.expires - now_ms(),
+            }))
+        })
+        .await
+    }
+
+    async fn write_fenced(&self, lease: &Lease, batch: Vec<KvWrite>) -> StoreResult<()> {
+        let ops = ops(batch)?;
+        let lease = lease.clone();
+        self.blocking(move |db| apply(db, &ops, Some(&lease))).await
     }
 }

@@ -98,24 +98,9 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     let roles = config.roles();
     info!(roles = ?roles, "roles");
     let trader = config.runs(NodeRole::Trader);
-    // The trading desk only on trader nodes: a desk restores and fills
-    // orders, and one account must not be traded from two places.
-    let desk = if trader {
-        Some(Arc::new(
-            qb_live::Desk::open(
-                kv.clone(),
-                meta.clone(),
-                pubsub.clone(),
-                Box::new(qb_live::PaperBroker::new(config.trading.slippage_ticks)),
-                &config.trading.default_account,
-                config.trading.initial_cash,
-            )
-            .await
-            .context("restoring trading state")?,
-        ))
-    } else {
-        None
-    };
+    // The trading desk only on trader nodes, and on one of them at a time:
+    // the one holding the desk lease (see qb_live::holder).
+    let trading = trader.then(qb_live::holder::DeskSlot::default);
     let mut registry = Registry::new();
     registry
         .register(Checkpoint {
@@ -151,29 +136,40 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             retention_days: config.market.retention_days,
         })
         .register(qb_live::retention::TradingRetention {
-            desk: desk.clone(),
+            desk: trading.clone(),
             retention_days: config.trading.order_retention_days,
         });
 
-    let (_quotes, strategies) = match &desk {
-        Some(desk) => {
-            let quotes = qb_live::feed::follow_ticks(desk.clone(), pubsub.as_ref());
-            let strategies = qb_live::strategies::Strategies::open(
-                desk.clone(),
-                plugins.clone(),
-                kv.clone(),
-                pubsub.clone(),
-                handle.clone(),
-                &config.trading.default_account,
-                metrics.strategies_running.clone(),
-                metrics.strategy_pnl.clone(),
-            )
-            .await
-            .context("resuming live strategies")?;
-            (Some(quotes), Some(strategies))
+    let (desk_stop, desk_stop_rx) = tokio::sync::watch::channel(false);
+    let keeper = trading.clone().map(|slot| {
+        let (ttl, renew, poll) = config.cluster.desk_lease();
+        let open = desk_opener(
+            config.clone(),
+            meta.clone(),
+            pubsub.clone(),
+            plugins.clone(),
+            handle.clone(),
+            metrics.clone(),
+        );
+        tokio::spawn(qb_live::holder::keep(
+            kv.clone(),
+            pubsub.clone(),
+            stores.node.node.clone(),
+            qb_live::holder::Timing { ttl, renew, poll },
+            slot,
+            open,
+            Arc::new(DeskGauges(metrics.clone())),
+            desk_stop_rx,
+        ))
+    });
+    if let Some(slot) = &trading {
+        // One box: the lease is free (or ours from a previous run); wait
+        // for the desk so the first request finds it open.
+        let until = Instant::now() + Duration::from_secs(5);
+        while slot.holder().is_none() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        None => (None, None),
-    };
+    }
 
     let state = AppState::new(Deps {
         config: config.clone(),
@@ -187,8 +183,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         node: stores.node.clone(),
         registry: registry.clone(),
         plugins,
-        desk,
-        strategies: strategies.clone(),
+        trading,
         metrics: metrics.clone(),
         secret,
         version: env!("CARGO_PKG_VERSION"),
@@ -239,6 +234,8 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             .map_err(anyhow::Error::msg)
             .context("starting the scheduler")?;
         let _ = state.scheduler.set(s.clone());
+        // Edits made through any node reach this scheduler.
+        let _follow = s.follow(pubsub.as_ref());
         state
             .readiness
             .scheduler_started
@@ -258,12 +255,11 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     if let Some(s) = &scheduler {
         s.shutdown().await;
     }
-    if let Some(s) = &strategies {
-        let n = s.shutdown().await;
-        info!(
-            strategies = n,
-            "live strategies stopped after a final snapshot; they resume at the next start"
-        );
+    // The desk keeper stops the strategies after a final snapshot and
+    // releases the lease, so a standby trader takes over at once.
+    let _ = desk_stop.send(true);
+    if let Some(k) = keeper {
+        let _ = k.await;
     }
     housekeeping.abort();
     liveness.abort();
@@ -295,6 +291,63 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The desk lease as metrics.
+struct DeskGauges(Metrics);
+
+impl qb_live::holder::LeaseGauges for DeskGauges {
+    fn held(&self, held: bool, epoch: i64) {
+        self.0.desk_held.set(i64::from(held));
+        self.0.desk_epoch.set(epoch);
+    }
+}
+
+/// Opens the desk and resumes the live strategies over the store the
+/// lease holder writes through (fenced by the lease).
+fn desk_opener(
+    config: Arc<Config>,
+    meta: Arc<dyn qb_core::MetaStore>,
+    pubsub: Arc<dyn qb_core::PubSub>,
+    plugins: Arc<qb_plugin_host::registry::PluginRegistry>,
+    handle: tokio::runtime::Handle,
+    metrics: Metrics,
+) -> qb_live::holder::Opener {
+    Box::new(move |kv| {
+        let (config, meta, pubsub, plugins, handle, metrics) = (
+            config.clone(),
+            meta.clone(),
+            pubsub.clone(),
+            plugins.clone(),
+            handle.clone(),
+            metrics.clone(),
+        );
+        Box::pin(async move {
+            let desk = Arc::new(
+                qb_live::Desk::open(
+                    kv.clone(),
+                    meta,
+                    pubsub.clone(),
+                    Box::new(qb_live::PaperBroker::new(config.trading.slippage_ticks)),
+                    &config.trading.default_account,
+                    config.trading.initial_cash,
+                )
+                .await?,
+            );
+            let strategies = qb_live::strategies::Strategies::open(
+                desk.clone(),
+                plugins,
+                kv,
+                pubsub,
+                handle,
+                &config.trading.default_account,
+                metrics.strategies_running.clone(),
+                metrics.strategy_pnl.clone(),
+            )
+            .await?;
+            Ok((desk, strategies))
+        })
+    })
 }
 
 fn log_recovery(r: &qb_core::model::Recovery) {

@@ -49,6 +49,13 @@ pub struct Readiness {
     pub roles: Vec<String>,
     /// Which backend serves each store.
     pub backends: qb_core::Backends,
+    /// On trader nodes: `held` (this node trades) or `standby` (another
+    /// trader holds the desk lease; this one takes over if it goes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desk: Option<String>,
+    /// On trader nodes: the node holding the desk, as last seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desk_holder: Option<String>,
 }
 
 /// Readiness: stores open and migrated, not shutting down, and what the
@@ -90,9 +97,16 @@ async fn ready(State(state): State<AppState>) -> Response {
     if c.runs(NodeRole::Scheduler) && !r.scheduler_started.load(Ordering::Relaxed) {
         reasons.push("scheduler not started".into());
     }
-    if c.runs(NodeRole::Trader) && state.desk.is_none() {
-        reasons.push("trading desk not open".into());
-    }
+    // A standby trader is ready: ready to take over.
+    let desk = state.trading.as_ref().map(|t| {
+        if t.held().is_some() {
+            "held"
+        } else {
+            "standby"
+        }
+        .to_string()
+    });
+    let desk_holder = state.trading.as_ref().and_then(|t| t.holder());
     let (status, code) = if reasons.is_empty() {
         ("ready", StatusCode::OK)
     } else {
@@ -106,6 +120,8 @@ async fn ready(State(state): State<AppState>) -> Response {
             node: state.node.node.clone(),
             roles: c.roles().iter().map(|r| r.to_string()).collect(),
             backends: (*state.backends).clone(),
+            desk,
+            desk_holder,
         }),
     )
         .into_response()

@@ -52,10 +52,16 @@ fn check_job(state: &AppState, job: &JobSpec) -> ApiResult<()> {
         .map_err(|(field, msg)| ApiError::invalid(&format!("job.{field}"), msg))
 }
 
+/// Applies an edit on this node's scheduler at once and announces it to
+/// every other scheduler node.
 async fn reload(state: &AppState, id: &str) {
     if let Some(s) = state.scheduler() {
         s.reload(id).await;
     }
+    state.pubsub.publish(
+        qb_jobs::scheduler::SCHEDULES_TOPIC,
+        serde_json::json!({ "id": id }),
+    );
 }
 
 /// List schedules with their next run.

@@ -449,3 +449,283 @@ fn a_redis_restart_loses_nothing_acknowledged() {
     );
     assert_eq!(ws::next(&mut client, "ticks")["symbol"], "IF2409");
 }
+
+/// A trader node (`api,trader`) on `db` with a short desk lease.
+fn trader_env(db: &TestDatabase, prefix: &str, node: &str) -> Vec<(String, String)> {
+    let mut e = node_env(db, prefix, node);
+    e.push(("QUANTBOX_ROLE".into(), "api,trader".into()));
+    e.push(("QUANTBOX_CLUSTER__DESK_LEASE_MS".into(), "1500".into()));
+    e
+}
+
+/// Positions as booked (quantity, average price, realized PnL, fees),
+/// without the mark, which follows the market rather than the book.
+fn booked(positions: Value) -> Value {
+    let mut p = positions;
+    for row in p.as_array_mut().unwrap() {
+        row.as_object_mut().unwrap().remove("mark");
+    }
+    p
+}
+
+fn ready(s: &Server) -> Value {
+    s.get("/ready").send().unwrap().json().unwrap()
+}
+
+fn order(s: &Server, token: &str, account: &str, body: Value) -> reqwest::blocking::Response {
+    s.post(&format!("/api/v1/trading/orders?account={account}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .unwrap()
+}
+
+/// Waits until `s` holds the desk; how long that took from `since`.
+fn until_held(s: &Server, since: Instant) -> Duration {
+    wait_for("the standby to take the desk", || {
+        ready(s)["desk"] == "held"
+    });
+    since.elapsed()
+}
+
+#[test]
+fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
+    let db = fresh_db();
+    let prefix = format!("qbit-desk-{}", std::process::id());
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut t1 = Server::start_in(
+        dirs[0].path(),
+        &as_refs(&trader_env(&db, &prefix, "trader-1")),
+    );
+    wait_for("trader-1 to hold the desk", || ready(&t1)["desk"] == "held");
+    let t2 = Server::start_in(
+        dirs[1].path(),
+        &as_refs(&trader_env(&db, &prefix, "trader-2")),
+    );
+    let r = ready(&t2);
+    assert_eq!(r["status"], "ready", "a standby is ready to take over: {r}");
+    assert_eq!(
+        (&r["desk"], &r["desk_holder"]),
+        (&json!("standby"), &json!("trader-1"))
+    );
+    let token = t1.admin_token();
+
+    // The standby refuses trading calls and says where the desk is.
+    let p = crate::support::problem(
+        t2.get("/api/v1/trading/accounts")
+            .bearer_auth(&token)
+            .send()
+            .unwrap(),
+        503,
+    );
+    assert!(
+        p["type"].as_str().unwrap().ends_with("desk-elsewhere"),
+        "{p}"
+    );
+    assert!(p["detail"].as_str().unwrap().contains("trader-1"), "{p}");
+
+    // Trading on trader-1: a fill, a resting order, a halted account.
+    let tick = |s: &Server, i: i64, ask: f64| {
+        let ts = 1_704_157_200_000_000_000 + i * 1_000_000_000;
+        s.ingest(
+            &token,
+            &json!([{"symbol": "IF2409", "ts": ts, "price": ask - 0.2, "size": 1,
+                     "bid": ask - 0.4, "ask": ask}]),
+        );
+        wait_for("the quote to reach the desk", || {
+            s.get_json(&token, "/api/v1/trading/quotes")["IF2409"]["ts"] == ts
+        });
+    };
+    tick(&t1, 0, 3500.2);
+    let m1 = json!({"client_id": "m1", "symbol": "IF2409", "side": "buy", "qty": "2"});
+    let r = order(&t1, &token, "paper", m1.clone());
+    assert_eq!(r.status(), 201);
+    let filled: Value = r.json().unwrap();
+    assert_eq!(filled["state"], "filled", "{filled}");
+    let rest = json!({"client_id": "rest", "symbol": "IF2409", "side": "buy", "qty": "1",
+                      "type": "limit", "price": "3490"});
+    assert_eq!(order(&t1, &token, "paper", rest).status(), 201);
+    let r = t1
+        .post("/api/v1/trading/accounts")
+        .bearer_auth(&token)
+        .json(&json!({"name": "second", "initial_cash": "500000"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = t1
+        .post("/api/v1/trading/kill?account=second&reason=drill")
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let positions = booked(t1.get_json(&token, "/api/v1/trading/positions"));
+    let open = t1.get_json(&token, "/api/v1/trading/orders");
+    assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+    let fills = t1.get_json(&token, "/api/v1/trading/fills");
+
+    // The holder dies: the standby takes over within 5 s with the same
+    // positions, open orders and kill switch.
+    let killed = Instant::now();
+    t1.kill9();
+    let failover = until_held(&t2, killed);
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
+    assert_eq!(
+        booked(t2.get_json(&token, "/api/v1/trading/positions")),
+        positions
+    );
+    assert_eq!(t2.get_json(&token, "/api/v1/trading/orders"), open);
+    let second = t2.get_json(&token, "/api/v1/trading/account?account=second");
+    assert_eq!(
+        (&second["halted"], &second["halted_reason"]),
+        (&json!(true), &json!("drill"))
+    );
+    // A retried client id is the order already placed: no second fill.
+    let r = order(&t2, &token, "paper", m1);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["id"], filled["id"]);
+    assert_eq!(t2.get_json(&token, "/api/v1/trading/fills"), fills);
+    // The new holder trades.
+    tick(&t2, 1, 3501.0);
+    let r = order(
+        &t2,
+        &token,
+        "paper",
+        json!({"client_id": "after-kill", "symbol": "IF2409", "side": "buy", "qty": "1"}),
+    );
+    assert_eq!(r.status(), 201);
+    let r = order(
+        &t2,
+        &token,
+        "second",
+        json!({"client_id": "halted", "symbol": "IF2409", "side": "buy", "qty": "1"}),
+    );
+    assert_eq!(r.status(), 422, "the kill switch holds across the failover");
+
+    // The holder freezes (SIGSTOP) while a standby takes over; when it
+    // wakes, it writes nothing and stands by.
+    let t3 = Server::start_in(
+        dirs[2].path(),
+        &as_refs(&trader_env(&db, &prefix, "trader-3")),
+    );
+    assert_eq!(ready(&t3)["desk"], "standby");
+    t2.signal("STOP");
+    let frozen = Instant::now();
+    let takeover = until_held(&t3, frozen);
+    assert!(
+        takeover < Duration::from_secs(5),
+        "takeover took {takeover:?}"
+    );
+    let before = t3.get_json(&token, "/api/v1/trading/orders?status=all");
+    t2.signal("CONT");
+    let r = order(
+        &t2,
+        &token,
+        "paper",
+        json!({"client_id": "from-the-past", "symbol": "IF2409", "side": "buy", "qty": "1"}),
+    );
+    let p = crate::support::problem(r, 503);
+    assert!(
+        p["type"].as_str().unwrap().ends_with("desk-elsewhere"),
+        "{p}"
+    );
+    wait_for("the old holder to stand by", || {
+        ready(&t2)["desk"] == "standby"
+    });
+    assert_eq!(ready(&t2)["desk_holder"], "trader-3");
+    assert_eq!(
+        t3.get_json(&token, "/api/v1/trading/orders?status=all"),
+        before,
+        "the old holder wrote nothing"
+    );
+    let log = t2.log();
+    assert!(log.contains("desk lease lost"), "{log}");
+    eprintln!("failover after kill -9: {failover:?}; after SIGSTOP: {takeover:?}");
+    let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
+}
+
+fn schedule_jobs(s: &Server, token: &str, sid: &str) -> Vec<Value> {
+    let jobs = s.get_json(token, "/api/v1/jobs?kind=diag.sleep&page_size=100");
+    jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["schedule_id"] == sid)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn two_schedulers_fire_once_and_follow_edits_made_elsewhere() {
+    let db = fresh_db();
+    let prefix = format!("qbit-sched-{}", std::process::id());
+    let env = |node: &str, role: &str| {
+        let mut e = node_env(&db, &prefix, node);
+        e.push(("QUANTBOX_ROLE".into(), role.into()));
+        e
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let api = Server::start_in(dirs[0].path(), &as_refs(&env("api-1", "api")));
+    let _s1 = Server::start_in(dirs[1].path(), &as_refs(&env("sched-1", "scheduler")));
+    let mut s2 = Server::start_in(dirs[2].path(), &as_refs(&env("sched-2", "scheduler")));
+    let token = api.admin_token();
+
+    // Created on the API node, which runs no scheduler: both schedulers
+    // hear of it, and each due second is enqueued once.
+    let r = api
+        .post("/api/v1/schedules")
+        .bearer_auth(&token)
+        .json(&json!({"name": "every-second", "cron": "* * * * * *",
+                      "job": {"kind": "diag.sleep", "params": {"seconds": 0}}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let sid = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let created = Instant::now();
+    std::thread::sleep(Duration::from_millis(3500));
+    let edit = |enabled: bool| {
+        let r = api
+            .http
+            .patch(api.url(&format!("/api/v1/schedules/{sid}")))
+            .bearer_auth(&token)
+            .json(&json!({ "enabled": enabled }))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    edit(false);
+    let elapsed = created.elapsed().as_secs_f64();
+    let n = schedule_jobs(&api, &token, &sid).len();
+    assert!(
+        n >= 2 && n as f64 <= elapsed.ceil() + 1.0,
+        "{n} runs in {elapsed:.1} s from two schedulers"
+    );
+    // Disabled through the API node: within seconds neither fires.
+    std::thread::sleep(Duration::from_millis(1500));
+    let settled = schedule_jobs(&api, &token, &sid).len();
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        schedule_jobs(&api, &token, &sid).len(),
+        settled,
+        "disabled everywhere"
+    );
+
+    // One scheduler dies; enabled again, the other still fires once a second.
+    s2.kill9();
+    edit(true);
+    let resumed = Instant::now();
+    std::thread::sleep(Duration::from_millis(3000));
+    edit(false);
+    let more = schedule_jobs(&api, &token, &sid).len() - settled;
+    let elapsed = resumed.elapsed().as_secs_f64();
+    assert!(
+        more >= 2 && more as f64 <= elapsed.ceil() + 1.0,
+        "{more} runs in {elapsed:.1} s from the surviving scheduler"
+    );
+    let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
+}

@@ -266,6 +266,16 @@ impl Server {
         assert!(r.status().is_success(), "ingest: {}", r.status());
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     pub fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap(); // SIGKILL
