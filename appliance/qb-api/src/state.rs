@@ -46,6 +46,8 @@ pub struct AppState {
     pub kv: Arc<dyn KvStore>,
     pub pubsub: Arc<dyn PubSub>,
     pub ticks: Arc<dyn TickStore>,
+    /// Uploads and backtest outputs, readable from any node.
+    pub blobs: Arc<dyn qb_core::BlobStore>,
     pub registry: Registry,
     /// Strategy plugins.
     pub plugins: Arc<PluginRegistry>,
@@ -79,6 +81,7 @@ pub struct Deps {
     pub kv: Arc<dyn KvStore>,
     pub pubsub: Arc<dyn PubSub>,
     pub ticks: Arc<dyn TickStore>,
+    pub blobs: Arc<dyn qb_core::BlobStore>,
     pub limiter: Arc<dyn RateLimiter>,
     pub backends: Backends,
     pub node: NodeIdentity,
@@ -107,6 +110,7 @@ impl AppState {
             kv: d.kv,
             pubsub: d.pubsub,
             ticks: d.ticks,
+            blobs: d.blobs,
             registry: d.registry,
             plugins: d.plugins,
             trading: d.trading,

@@ -1,14 +1,16 @@
 //! `backtest.run`: one backtest as a job on the `backtest` queue. The job's
 //! params are the resolved [`BacktestSpec`] (the plugin pinned by its
 //! sha256); its result holds the summary; fills, equity, round trips and
-//! the HTML report are written to `<artifacts>/<job id>/`.
+//! the HTML report are the blobs `backtests/<job id>/<file>` (files under
+//! the data directory on one box, PostgreSQL in a cluster, so any API node
+//! serves them).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use qb_core::market::{BarQuery, Instrument, Interval, check_symbol};
-use qb_core::{MetaStore, TickStore};
+use qb_core::{BlobStore, MetaStore, TickStore};
 use qb_jobs::{JobContext, JobError, JobHandler};
 use qb_plugin_host::Param;
 use qb_plugin_host::registry::PluginRegistry;
@@ -342,8 +344,43 @@ pub struct BacktestRun {
     pub plugins: Arc<PluginRegistry>,
     pub ticks: Arc<dyn TickStore>,
     pub meta: Arc<dyn MetaStore>,
-    /// Where each run's files go (`<dir>/<job id>/`).
-    pub artifacts: PathBuf,
+    /// Where each run's files go: `backtests/<job id>/<file>`.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Where files are written before they are stored as blobs, when the
+    /// blob store keeps them elsewhere than in local files.
+    pub scratch: PathBuf,
+}
+
+/// The blob key of a backtest's file.
+pub fn blob_key(job_id: &str, file: &str) -> String {
+    format!("backtests/{job_id}/{file}")
+}
+
+impl BacktestRun {
+    /// Writes the run's files where the blob store keeps them, or to
+    /// scratch and then into the store.
+    fn store_files(&self, ctx: &JobContext<'_>, o: &Outcome, report: &str) -> Result<(), String> {
+        let job_id = ctx.job().id.as_str();
+        if let Some(dir) = self.blobs.local_path(&format!("backtests/{job_id}")) {
+            return crate::export::write_files(&dir, o, report);
+        }
+        let dir = self.scratch.join(format!("backtest-{job_id}"));
+        let stored = (|| {
+            crate::export::write_files(&dir, o, report)?;
+            for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())? {
+                let path = entry.map_err(|e| e.to_string())?.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                ctx.block_on(self.blobs.put_file(&blob_key(job_id, name), &path))
+                    .map_err(|e| format!("storing {name}: {e}"))?;
+            }
+            Ok(())
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        stored
+    }
 }
 
 impl JobHandler for BacktestRun {
@@ -402,7 +439,7 @@ impl JobHandler for BacktestRun {
             .as_ref()
             .map_or(spec.plugin.clone(), |i| format!("{} {}", i.name, i.version));
         let report = o.report(&format!("Backtest {}", ctx.job().id), &spec, &plugin_label);
-        crate::export::write_files(&self.artifacts.join(&ctx.job().id), &o, &report)
+        self.store_files(ctx, &o, &report)
             .map_err(JobError::Failed)?;
         Ok(serde_json::json!({
             "final_equity": o.result.final_equity,

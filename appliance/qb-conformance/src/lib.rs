@@ -6,6 +6,7 @@
 //! (PostgreSQL), `qb-redis` (Redis) — each on a fresh database, file or key
 //! prefix. A new adapter joins by calling the same suites, unchanged.
 
+pub mod blobs;
 pub mod jobs;
 pub mod kv;
 pub mod limits;

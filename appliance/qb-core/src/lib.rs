@@ -18,6 +18,6 @@ pub mod seams;
 pub mod time;
 
 pub use seams::{
-    Backends, Fenced, JobQueue, KvStore, KvWrite, Lease, LeaseState, MetaStore, NodeIdentity,
-    PubSub, Quota, RateLimiter, StoreError, StoreResult, TickStore,
+    Backends, BlobInfo, BlobStore, Fenced, JobQueue, KvStore, KvWrite, Lease, LeaseState,
+    MetaStore, NodeIdentity, PubSub, Quota, RateLimiter, StoreError, StoreResult, TickStore,
 };

@@ -8,6 +8,7 @@
 //! | [`PubSub`]     | tokio broadcast                 | Redis pub/sub (`qb-redis`)       |
 //! | [`RateLimiter`]| governor, in process            | Redis (one GCRA script)          |
 //! | [`TickStore`]  | DuckDB (`qb-market`)            | TimescaleDB / PostgreSQL         |
+//! | [`BlobStore`]  | files under the data directory  | PostgreSQL (chunked rows)        |
 //!
 //! Callers hold `Arc<dyn Trait>` and never name an adapter; `qb-stores`
 //! opens them from the configuration. Every adapter runs the same
@@ -428,6 +429,62 @@ impl KvStore for Fenced {
     }
 }
 
+/// Files any node may read: uploads waiting for their import, a
+/// backtest's outputs (CSV, Parquet, fills, the HTML report). Keys are
+/// `/`-separated paths of letters, digits and `._-` (no empty, `.` or `..`
+/// segment). A blob is written whole (a reader sees the old one or the
+/// new one, never a part) and is durable when `put_file` returns.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores the file at `path` under `key`, replacing any blob there;
+    /// returns its size.
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> StoreResult<u64>;
+    /// The blob's bytes, if it exists.
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Writes the blob to `path`; `false` if there is none.
+    async fn get_file(&self, key: &str, path: &std::path::Path) -> StoreResult<bool>;
+    /// Blobs whose key starts with `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<BlobInfo>>;
+    /// Deletes the blobs whose key starts with `prefix`; how many.
+    async fn delete_prefix(&self, prefix: &str) -> StoreResult<u64>;
+    /// Where the blob `key` lives as a file of this machine, when the store
+    /// keeps blobs as files (one box): callers write and read there
+    /// directly instead of copying.
+    fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+/// One blob as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub key: String,
+    pub size: u64,
+    /// When it was written (ms UTC).
+    pub created_ms: i64,
+}
+
+/// Checks a blob key (see [`BlobStore`]).
+pub fn check_blob_key(key: &str) -> StoreResult<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 512
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{key:?} is not a blob key: /-separated names of letters, digits and ._-"
+        )))
+    }
+}
+
 /// One published message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -462,6 +519,7 @@ pub struct Backends {
     pub pubsub: String,
     pub rate_limits: String,
     pub ticks: String,
+    pub blobs: String,
 }
 
 /// A request budget: `per_sec` sustained, `burst` at once (GCRA).

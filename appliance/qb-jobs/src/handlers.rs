@@ -52,8 +52,11 @@ pub struct Retention {
     pub meta: Arc<dyn MetaStore>,
     pub queue: Arc<dyn JobQueue>,
     pub retention: RetentionConfig,
-    /// `data/uploads` and `data/exports`.
+    /// Folders of local leftovers (`data/exports`; `data/uploads`, where
+    /// earlier versions kept uploads).
     pub scratch_dirs: Vec<std::path::PathBuf>,
+    /// Uploads waiting for their import are the blobs `uploads/…`.
+    pub blobs: Arc<dyn qb_core::BlobStore>,
 }
 
 /// Files untouched for this long are leftovers unless a pending job names them.
@@ -79,13 +82,28 @@ impl Retention {
                     },
                 ))
                 .map_err(JobError::failed)?;
-            paths.extend(
-                page.items
-                    .iter()
-                    .filter_map(|j| j.params["path"].as_str().map(String::from)),
-            );
+            paths.extend(page.items.iter().flat_map(|j| {
+                ["path", "blob"]
+                    .into_iter()
+                    .filter_map(|k| j.params[k].as_str().map(String::from))
+            }));
         }
         Ok(paths)
+    }
+
+    /// Uploads no queued or running import names, older than an hour.
+    fn sweep_uploads(&self, ctx: &JobContext<'_>, pending: &[String]) -> u64 {
+        let Ok(uploads) = ctx.block_on(self.blobs.list("uploads/")) else {
+            return 0;
+        };
+        let cut = Utc::now().timestamp_millis() - SCRATCH_AGE.as_millis() as i64;
+        let mut removed = 0;
+        for b in uploads {
+            if b.created_ms < cut && !pending.contains(&b.key) {
+                removed += ctx.block_on(self.blobs.delete_prefix(&b.key)).unwrap_or(0);
+            }
+        }
+        removed
     }
 
     fn sweep_scratch(&self, pending: &[String]) -> u64 {
@@ -138,7 +156,7 @@ impl JobHandler for Retention {
             .block_on(self.queue.purge_finished(jobs_cut))
             .map_err(JobError::failed)?;
         let pending = self.pending_paths(ctx)?;
-        let files = self.sweep_scratch(&pending);
+        let files = self.sweep_scratch(&pending) + self.sweep_uploads(ctx, &pending);
         Ok(serde_json::json!({
             "audit_entries_removed": audit,
             "refresh_tokens_removed": tokens,
@@ -227,6 +245,10 @@ pub struct ImportParams {
     /// The name the file was uploaded as.
     #[serde(default)]
     pub original_name: Option<String>,
+    /// An upload: the blob holding the file (`uploads/…`), fetched by
+    /// whichever node runs the import.
+    #[serde(default)]
+    pub blob: Option<String>,
 }
 
 /// `market.import`: reads a CSV, CTP, bar CSV or Parquet file into the tick
@@ -234,6 +256,10 @@ pub struct ImportParams {
 pub struct MarketImport {
     pub ticks: Arc<dyn qb_core::TickStore>,
     pub meta: Arc<dyn MetaStore>,
+    pub blobs: Arc<dyn qb_core::BlobStore>,
+    /// Where an upload is copied for the import when the blob store does
+    /// not keep it as a local file.
+    pub scratch: std::path::PathBuf,
 }
 
 impl JobHandler for MarketImport {
@@ -256,9 +282,46 @@ impl JobHandler for MarketImport {
         ctx: &JobContext<'_>,
         params: &serde_json::Value,
     ) -> Result<serde_json::Value, JobError> {
-        let p: ImportParams = serde_json::from_value(params.clone()).map_err(JobError::failed)?;
-        let path = std::path::PathBuf::from(&p.request.path);
-        let _cleanup = p.delete_after.then(|| RemoveOnDrop(path.clone()));
+        let mut p: ImportParams =
+            serde_json::from_value(params.clone()).map_err(JobError::failed)?;
+        let mut _copy = None;
+        if let Some(key) = &p.blob {
+            let path = match self.blobs.local_path(key) {
+                Some(path) => path,
+                None => {
+                    std::fs::create_dir_all(&self.scratch).map_err(JobError::failed)?;
+                    let path = self.scratch.join(format!("import-{}", ctx.job().id));
+                    _copy = Some(RemoveOnDrop(path.clone()));
+                    if !ctx
+                        .block_on(self.blobs.get_file(key, &path))
+                        .map_err(JobError::failed)?
+                    {
+                        return Err(JobError::Failed(format!(
+                            "the uploaded file {key} is gone (imported or expired already)"
+                        )));
+                    }
+                    path
+                }
+            };
+            p.request.path = path.to_string_lossy().into_owned();
+        }
+        let outcome = self.import(ctx, p.clone());
+        if p.delete_after {
+            match &p.blob {
+                Some(key) => {
+                    let _ = ctx.block_on(self.blobs.delete_prefix(key));
+                }
+                None => {
+                    let _ = std::fs::remove_file(&p.request.path);
+                }
+            }
+        }
+        outcome
+    }
+}
+
+impl MarketImport {
+    fn import(&self, ctx: &JobContext<'_>, p: ImportParams) -> Result<serde_json::Value, JobError> {
         // Progress from inside the store is recorded but cannot stop the
         // import half-way: an import is one transaction, all or nothing.
         let progress = |f: f64, msg: &str| {

@@ -15,6 +15,7 @@
 //! SQL is written by hand, as in the SQLite adapter; times are integer
 //! milliseconds UTC.
 
+pub mod blobs;
 pub mod jobs;
 pub mod kv;
 pub mod meta;

@@ -252,6 +252,21 @@ pub const STEPS: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL
     );
     "#,
+    // 5: blobs (uploads, backtest outputs) any node reads: a header row and
+    // chunks of at most 1 MiB.
+    r#"
+    CREATE TABLE blobs (
+        key        TEXT COLLATE "C" PRIMARY KEY,
+        size       BIGINT NOT NULL,
+        created_ms BIGINT NOT NULL
+    );
+    CREATE TABLE blob_chunks (
+        key  TEXT COLLATE "C" NOT NULL REFERENCES blobs (key) ON DELETE CASCADE,
+        n    INTEGER NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (key, n)
+    );
+    "#,
 ];
 
 /// The schema version this build expects.

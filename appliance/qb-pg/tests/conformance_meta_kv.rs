@@ -1,4 +1,4 @@
-//! The metadata and key-value conformance suites against PostgreSQL, each
+//! The metadata, key-value and blob conformance suites against PostgreSQL, each
 //! test on a fresh database of the test server (`QB_TEST_PG`, else the
 //! local trust-auth server), plus the PostgreSQL-only case of a batch whose
 //! connection is cut while it runs.
@@ -26,6 +26,12 @@ async fn store(db: &TestDatabase, app: &str) -> PgStore {
 async fn pg_meta_store() {
     let db = TestDatabase::create().await.unwrap();
     meta::suite(Arc::new(store(&db, "qb-test-meta").await)).await;
+}
+
+#[tokio::test]
+async fn pg_blob_store() {
+    let db = TestDatabase::create().await.unwrap();
+    qb_conformance::blobs::suite(Arc::new(store(&db, "qb-test-blobs").await)).await;
 }
 
 #[tokio::test]

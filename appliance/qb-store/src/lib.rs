@@ -9,12 +9,14 @@
 //! Blocking database calls run on tokio's blocking pool, never on the async
 //! worker threads.
 
+pub mod file_blobs;
 pub mod local_limits;
 pub mod local_pubsub;
 pub mod migrations;
 pub mod redb_kv;
 pub mod sqlite;
 
+pub use file_blobs::FileBlobs;
 pub use local_limits::LocalRateLimiter;
 pub use local_pubsub::LocalPubSub;
 pub use redb_kv::RedbKv;

@@ -130,6 +130,12 @@ async fn sqlite_user_rebuild_keeps_what_refers_to_users() {
 }
 
 #[tokio::test]
+async fn file_blob_store() {
+    let dir = tempfile::tempdir().unwrap();
+    qb_conformance::blobs::suite(Arc::new(qb_store::FileBlobs::new(dir.path()))).await;
+}
+
+#[tokio::test]
 async fn redb_kv_store() {
     let dir = tempfile::tempdir().unwrap();
     let kv = RedbKv::open(dir.path().join("state.redb")).unwrap();

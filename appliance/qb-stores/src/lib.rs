@@ -16,7 +16,7 @@ use anyhow::Context;
 use qb_core::backoff::retry;
 use qb_core::config::Config;
 use qb_core::{
-    Backends, JobQueue, KvStore, MetaStore, NodeIdentity, PubSub, RateLimiter, TickStore,
+    Backends, BlobStore, JobQueue, KvStore, MetaStore, NodeIdentity, PubSub, RateLimiter, TickStore,
 };
 
 /// What `config` selects for each store, without connecting to anything.
@@ -38,6 +38,7 @@ pub fn backends(config: &Config) -> Backends {
             // The layout (TimescaleDB or native partitions) is detected at
             // start; `Stores::open` fills it in.
             ticks: "postgresql".into(),
+            blobs: "postgresql (chunked rows)".into(),
         }
     } else {
         Backends {
@@ -48,6 +49,7 @@ pub fn backends(config: &Config) -> Backends {
             pubsub: "in-process".into(),
             rate_limits: "in-process".into(),
             ticks,
+            blobs: format!("files ({})", config.data_dir.display()),
         }
     }
 }
@@ -72,6 +74,7 @@ pub struct Stores {
     pub pubsub: Arc<dyn PubSub>,
     pub limits: Arc<dyn RateLimiter>,
     pub ticks: Arc<dyn TickStore>,
+    pub blobs: Arc<dyn BlobStore>,
     pub backends: Backends,
     pub node: NodeIdentity,
     /// Cluster mode: holds this node's name for the process's lifetime.
@@ -123,6 +126,7 @@ impl Stores {
                 pubsub: Arc::new(qb_store::LocalPubSub::new()),
                 limits: Arc::new(qb_store::LocalRateLimiter::new()),
                 ticks,
+                blobs: Arc::new(qb_store::FileBlobs::new(&config.data_dir)),
                 backends,
                 node,
                 _node_lock: None,
@@ -153,10 +157,11 @@ impl Stores {
         Ok(Stores {
             meta: Arc::new(pg.clone()),
             jobs: Arc::new(pg.clone()),
-            kv: Arc::new(pg),
+            kv: Arc::new(pg.clone()),
             pubsub: Arc::new(pubsub),
             limits: Arc::new(limits),
             ticks: Arc::new(ticks),
+            blobs: Arc::new(pg.clone()),
             backends,
             node,
             _node_lock: Some(node_lock),

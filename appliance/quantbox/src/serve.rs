@@ -111,21 +111,26 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             meta: meta.clone(),
             queue: jobs.clone(),
             retention: config.retention.clone(),
+            // Uploads of earlier versions were plain files there.
             scratch_dirs: vec![
                 config.data_dir.join("uploads"),
                 config.data_dir.join("exports"),
             ],
+            blobs: stores.blobs.clone(),
         })
         .register(Sleep)
         .register(MarketImport {
             ticks: ticks.clone(),
             meta: meta.clone(),
+            blobs: stores.blobs.clone(),
+            scratch: config.data_dir.join("scratch"),
         })
         .register(qb_backtest::job::BacktestRun {
             plugins: plugins.clone(),
             ticks: ticks.clone(),
             meta: meta.clone(),
-            artifacts: config.data_dir.join("backtests"),
+            blobs: stores.blobs.clone(),
+            scratch: config.data_dir.join("scratch"),
         })
         .register(qb_backtest::sweep::BacktestSweep {
             queue: jobs.clone(),
@@ -178,6 +183,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         kv: kv.clone(),
         pubsub: pubsub.clone(),
         ticks: ticks.clone(),
+        blobs: stores.blobs.clone(),
         limiter: stores.limits.clone(),
         backends: stores.backends.clone(),
         node: stores.node.clone(),

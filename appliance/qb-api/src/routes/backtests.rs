@@ -251,15 +251,11 @@ async fn artifact(state: &AppState, id: &str, name: &str) -> ApiResult<Vec<u8>> 
             job.state
         )));
     }
-    let path = state
-        .config
-        .data_dir
-        .join("backtests")
-        .join(&job.id)
-        .join(name);
-    tokio::fs::read(&path)
-        .await
-        .map_err(|e| ApiError::not_found(format!("{name} of backtest {id}: {e}")))
+    state
+        .blobs
+        .get(&qb_backtest::job::blob_key(&job.id, name))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{name} of backtest {id}")))
 }
 
 /// The fills of a finished backtest.

@@ -347,13 +347,29 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<(ImportRequest, String)> {
-    let dir = state.config.data_dir.join("uploads");
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(ApiError::internal)?;
+/// An upload received: the import it asks for, the name it was sent as,
+/// and the blob holding it (`uploads/<uuid>-<name>`).
+struct Upload {
+    request: ImportRequest,
+    original: String,
+    blob: String,
+}
+
+/// Where an upload is written while it arrives: its blob's own file on one
+/// box, else a scratch file stored as the blob once complete.
+fn upload_target(state: &AppState, key: &str) -> std::path::PathBuf {
+    state.blobs.local_path(key).unwrap_or_else(|| {
+        state
+            .config
+            .data_dir
+            .join("scratch")
+            .join(key.replace('/', "-"))
+    })
+}
+
+async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    let mut file: Option<(std::path::PathBuf, String)> = None;
+    let mut file: Option<(std::path::PathBuf, String, String)> = None;
     let bad = |e: axum::extract::multipart::MultipartError| {
         ApiError::new(
             e.status(),
@@ -365,7 +381,13 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<(Impor
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
             let original = sanitize(field.file_name().unwrap_or("upload"));
-            let path = dir.join(format!("{}-{original}", uuid::Uuid::now_v7()));
+            let key = format!("uploads/{}-{original}", uuid::Uuid::now_v7());
+            let path = upload_target(state, &key);
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(ApiError::internal)?;
+            }
             let mut out = tokio::fs::File::create(&path)
                 .await
                 .map_err(ApiError::internal)?;
@@ -376,13 +398,13 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<(Impor
                 out.write_all(&chunk).await.map_err(ApiError::internal)?;
             }
             out.sync_all().await.map_err(ApiError::internal)?;
-            file = Some((path, original));
+            file = Some((path, original, key));
         } else {
             let text = field.text().await.map_err(bad)?;
             fields.insert(name, text);
         }
     }
-    let (path, original) = file
+    let (path, original, blob) = file
         .ok_or_else(|| ApiError::invalid("file", "missing: attach the file as the `file` field"))?;
     let cleanup = |e: ApiError| {
         let _ = std::fs::remove_file(&path);
@@ -427,7 +449,18 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<(Impor
     }
     let request: ImportRequest = serde_json::from_value(req)
         .map_err(|e| cleanup(ApiError::invalid("body", e.to_string())))?;
-    Ok((request, original))
+    check_request(&request).map_err(cleanup)?;
+    // Stored where every node can read it (a no-op on one box).
+    let stored = state.blobs.put_file(&blob, &path).await;
+    if state.blobs.local_path(&blob).is_none() {
+        let _ = std::fs::remove_file(&path);
+    }
+    stored?;
+    Ok(Upload {
+        request,
+        original,
+        blob,
+    })
 }
 
 fn check_request(r: &ImportRequest) -> ApiResult<()> {
@@ -454,12 +487,12 @@ async fn create_import(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (request, original, delete_after) = if multipart {
+    let (request, original, blob) = if multipart {
         let mp = Multipart::from_request(req, &state).await.map_err(|e| {
             ApiError::bad_request(format!("not a multipart body: {}", e.body_text()))
         })?;
-        let (r, name) = receive_upload(&state, mp).await?;
-        (r, Some(name), true)
+        let u = receive_upload(&state, mp).await?;
+        (u.request, Some(u.original), Some(u.blob))
     } else {
         p.require(Role::Admin).map_err(|_| {
             ApiError::forbidden(
@@ -473,18 +506,14 @@ async fn create_import(
                 format!("{} is not a file on the server", r.path),
             ));
         }
-        (r, None, false)
+        check_request(&r)?;
+        (r, None, None)
     };
-    if let Err(e) = check_request(&request) {
-        if delete_after {
-            let _ = std::fs::remove_file(&request.path);
-        }
-        return Err(e);
-    }
     let params = serde_json::to_value(qb_jobs::handlers::ImportParams {
         request,
-        delete_after,
+        delete_after: blob.is_some(),
         original_name: original,
+        blob,
     })
     .map_err(ApiError::internal)?;
     let spec = JobSpec {

@@ -729,3 +729,114 @@ fn two_schedulers_fire_once_and_follow_edits_made_elsewhere() {
     );
     let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
 }
+
+/// An upload and a backtest through one API node, run by workers that
+/// share no disk with it, read back through another API node.
+#[test]
+fn uploads_and_backtest_files_cross_nodes_through_the_blob_store() {
+    use reqwest::blocking::multipart::{Form, Part};
+    let db = fresh_db();
+    let prefix = format!("qbit-blobs-{}", std::process::id());
+    let env = |node: &str, role: &str| {
+        let mut e = node_env(&db, &prefix, node);
+        e.push(("QUANTBOX_ROLE".into(), role.into()));
+        e
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let api1 = Server::start_in(dirs[0].path(), &as_refs(&env("api-1", "api")));
+    let api2 = Server::start_in(dirs[1].path(), &as_refs(&env("api-2", "api")));
+    let _worker = Server::start_in(dirs[2].path(), &as_refs(&env("worker-1", "worker")));
+    let token = api1.admin_token();
+
+    // Bars uploaded to api-1, imported by the worker.
+    let mut csv = String::from("symbol,ts,open,high,low,close,volume\n");
+    let mut close = 3900i64;
+    for i in 0..600i64 {
+        let open = close;
+        close = open + if (i / 60) % 2 == 0 { 2 } else { -2 } + (i * 7919 % 5) - 2;
+        csv.push_str(&format!(
+            "rb,{},{open},{},{},{close},10\n",
+            1_704_157_200 + i * 60,
+            open.max(close) + 1,
+            open.min(close) - 1
+        ));
+    }
+    let form = Form::new()
+        .part("file", Part::text(csv).file_name("bars.csv"))
+        .text("format", "bars_csv")
+        .text("interval", "1m")
+        .text("ts_unit", "s");
+    let r = api1
+        .post("/api/v1/market/imports")
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().unwrap();
+    let done = api2.wait_job(&token, job["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    });
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["node"], "worker-1");
+    assert_eq!(done["result"]["rows_stored"], 600, "{done}");
+    // No node kept the upload: it was a blob, deleted after the import.
+    for d in &dirs {
+        for sub in ["uploads", "scratch"] {
+            let left: Vec<_> = std::fs::read_dir(d.path().join(sub))
+                .map(|r| r.flatten().filter(|e| e.path().is_file()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{sub}: {left:?}");
+        }
+    }
+
+    let r = api1
+        .post("/api/v1/plugins")
+        .bearer_auth(&token)
+        .header("content-type", "application/wasm")
+        .body(crate::support::component("sma_crossover"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = api1
+        .post("/api/v1/backtests")
+        .bearer_auth(&token)
+        .json(
+            &json!({"plugin": "sma-crossover@0.1.0", "params": {"fast": 5, "slow": 20},
+                      "symbols": ["rb"], "interval": "1m"}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the backtest to finish", || {
+        let b = api2.get_json(&token, &format!("/api/v1/backtests/{id}"));
+        b["status"] != "queued" && b["status"] != "running"
+    });
+    let b = api2.get_json(&token, &format!("/api/v1/backtests/{id}"));
+    assert_eq!(b["status"], "succeeded", "{b}");
+    // Everything the worker wrote is served by the other API node.
+    let fills = api2.get_json(&token, &format!("/api/v1/backtests/{id}/fills"));
+    assert!(fills.as_array().unwrap().len() >= 6, "{fills}");
+    for path in [
+        format!("/api/v1/backtests/{id}/files/equity.csv"),
+        format!("/api/v1/backtests/{id}/files/fills.parquet"),
+        format!("/reports/{id}.html"),
+    ] {
+        let r = api2.get(&path).bearer_auth(&token).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(!r.bytes().unwrap().is_empty(), "{path}");
+    }
+    let equity = api2
+        .get(&format!("/api/v1/backtests/{id}/files/equity.csv"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(equity.lines().count(), 601);
+    let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
+}

@@ -129,11 +129,14 @@ fn uploads_become_import_jobs_with_line_numbers() {
         .send()
         .unwrap();
     problem(r, 403);
-    // Uploads are not left behind.
-    let left: Vec<_> = std::fs::read_dir(s.data_dir().join("uploads"))
-        .unwrap()
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    // Uploads are not left behind: not as blobs (files under uploads/ on
+    // one box), not as scratch copies (cluster mode).
+    for dir in ["uploads", "scratch"] {
+        let left: Vec<_> = std::fs::read_dir(s.data_dir().join(dir))
+            .map(|d| d.flatten().filter(|e| e.path().is_file()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{dir}: {left:?}");
+    }
 }
 
 #[test]
