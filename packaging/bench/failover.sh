@@ -7,6 +7,7 @@
 # every sample and the median, p90 and maximum in milliseconds.
 #
 #   packaging/bench/failover.sh [KILLS] [LEASE_MS]   (default 20 3000)
+# QB_BENCH_PROFILE=dist uses the shipped profile (release by default).
 # Needs psql, curl, PostgreSQL at QB_TEST_PG (default 127.0.0.1:5432) and
 # Redis at QB_TEST_REDIS (default 127.0.0.1:6379).
 set -euo pipefail
@@ -19,8 +20,9 @@ KILLS="${1:-20}"
 LEASE_MS="${2:-3000}"
 PG="${QB_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 REDIS="${QB_TEST_REDIS:-redis://127.0.0.1:6379}"
-cargo build --release -p quantbox >&2
-BIN="$CARGO_TARGET_DIR/release/quantbox"
+PROFILE="${QB_BENCH_PROFILE:-release}"
+cargo build --profile "$PROFILE" -p quantbox >&2
+BIN="$CARGO_TARGET_DIR/$PROFILE/quantbox"
 DB="qb_failover_$$"
 PREFIX="qb-failover-$$"
 declare -A PID DIR

@@ -558,6 +558,48 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+    // A live strategy on the holder, fed by ticks ingested through the
+    // standby's API; its fills reach a /ws client of the standby.
+    let r = t1
+        .post("/api/v1/plugins")
+        .bearer_auth(&token)
+        .header("content-type", "application/wasm")
+        .body(crate::support::component("sma_crossover"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = t1
+        .post("/api/v1/strategies")
+        .bearer_auth(&token)
+        .json(
+            &json!({"plugin": "sma-crossover", "params": {"fast": 3, "slow": 8, "size": 1},
+                      "symbols": ["IF2409"], "interval": "tick"}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let strategy = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut client = ws::connect(&t2);
+    ws::send(&mut client, json!({"auth": token}));
+    ws::next(&mut client, "authenticated");
+    ws::send(&mut client, json!({"subscribe": ["fills"]}));
+    ws::next(&mut client, "subscribed");
+    let wave: Vec<Value> = (0..120i64)
+        .map(|i| {
+            let p = (3500.0 + 10.0 * (i as f64 / 10.0).sin()).round();
+            json!({"symbol": "IF2409", "ts": 1_704_157_300_000_000_000i64 + i * 1_000_000_000,
+                   "price": p, "size": 1, "bid": p - 0.2, "ask": p + 0.2})
+        })
+        .collect();
+    t2.ingest(&token, &Value::Array(wave));
+    let fill = ws::next(&mut client, "fills");
+    assert_eq!(fill["strategy"], strategy.as_str(), "{fill}");
+    drop(client);
+    // Let the strategy's last orders land before the books are compared.
+    std::thread::sleep(Duration::from_millis(500));
     let positions = booked(t1.get_json(&token, "/api/v1/trading/positions"));
     let open = t1.get_json(&token, "/api/v1/trading/orders");
     assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
@@ -587,8 +629,11 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().unwrap()["id"], filled["id"]);
     assert_eq!(t2.get_json(&token, "/api/v1/trading/fills"), fills);
+    // The strategy runs again on the new holder.
+    let doc = t2.get_json(&token, &format!("/api/v1/strategies/{strategy}"));
+    assert_eq!(doc["status"], "running", "{doc}");
     // The new holder trades.
-    tick(&t2, 1, 3501.0);
+    tick(&t2, 300, 3501.0);
     let r = order(
         &t2,
         &token,
@@ -730,28 +775,42 @@ fn two_schedulers_fire_once_and_follow_edits_made_elsewhere() {
     let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
 }
 
-/// An upload and a backtest through one API node, run by workers that
-/// share no disk with it, read back through another API node.
+/// An upload and backtests through one API node, run by workers that
+/// share no disk with it, read back through another API node; a worker
+/// killed in the middle of a backtest, whose job the other finishes with
+/// the result of an undisturbed run.
 #[test]
-fn uploads_and_backtest_files_cross_nodes_through_the_blob_store() {
+fn work_crosses_nodes_and_survives_a_killed_worker() {
     use reqwest::blocking::multipart::{Form, Part};
     let db = fresh_db();
     let prefix = format!("qbit-blobs-{}", std::process::id());
     let env = |node: &str, role: &str| {
         let mut e = node_env(&db, &prefix, node);
         e.push(("QUANTBOX_ROLE".into(), role.into()));
+        // A dead worker is noticed after 3 s.
+        e.push(("QUANTBOX_CLUSTER__HEARTBEAT_SECS".into(), "1".into()));
+        e.push(("QUANTBOX_CLUSTER__NODE_TIMEOUT_SECS".into(), "3".into()));
         e
     };
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let api1 = Server::start_in(dirs[0].path(), &as_refs(&env("api-1", "api")));
     let api2 = Server::start_in(dirs[1].path(), &as_refs(&env("api-2", "api")));
-    let _worker = Server::start_in(dirs[2].path(), &as_refs(&env("worker-1", "worker")));
+    let mut workers = vec![
+        Some(Server::start_in(
+            dirs[2].path(),
+            &as_refs(&env("worker-1", "worker")),
+        )),
+        Some(Server::start_in(
+            dirs[3].path(),
+            &as_refs(&env("worker-2", "worker")),
+        )),
+    ];
     let token = api1.admin_token();
 
-    // Bars uploaded to api-1, imported by the worker.
+    // 20,000 one-minute bars uploaded to api-1, imported by a worker.
     let mut csv = String::from("symbol,ts,open,high,low,close,volume\n");
     let mut close = 3900i64;
-    for i in 0..600i64 {
+    for i in 0..20_000i64 {
         let open = close;
         close = open + if (i / 60) % 2 == 0 { 2 } else { -2 } + (i * 7919 % 5) - 2;
         csv.push_str(&format!(
@@ -778,8 +837,11 @@ fn uploads_and_backtest_files_cross_nodes_through_the_blob_store() {
         j["state"] == "succeeded" || j["state"] == "failed"
     });
     assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(done["node"], "worker-1");
-    assert_eq!(done["result"]["rows_stored"], 600, "{done}");
+    assert!(
+        done["node"].as_str().unwrap().starts_with("worker-"),
+        "{done}"
+    );
+    assert_eq!(done["result"]["rows_stored"], 20_000, "{done}");
     // No node kept the upload: it was a blob, deleted after the import.
     for d in &dirs {
         for sub in ["uploads", "scratch"] {
@@ -790,33 +852,41 @@ fn uploads_and_backtest_files_cross_nodes_through_the_blob_store() {
         }
     }
 
-    let r = api1
-        .post("/api/v1/plugins")
-        .bearer_auth(&token)
-        .header("content-type", "application/wasm")
-        .body(crate::support::component("sma_crossover"))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = api1
-        .post("/api/v1/backtests")
-        .bearer_auth(&token)
-        .json(
-            &json!({"plugin": "sma-crossover@0.1.0", "params": {"fast": 5, "slow": 20},
-                      "symbols": ["rb"], "interval": "1m"}),
-        )
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for("the backtest to finish", || {
-        let b = api2.get_json(&token, &format!("/api/v1/backtests/{id}"));
-        b["status"] != "queued" && b["status"] != "running"
-    });
-    let b = api2.get_json(&token, &format!("/api/v1/backtests/{id}"));
+    for (name, plugin) in [("sma", "sma_crossover"), ("slow", "misbehave")] {
+        let r = api1
+            .post("/api/v1/plugins")
+            .bearer_auth(&token)
+            .header("content-type", "application/wasm")
+            .body(crate::support::component(plugin))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{name}");
+    }
+    let start = |body: Value| -> String {
+        let r = api1
+            .post("/api/v1/backtests")
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let finished = |id: &str| -> Value {
+        wait_for("the backtest to finish", || {
+            let b = api2.get_json(&token, &format!("/api/v1/backtests/{id}"));
+            b["status"] != "queued" && b["status"] != "running"
+        });
+        api2.get_json(&token, &format!("/api/v1/backtests/{id}"))
+    };
+    let id = start(
+        json!({"plugin": "sma-crossover@0.1.0", "params": {"fast": 5, "slow": 20},
+                          "symbols": ["rb"], "interval": "1m"}),
+    );
+    let b = finished(&id);
     assert_eq!(b["status"], "succeeded", "{b}");
     // Everything the worker wrote is served by the other API node.
     let fills = api2.get_json(&token, &format!("/api/v1/backtests/{id}/fills"));
@@ -837,6 +907,70 @@ fn uploads_and_backtest_files_cross_nodes_through_the_blob_store() {
         .unwrap()
         .text()
         .unwrap();
-    assert_eq!(equity.lines().count(), 601);
+    assert_eq!(equity.lines().count(), 20_001);
+
+    // A slow run (seconds): its worker is killed while it runs; the other
+    // worker takes the job back and finishes it with the result an
+    // undisturbed run gives.
+    let slow = json!({"plugin": "misbehave@0.1.0", "params": {"mode": 5},
+                      "symbols": ["rb"], "interval": "1m"});
+    let id = start(slow.clone());
+    let mut running = Value::Null;
+    wait_for("the slow backtest to run", || {
+        running = api2.get_json(&token, &format!("/api/v1/jobs/{id}"));
+        running["state"] == "running"
+    });
+    let victim = running["node"].as_str().unwrap().to_string();
+    let index = usize::from(victim == "worker-2");
+    workers[index].take().unwrap().kill9();
+    let b = finished(&id);
+    assert_eq!(b["status"], "succeeded", "{b}");
+    let job = api2.get_json(&token, &format!("/api/v1/jobs/{id}"));
+    assert_ne!(job["node"], victim.as_str(), "{job}");
+    let undisturbed = finished(&start(slow));
+    assert_eq!(undisturbed["status"], "succeeded", "{undisturbed}");
+    assert_eq!(b["result_hash"], undisturbed["result_hash"]);
+    drop(workers);
+    let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
+}
+
+/// The trading zone's budget is one for the whole cluster (Redis), not one
+/// per node: requests spread over two nodes run out of it together.
+#[test]
+fn the_trading_rate_limit_is_one_budget_for_the_cluster() {
+    let db = fresh_db();
+    let prefix = format!("qbit-limit-{}", std::process::id());
+    let env = |node: &str| {
+        let mut e = trader_env(&db, &prefix, node);
+        for (k, v) in [
+            ("QUANTBOX_RATE_LIMIT__ENABLED", "true"),
+            ("QUANTBOX_RATE_LIMIT__TRADING_PER_SEC", "1"),
+            ("QUANTBOX_RATE_LIMIT__TRADING_BURST", "4"),
+        ] {
+            e.push((k.into(), v.into()));
+        }
+        e
+    };
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let t1 = Server::start_in(dirs[0].path(), &as_refs(&env("trader-1")));
+    wait_for("trader-1 to hold the desk", || ready(&t1)["desk"] == "held");
+    let t2 = Server::start_in(dirs[1].path(), &as_refs(&env("trader-2")));
+    let token = t1.admin_token();
+    let nodes = [&t1, &t2];
+    let statuses: Vec<u16> = (0..6)
+        .map(|i| {
+            nodes[i % 2]
+                .get("/api/v1/trading/accounts")
+                .bearer_auth(&token)
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .collect();
+    // Four within the burst (the holder answers, the standby points to
+    // it), then both nodes refuse: the budget was spent on both together.
+    assert!(statuses[..4].iter().all(|s| *s != 429), "{statuses:?}");
+    assert_eq!(&statuses[4..], &[429, 429], "{statuses:?}");
     let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
 }
