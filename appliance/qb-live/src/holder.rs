@@ -213,7 +213,16 @@ async fn hold(
         if wait(timing.renew, stop).await {
             return Outcome::Stopping;
         }
-        match kv.lease_renew(lease, timing.ttl).await {
+        // A renewal stuck on a dead link must not keep this node trading
+        // past its term: it is given until the next one is due.
+        let renewal = tokio::time::timeout(timing.renew, kv.lease_renew(lease, timing.ttl))
+            .await
+            .unwrap_or_else(|_| {
+                Err(qb_core::StoreError::Backend(
+                    "the renewal did not answer in time".into(),
+                ))
+            });
+        match renewal {
             Ok(true) => renewed = Instant::now(),
             Ok(false) => return Outcome::Lost,
             // Out of reach: after a whole term another node may hold it.

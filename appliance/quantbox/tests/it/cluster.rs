@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use qb_pg::testing::TestDatabase;
 use serde_json::{Value, json};
 
+use crate::hosts::{Host, through};
 use crate::support::{Server, command, wait_for};
 use crate::ws;
 
@@ -493,15 +494,19 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
     let db = fresh_db();
     let prefix = format!("qbit-desk-{}", std::process::id());
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut t1 = Server::start_in(
-        dirs[0].path(),
-        &as_refs(&trader_env(&db, &prefix, "trader-1")),
-    );
+    // Each trader on a host of its own where namespaces can be made here
+    // (root), else on loopback ports.
+    let hosts: Option<Vec<Host>> = (0..3).map(Host::create).collect();
+    let start = |i: usize| {
+        let env = trader_env(&db, &prefix, &format!("trader-{}", i + 1));
+        match &hosts {
+            Some(h) => h[i].start(dirs[i].path(), &as_refs(&through(&h[i], env))),
+            None => Server::start_in(dirs[i].path(), &as_refs(&env)),
+        }
+    };
+    let mut t1 = start(0);
     wait_for("trader-1 to hold the desk", || ready(&t1)["desk"] == "held");
-    let t2 = Server::start_in(
-        dirs[1].path(),
-        &as_refs(&trader_env(&db, &prefix, "trader-2")),
-    );
+    let t2 = start(1);
     let r = ready(&t2);
     assert_eq!(r["status"], "ready", "a standby is ready to take over: {r}");
     assert_eq!(
@@ -651,10 +656,7 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
 
     // The holder freezes (SIGSTOP) while a standby takes over; when it
     // wakes, it writes nothing and stands by.
-    let t3 = Server::start_in(
-        dirs[2].path(),
-        &as_refs(&trader_env(&db, &prefix, "trader-3")),
-    );
+    let t3 = start(2);
     assert_eq!(ready(&t3)["desk"], "standby");
     t2.signal("STOP");
     let frozen = Instant::now();
@@ -688,6 +690,44 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
     let log = t2.log();
     assert!(log.contains("desk lease lost"), "{log}");
     eprintln!("failover after kill -9: {failover:?}; after SIGSTOP: {takeover:?}");
+
+    // On hosts of their own: the holder's link is cut (it can reach
+    // neither the database nor anyone); the standby takes over; when the
+    // link is back, the old holder writes nothing and stands by.
+    if let Some(h) = &hosts {
+        let before = t3.get_json(&token, "/api/v1/trading/orders?status=all");
+        h[2].cut();
+        let cut = Instant::now();
+        let partition = until_held(&t2, cut);
+        assert!(
+            partition < Duration::from_secs(5),
+            "takeover took {partition:?}"
+        );
+        // Give the cut-off holder a whole lease term to notice, then heal.
+        std::thread::sleep(Duration::from_millis(1600));
+        h[2].restore();
+        let r = order(
+            &t3,
+            &token,
+            "paper",
+            json!({"client_id": "from-the-island", "symbol": "IF2409", "side": "buy", "qty": "1"}),
+        );
+        let p = crate::support::problem(r, 503);
+        assert!(
+            p["type"].as_str().unwrap().ends_with("desk-elsewhere"),
+            "{p}"
+        );
+        wait_for("the cut-off holder to stand by", || {
+            ready(&t3)["desk"] == "standby"
+        });
+        assert_eq!(
+            t2.get_json(&token, "/api/v1/trading/orders?status=all"),
+            before,
+            "the cut-off holder wrote nothing"
+        );
+        eprintln!("failover after a network partition: {partition:?}");
+    }
+    drop((t1, t2, t3));
     let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
 }
 
@@ -793,17 +833,17 @@ fn work_crosses_nodes_and_survives_a_killed_worker() {
         e
     };
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let api1 = Server::start_in(dirs[0].path(), &as_refs(&env("api-1", "api")));
-    let api2 = Server::start_in(dirs[1].path(), &as_refs(&env("api-2", "api")));
+    // A host of its own per node where namespaces can be made here.
+    let hosts: Option<Vec<Host>> = (10..14).map(Host::create).collect();
+    let start = |i: usize, node: &str, role: &str| match &hosts {
+        Some(h) => h[i].start(dirs[i].path(), &as_refs(&through(&h[i], env(node, role)))),
+        None => Server::start_in(dirs[i].path(), &as_refs(&env(node, role))),
+    };
+    let api1 = start(0, "api-1", "api");
+    let api2 = start(1, "api-2", "api");
     let mut workers = vec![
-        Some(Server::start_in(
-            dirs[2].path(),
-            &as_refs(&env("worker-1", "worker")),
-        )),
-        Some(Server::start_in(
-            dirs[3].path(),
-            &as_refs(&env("worker-2", "worker")),
-        )),
+        Some(start(2, "worker-1", "worker")),
+        Some(start(3, "worker-2", "worker")),
     ];
     let token = api1.admin_token();
 
@@ -930,7 +970,7 @@ fn work_crosses_nodes_and_survives_a_killed_worker() {
     let undisturbed = finished(&start(slow));
     assert_eq!(undisturbed["status"], "succeeded", "{undisturbed}");
     assert_eq!(b["result_hash"], undisturbed["result_hash"]);
-    drop(workers);
+    drop((api1, api2, workers));
     let _ = runtime().block_on(qb_redis::delete_prefix(&redis_url(), &prefix));
 }
 

@@ -8,6 +8,7 @@ mod backtest;
 mod cli;
 mod cluster;
 mod dashboard;
+mod hosts;
 mod http;
 mod jobs;
 mod market;

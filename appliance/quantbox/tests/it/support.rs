@@ -122,8 +122,14 @@ impl Server {
 
     /// Starts on an existing data directory (which the caller keeps alive).
     pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> Server {
-        let mut child = command(dir, env)
-            .args(["serve", "--bind", "127.0.0.1:0"])
+        Server::spawn(command(dir, env), dir, "127.0.0.1:0")
+    }
+
+    /// Runs `cmd` (the binary with its environment) as `serve --bind
+    /// <bind>` and waits until it is ready.
+    pub fn spawn(mut cmd: Command, dir: &Path, bind: &str) -> Server {
+        let mut child = cmd
+            .args(["serve", "--bind", bind])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
