@@ -33,6 +33,10 @@ pub struct WorkerDeps {
     pub registry: Registry,
     pub metrics: Metrics,
     pub rt: Handle,
+    /// Whether this node takes jobs of a queue right now (a standby trader
+    /// leaves the `trading` queue to the desk holder). Checked before
+    /// every claim.
+    pub takes: Arc<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 /// The running worker threads of every queue.
@@ -122,6 +126,10 @@ fn worker_loop(deps: WorkerDeps, queue: String, stop: Arc<AtomicBool>, live: Arc
     deps.metrics.workers.with_label_values(&[&queue]).inc();
     let _guard = LiveGuard(&live, &deps.metrics, &queue);
     while !stop.load(Ordering::SeqCst) {
+        if !(deps.takes)(&queue) {
+            std::thread::sleep(IDLE_WAIT);
+            continue;
+        }
         match deps.rt.block_on(deps.queue.claim(&queue, IDLE_WAIT)) {
             Ok(Some(job)) => run_job(&deps, &job, &stop),
             Ok(None) => {}

@@ -8,8 +8,9 @@ use crate::holder::DeskSlot;
 
 /// Runs on the `trading` queue, which only nodes with the `trader` role
 /// serve; other nodes register it without a desk (they know the kind, to
-/// accept and schedule it, and never run it). On a standby trader it
-/// fails, naming the holder; it runs again at its next schedule.
+/// accept and schedule it, and never run it). Standby traders do not
+/// claim it (see `WorkerDeps::takes`); should one run it all the same,
+/// it fails naming the holder.
 pub struct TradingRetention {
     pub desk: Option<DeskSlot>,
     pub retention_days: u32,

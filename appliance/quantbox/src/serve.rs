@@ -226,6 +226,15 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             registry: registry.clone(),
             metrics: metrics.clone(),
             rt: handle.clone(),
+            // Desk jobs run where the desk is: a standby trader leaves
+            // them to the holder.
+            takes: {
+                let trading = state.trading.clone();
+                Arc::new(move |queue: &str| {
+                    queue != qb_jobs::QUEUE_TRADING
+                        || trading.as_ref().is_some_and(|t| t.held().is_some())
+                })
+            },
         },
         &queues,
     )

@@ -528,6 +528,33 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
         "{p}"
     );
     assert!(p["detail"].as_str().unwrap().contains("trader-1"), "{p}");
+    // Desk jobs submitted through the standby run on the holder: the
+    // standby does not claim them.
+    let jobs: Vec<String> = (0..4)
+        .map(|_| {
+            let r = t2
+                .post("/api/v1/jobs")
+                .bearer_auth(&token)
+                .json(&json!({"kind": "trading.retention"}))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for id in jobs {
+        let done = t2.wait_job(&token, &id, |j| {
+            j["state"] == "succeeded" || j["state"] == "failed"
+        });
+        assert_eq!(
+            (&done["state"], &done["node"]),
+            (&json!("succeeded"), &json!("trader-1")),
+            "{done}"
+        );
+    }
 
     // Trading on trader-1: a fill, a resting order, a halted account.
     let tick = |s: &Server, i: i64, ask: f64| {
