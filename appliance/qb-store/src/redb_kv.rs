@@ -98,6 +98,34 @@ fn apply(db: &Database, ops: &Ops, fence: Option<&Lease>) -> StoreResult<()> {
     tx.commit().map_err(backend)
 }
 
+/// Replaces the row of `lease` with `change(row)` when the row is still at
+/// the lease's epoch and `change` gives one; whether it did.
+fn update_lease(
+    db: &Database,
+    lease: &Lease,
+    change: impl FnOnce(LeaseRow) -> Option<LeaseRow>,
+) -> StoreResult<bool> {
+    let tx = db.begin_write().map_err(backend)?;
+    {
+        let mut leases = tx.open_table(LEASES).map_err(backend)?;
+        let current = match leases.get(lease.name.as_str()).map_err(backend)? {
+            Some(v) => LeaseRow::decode(v.value())?,
+            None => return Ok(false),
+        };
+        if current.epoch != lease.epoch {
+            return Ok(false);
+        }
+        let Some(row) = change(current) else {
+            return Ok(false);
+        };
+        leases
+            .insert(lease.name.as_str(), row.encode().as_slice())
+            .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)?;
+    Ok(true)
+}
+
 fn fenced(lease: &Lease, current: Option<i64>) -> StoreError {
     StoreError::Fenced(format!(
         "the {} lease moved on from epoch {} (now {}): this holder may no longer write",
@@ -309,26 +337,12 @@ impl KvStore for RedbKv {
     async fn lease_renew(&self, lease: &Lease, ttl: Duration) -> StoreResult<bool> {
         let lease = lease.clone();
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            {
-                let mut leases = tx.open_table(LEASES).map_err(backend)?;
-                let current = match leases.get(lease.name.as_str()).map_err(backend)? {
-                    Some(v) => LeaseRow::decode(v.value())?,
-                    None => return Ok(false),
-                };
-                if current.epoch != lease.epoch || current.holder != lease.holder {
-                    return Ok(false);
-                }
-                let row = LeaseRow {
+            update_lease(db, &lease, |row| {
+                (row.holder == lease.holder).then(|| LeaseRow {
                     expires: now_ms().saturating_add(ttl_ms(ttl)),
-                    ..current
-                };
-                leases
-                    .insert(lease.name.as_str(), row.encode().as_slice())
-                    .map_err(backend)?;
-            }
-            tx.commit().map_err(backend)?;
-            Ok(true)
+                    ..row
+                })
+            })
         })
         .await
     }
@@ -336,25 +350,13 @@ impl KvStore for RedbKv {
     async fn lease_release(&self, lease: &Lease) -> StoreResult<()> {
         let lease = lease.clone();
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            {
-                let mut leases = tx.open_table(LEASES).map_err(backend)?;
-                let current = match leases.get(lease.name.as_str()).map_err(backend)? {
-                    Some(v) => LeaseRow::decode(v.value())?,
-                    None => return Ok(()),
-                };
-                if current.epoch != lease.epoch {
-                    return Ok(());
-                }
-                let row = LeaseRow {
+            update_lease(db, &lease, |row| {
+                Some(LeaseRow {
                     expires: now_ms(),
-                    ..current
-                };
-                leases
-                    .insert(lease.name.as_str(), row.encode().as_slice())
-                    .map_err(backend)?;
-            }
-            tx.commit().map_err(backend)
+                    ..row
+                })
+            })
+            .map(|_| ())
         })
         .await
     }

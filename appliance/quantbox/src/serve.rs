@@ -148,14 +148,15 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     let (desk_stop, desk_stop_rx) = tokio::sync::watch::channel(false);
     let keeper = trading.clone().map(|slot| {
         let (ttl, renew, poll) = config.cluster.desk_lease();
-        let open = desk_opener(
-            config.clone(),
-            meta.clone(),
-            pubsub.clone(),
-            plugins.clone(),
-            handle.clone(),
-            metrics.clone(),
-        );
+        let open = DeskParts {
+            config: config.clone(),
+            meta: meta.clone(),
+            pubsub: pubsub.clone(),
+            plugins: plugins.clone(),
+            handle: handle.clone(),
+            metrics: metrics.clone(),
+        }
+        .opener();
         tokio::spawn(qb_live::holder::keep(
             kv.clone(),
             pubsub.clone(),
@@ -318,51 +319,54 @@ impl qb_live::holder::LeaseGauges for DeskGauges {
     }
 }
 
-/// Opens the desk and resumes the live strategies over the store the
-/// lease holder writes through (fenced by the lease).
-fn desk_opener(
+/// What opening the desk needs besides the store it writes through.
+#[derive(Clone)]
+struct DeskParts {
     config: Arc<Config>,
     meta: Arc<dyn qb_core::MetaStore>,
     pubsub: Arc<dyn qb_core::PubSub>,
     plugins: Arc<qb_plugin_host::registry::PluginRegistry>,
     handle: tokio::runtime::Handle,
     metrics: Metrics,
-) -> qb_live::holder::Opener {
-    Box::new(move |kv| {
-        let (config, meta, pubsub, plugins, handle, metrics) = (
-            config.clone(),
-            meta.clone(),
-            pubsub.clone(),
-            plugins.clone(),
-            handle.clone(),
-            metrics.clone(),
-        );
-        Box::pin(async move {
-            let desk = Arc::new(
-                qb_live::Desk::open(
-                    kv.clone(),
-                    meta,
-                    pubsub.clone(),
-                    Box::new(qb_live::PaperBroker::new(config.trading.slippage_ticks)),
-                    &config.trading.default_account,
-                    config.trading.initial_cash,
-                )
-                .await?,
-            );
-            let strategies = qb_live::strategies::Strategies::open(
-                desk.clone(),
-                plugins,
-                kv,
-                pubsub,
-                handle,
-                &config.trading.default_account,
-                metrics.strategies_running.clone(),
-                metrics.strategy_pnl.clone(),
+}
+
+impl DeskParts {
+    /// Opens the desk and resumes the live strategies over `kv`, the store
+    /// the lease holder writes through (fenced by the lease).
+    async fn open(
+        self,
+        kv: Arc<dyn qb_core::KvStore>,
+    ) -> Result<(Arc<qb_live::Desk>, Arc<qb_live::strategies::Strategies>), qb_live::LiveError>
+    {
+        let c = &self.config;
+        let desk = Arc::new(
+            qb_live::Desk::open(
+                kv.clone(),
+                self.meta,
+                self.pubsub.clone(),
+                Box::new(qb_live::PaperBroker::new(c.trading.slippage_ticks)),
+                &c.trading.default_account,
+                c.trading.initial_cash,
             )
-            .await?;
-            Ok((desk, strategies))
-        })
-    })
+            .await?,
+        );
+        let strategies = qb_live::strategies::Strategies::open(
+            desk.clone(),
+            self.plugins,
+            kv,
+            self.pubsub,
+            self.handle,
+            &c.trading.default_account,
+            self.metrics.strategies_running.clone(),
+            self.metrics.strategy_pnl.clone(),
+        )
+        .await?;
+        Ok((desk, strategies))
+    }
+
+    fn opener(self) -> qb_live::holder::Opener {
+        Box::new(move |kv| Box::pin(self.clone().open(kv)))
+    }
 }
 
 fn log_recovery(r: &qb_core::model::Recovery) {

@@ -189,18 +189,29 @@ fn bollinger_is_exact_at_any_length() {
     }
 }
 
-/// `v = ((n−1)·v + 2x) / (n+1)` in fixed point, seeded with the mean of
-/// the first `n`.
-struct FixedEma {
+/// `v = ((n−1)·v + k·x) / (n−1+k)` in fixed point, seeded with the mean
+/// of the first `n`: the EMA with `alpha = 2/(n+1)` for `k = 2`, Wilder's
+/// average for `k = 1`.
+struct FixedSmoothing {
     n: i128,
+    k: i128,
     seen: i128,
     value: i128,
 }
 
-impl FixedEma {
-    fn new(n: usize) -> Self {
+impl FixedSmoothing {
+    fn ema(n: usize) -> Self {
+        Self::new(n, 2)
+    }
+
+    fn wilder(n: usize) -> Self {
+        Self::new(n, 1)
+    }
+
+    fn new(n: usize, k: i128) -> Self {
         Self {
             n: n as i128,
+            k,
             seen: 0,
             value: 0,
         }
@@ -215,38 +226,7 @@ impl FixedEma {
             }
             self.value /= self.n;
         } else {
-            self.value = ((self.n - 1) * self.value + 2 * x) / (self.n + 1);
-        }
-        Some(self.value)
-    }
-}
-
-/// Wilder's average: `v = ((n−1)·v + x) / n`, seeded with the mean of the first `n`.
-struct FixedWilder {
-    n: i128,
-    seen: i128,
-    value: i128,
-}
-
-impl FixedWilder {
-    fn new(n: usize) -> Self {
-        Self {
-            n: n as i128,
-            seen: 0,
-            value: 0,
-        }
-    }
-
-    fn update(&mut self, x: i128) -> Option<i128> {
-        self.seen += 1;
-        if self.seen <= self.n {
-            self.value += x;
-            if self.seen < self.n {
-                return None;
-            }
-            self.value /= self.n;
-        } else {
-            self.value = ((self.n - 1) * self.value + x) / self.n;
+            self.value = ((self.n - 1) * self.value + self.k * x) / (self.n - 1 + self.k);
         }
         Some(self.value)
     }
@@ -281,14 +261,17 @@ fn recurrences_stay_within_their_bounds_over_a_million_updates() {
             Atr::new(nw),
             Macd::new(mf, ms, msig),
         );
-        let mut ref_ema = FixedEma::new(ne);
+        let mut ref_ema = FixedSmoothing::ema(ne);
         let (mut ref_gain, mut ref_loss, mut ref_atr) = (
-            FixedWilder::new(nw),
-            FixedWilder::new(nw),
-            FixedWilder::new(nw),
+            FixedSmoothing::wilder(nw),
+            FixedSmoothing::wilder(nw),
+            FixedSmoothing::wilder(nw),
         );
-        let (mut ref_fast, mut ref_slow, mut ref_signal) =
-            (FixedEma::new(mf), FixedEma::new(ms), FixedEma::new(msig));
+        let (mut ref_fast, mut ref_slow, mut ref_signal) = (
+            FixedSmoothing::ema(mf),
+            FixedSmoothing::ema(ms),
+            FixedSmoothing::ema(msig),
+        );
         let mut worst = [0f64; 4];
         for i in 0..N {
             let (c, h, l) = (ticks[i], highs[i], lows[i]);

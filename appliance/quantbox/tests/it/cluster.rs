@@ -481,6 +481,31 @@ fn order(s: &Server, token: &str, account: &str, body: Value) -> reqwest::blocki
         .unwrap()
 }
 
+/// `old`, a holder that lost the desk to `new` while it was away: its
+/// first trading write is refused, it stands by, and the orders `new`
+/// sees are still `before`.
+fn writes_nothing(old: &Server, new: &Server, token: &str, before: &Value) {
+    let r = order(
+        old,
+        token,
+        "paper",
+        json!({"client_id": "from-the-past", "symbol": "IF2409", "side": "buy", "qty": "1"}),
+    );
+    let p = crate::support::problem(r, 503);
+    assert!(
+        p["type"].as_str().unwrap().ends_with("desk-elsewhere"),
+        "{p}"
+    );
+    wait_for("the old holder to stand by", || {
+        ready(old)["desk"] == "standby"
+    });
+    assert_eq!(
+        &new.get_json(token, "/api/v1/trading/orders?status=all"),
+        before,
+        "the old holder wrote nothing"
+    );
+}
+
 /// Waits until `s` holds the desk; how long that took from `since`.
 fn until_held(s: &Server, since: Instant) -> Duration {
     wait_for("the standby to take the desk", || {
@@ -694,26 +719,8 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
     );
     let before = t3.get_json(&token, "/api/v1/trading/orders?status=all");
     t2.signal("CONT");
-    let r = order(
-        &t2,
-        &token,
-        "paper",
-        json!({"client_id": "from-the-past", "symbol": "IF2409", "side": "buy", "qty": "1"}),
-    );
-    let p = crate::support::problem(r, 503);
-    assert!(
-        p["type"].as_str().unwrap().ends_with("desk-elsewhere"),
-        "{p}"
-    );
-    wait_for("the old holder to stand by", || {
-        ready(&t2)["desk"] == "standby"
-    });
+    writes_nothing(&t2, &t3, &token, &before);
     assert_eq!(ready(&t2)["desk_holder"], "trader-3");
-    assert_eq!(
-        t3.get_json(&token, "/api/v1/trading/orders?status=all"),
-        before,
-        "the old holder wrote nothing"
-    );
     let log = t2.log();
     assert!(log.contains("desk lease lost"), "{log}");
     eprintln!("failover after kill -9: {failover:?}; after SIGSTOP: {takeover:?}");
@@ -733,25 +740,7 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
         // Give the cut-off holder a whole lease term to notice, then heal.
         std::thread::sleep(Duration::from_millis(1600));
         h[2].restore();
-        let r = order(
-            &t3,
-            &token,
-            "paper",
-            json!({"client_id": "from-the-island", "symbol": "IF2409", "side": "buy", "qty": "1"}),
-        );
-        let p = crate::support::problem(r, 503);
-        assert!(
-            p["type"].as_str().unwrap().ends_with("desk-elsewhere"),
-            "{p}"
-        );
-        wait_for("the cut-off holder to stand by", || {
-            ready(&t3)["desk"] == "standby"
-        });
-        assert_eq!(
-            t2.get_json(&token, "/api/v1/trading/orders?status=all"),
-            before,
-            "the cut-off holder wrote nothing"
-        );
+        writes_nothing(&t3, &t2, &token, &before);
         eprintln!("failover after a network partition: {partition:?}");
     }
     drop((t1, t2, t3));
