@@ -14,7 +14,11 @@ fn main() {
         println!("cargo:rerun-if-changed={dist}");
         return;
     }
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    // The manifest directory of this build, read when the script runs: a
+    // script compiled for another checkout sharing the target directory
+    // (CI reuses one across clones) must not build that checkout's web/.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let web = Path::new(&manifest).join("../../web");
     let web = web.canonicalize().expect("web/ next to appliance/");
     for input in [
         "src",
