@@ -214,6 +214,23 @@ fn sma_reference(
     book
 }
 
+/// The SMA crossover example over `feed` of symbol X, default settings.
+fn run_sma(feed: Feed<'_>, (fast, slow): (usize, usize), size: i64) -> RunResult {
+    run(
+        &plugin("sma_crossover"),
+        &params(&[
+            ("fast", fast as f64),
+            ("slow", slow as f64),
+            ("size", size as f64),
+        ]),
+        feed,
+        vec![instrument("X")],
+        &Settings::default(),
+        |_| true,
+    )
+    .unwrap()
+}
+
 #[test]
 fn sma_crossover_on_a_million_bars() {
     const N: usize = 1_000_000;
@@ -221,19 +238,7 @@ fn sma_crossover_on_a_million_bars() {
     let opens = opens_near(&closes);
     let data = bars("X", &closes, &opens);
     let (fast, slow, size) = (10, 30, 3);
-    let got = run(
-        &plugin("sma_crossover"),
-        &params(&[
-            ("fast", fast as f64),
-            ("slow", slow as f64),
-            ("size", size as f64),
-        ]),
-        Feed::Bars(std::slice::from_ref(&data)),
-        vec![instrument("X")],
-        &Settings::default(),
-        |_| true,
-    )
-    .unwrap();
+    let got = run_sma(Feed::Bars(std::slice::from_ref(&data)), (fast, slow), size);
     let want = sma_reference(&closes, &data.ts, size, (fast, slow), |row, _| opens[row]);
     assert!(want.fills.len() > N / 100, "{}", want.fills.len());
     want.check(&got, &BTreeMap::from([("X".into(), money(closes[N - 1]))]));
@@ -263,19 +268,7 @@ fn sma_crossover_on_a_million_ticks() {
         data.ask.push(price(ask[i]));
     }
     let (fast, slow, size) = (20, 60, 2);
-    let got = run(
-        &plugin("sma_crossover"),
-        &params(&[
-            ("fast", fast as f64),
-            ("slow", slow as f64),
-            ("size", size as f64),
-        ]),
-        Feed::Ticks(std::slice::from_ref(&data)),
-        vec![instrument("X")],
-        &Settings::default(),
-        |_| true,
-    )
-    .unwrap();
+    let got = run_sma(Feed::Ticks(std::slice::from_ref(&data)), (fast, slow), size);
     // A market order fills at the next quote: buys at its ask, sells at its bid.
     let want = sma_reference(&trades, &data.ts, size, (fast, slow), |row, side| {
         if side > 0 { ask[row] } else { bid[row] }

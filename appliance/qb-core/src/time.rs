@@ -12,6 +12,11 @@ pub fn now_ms() -> Millis {
     Utc::now().timestamp_millis()
 }
 
+/// A duration in whole milliseconds, saturating (a TTL or lease term).
+pub fn duration_ms(d: std::time::Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
 /// Converts milliseconds to a UTC date-time (saturating at the epoch for
 /// values chrono cannot represent).
 pub fn to_utc(ms: Millis) -> DateTime<Utc> {

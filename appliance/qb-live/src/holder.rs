@@ -178,7 +178,6 @@ pub async fn keep(
         match outcome {
             Outcome::Stopping => {
                 let n = held.strategies.shutdown().await;
-                held.strategies.close();
                 tracing::info!(
                     strategies = n,
                     "live strategies stopped after a final snapshot; they resume at the next start"
@@ -195,7 +194,6 @@ pub async fn keep(
                      for a whole lease term): this node stops trading"
                 );
                 held.strategies.shutdown().await;
-                held.strategies.close();
             }
         }
     }

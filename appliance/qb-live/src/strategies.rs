@@ -236,15 +236,6 @@ impl Strategies {
         self.feeds.lock().extend([tick_feed, order_feed]);
     }
 
-    /// Ends the feeds (after [`Strategies::shutdown`]): this set of
-    /// strategies is done on this node (the desk lease was lost or
-    /// released).
-    pub fn close(&self) {
-        for feed in self.feeds.lock().drain(..) {
-            feed.abort();
-        }
-    }
-
     fn dispatch_ticks(&self, b: Arc<TickBatch>) {
         let mut dropped: Vec<String> = Vec::new();
         for (id, r) in self.running.lock().iter() {
@@ -443,6 +434,11 @@ impl Strategies {
             if let Err(e) = self.halt(id).await {
                 tracing::warn!(strategy = %id, error = %e, "strategy did not stop cleanly");
             }
+        }
+        // This set of strategies is done on this node (the desk lease was
+        // released or lost): nothing feeds it any more.
+        for feed in self.feeds.lock().drain(..) {
+            feed.abort();
         }
         ids.len()
     }

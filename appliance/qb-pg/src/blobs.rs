@@ -12,6 +12,7 @@ use qb_core::time::now_ms;
 use qb_core::{BlobInfo, BlobStore, StoreError, StoreResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::kv::prefix_end;
 use crate::sql::{col, exec, opt_row, rows};
 use crate::{PgStore, map_pg};
 
@@ -21,17 +22,13 @@ fn io(what: &Path, e: std::io::Error) -> StoreError {
     StoreError::Backend(format!("{}: {e}", what.display()))
 }
 
-/// `LIKE` pattern of keys starting with `prefix` (`%`, `_` and `\\` escaped).
-fn like_prefix(prefix: &str) -> String {
-    let mut p = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
+/// The key range of `prefix`: `key >= $1 AND key < $2`, the same bounds the
+/// key-value scans use (`kv::prefix_end`; no upper bound: `U+10FFFF`).
+fn range(prefix: &str) -> (String, String) {
+    (
+        prefix.to_string(),
+        prefix_end(prefix).unwrap_or_else(|| char::MAX.to_string()),
+    )
 }
 
 #[async_trait]
@@ -136,11 +133,12 @@ impl BlobStore for PgStore {
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<BlobInfo>> {
+        let (from, to) = range(prefix);
         let c = self.conn().await?;
         rows(
             &c,
-            "SELECT key, size, created_ms FROM blobs WHERE key LIKE $1 ORDER BY key",
-            &[&like_prefix(prefix)],
+            "SELECT key, size, created_ms FROM blobs WHERE key >= $1 AND key < $2 ORDER BY key",
+            &[&from, &to],
         )
         .await?
         .iter()
@@ -160,11 +158,12 @@ impl BlobStore for PgStore {
                 "deleting every blob at once is refused: name a prefix".into(),
             ));
         }
+        let (from, to) = range(prefix);
         let c = self.conn().await?;
         exec(
             &c,
-            "DELETE FROM blobs WHERE key LIKE $1",
-            &[&like_prefix(prefix)],
+            "DELETE FROM blobs WHERE key >= $1 AND key < $2",
+            &[&from, &to],
         )
         .await
     }

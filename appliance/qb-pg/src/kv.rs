@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use qb_core::time::{Millis, now_ms};
+use qb_core::time::{Millis, duration_ms, now_ms};
 use qb_core::{KvStore, KvWrite, Lease, LeaseState, StoreError, StoreResult};
 use tokio_postgres::error::SqlState;
 
@@ -93,10 +93,6 @@ const FENCED_IDLE: &str = "SET LOCAL idle_in_transaction_session_timeout = 1000"
 /// transaction holds, then counts the lease as held.
 const ACQUIRE_WAIT: &str = "SET LOCAL lock_timeout = 1000";
 
-fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// Rows and value bytes per statement of a batch (one transaction however
 /// many statements).
 const CHUNK_ROWS: usize = 2_000;
@@ -121,12 +117,12 @@ fn check(ns: &str, key: &str) -> StoreResult<()> {
 }
 
 fn expiry(ttl: Option<Duration>) -> Option<Millis> {
-    ttl.map(|t| now_ms().saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)))
+    ttl.map(|t| now_ms().saturating_add(duration_ms(t)))
 }
 
 /// The least string above every string starting with `prefix`, in byte
 /// (= code point) order; `None` when there is no bound (empty prefix).
-fn prefix_end(prefix: &str) -> Option<String> {
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let next = match last {
@@ -336,7 +332,7 @@ impl KvStore for PgStore {
         let tx = c.transaction().await.map_err(map_pg)?;
         tx.batch_execute(ACQUIRE_WAIT).await.map_err(map_pg)?;
         let row = match tx
-            .query_opt(LEASE_ACQUIRE, &[&name, &holder, &ttl_ms(ttl)])
+            .query_opt(LEASE_ACQUIRE, &[&name, &holder, &duration_ms(ttl)])
             .await
         {
             Ok(row) => row,
@@ -360,7 +356,7 @@ impl KvStore for PgStore {
         let n = c
             .execute(
                 LEASE_RENEW,
-                &[&lease.name, &lease.holder, &lease.epoch, &ttl_ms(ttl)],
+                &[&lease.name, &lease.holder, &lease.epoch, &duration_ms(ttl)],
             )
             .await
             .map_err(map_pg)?;

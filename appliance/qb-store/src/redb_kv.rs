@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use qb_core::time::now_ms;
+use qb_core::time::{duration_ms, now_ms};
 use qb_core::{KvStore, KvWrite, Lease, LeaseState, StoreError, StoreResult};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -42,10 +42,6 @@ impl LeaseRow {
             holder: String::from_utf8(raw[16..].to_vec()).map_err(|_| bad())?,
         })
     }
-}
-
-fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A batch's writes, keys checked: (full key, raw value or None = delete).
@@ -211,7 +207,7 @@ impl KvStore for RedbKv {
         ttl: Option<Duration>,
     ) -> StoreResult<()> {
         let k = full_key(ns, key)?;
-        let expires = ttl.map_or(0, |t| now_ms() + t.as_millis() as i64);
+        let expires = ttl.map_or(0, |t| now_ms().saturating_add(duration_ms(t)));
         let mut raw = Vec::with_capacity(8 + value.len());
         raw.extend_from_slice(&expires.to_be_bytes());
         raw.extend_from_slice(value);
@@ -316,7 +312,7 @@ impl KvStore for RedbKv {
                 }
                 let row = LeaseRow {
                     epoch: current.map_or(0, |c| c.epoch) + 1,
-                    expires: now.saturating_add(ttl_ms(ttl)),
+                    expires: now.saturating_add(duration_ms(ttl)),
                     holder: holder.clone(),
                 };
                 leases
@@ -339,7 +335,7 @@ impl KvStore for RedbKv {
         self.blocking(move |db| {
             update_lease(db, &lease, |row| {
                 (row.holder == lease.holder).then(|| LeaseRow {
-                    expires: now_ms().saturating_add(ttl_ms(ttl)),
+                    expires: now_ms().saturating_add(duration_ms(ttl)),
                     ..row
                 })
             })

@@ -257,26 +257,22 @@ fn roles_split_the_work() {
 
     // The API node does not trade; the trader node trades but serves no
     // other API call; both answer the probes.
-    let p = crate::support::problem(
+    let p = refused(
         api.get("/api/v1/trading/accounts")
             .bearer_auth(&token)
             .send()
             .unwrap(),
-        503,
-    );
-    assert!(
-        p["type"].as_str().unwrap().ends_with("role-elsewhere"),
-        "{p}"
+        "role-elsewhere",
     );
     assert!(p["detail"].as_str().unwrap().contains("trader role"), "{p}");
     let accounts = back.get_json(&token, "/api/v1/trading/accounts");
     assert_eq!(accounts[0]["name"], "paper", "{accounts}");
-    let p = crate::support::problem(
+    let p = refused(
         back.get("/api/v1/users")
             .bearer_auth(&token)
             .send()
             .unwrap(),
-        503,
+        "role-elsewhere",
     );
     assert!(p["detail"].as_str().unwrap().contains("api role"), "{p}");
     for path in ["/health", "/metrics"] {
@@ -481,6 +477,14 @@ fn order(s: &Server, token: &str, account: &str, body: Value) -> reqwest::blocki
         .unwrap()
 }
 
+/// A 503 problem document of `kind` (`role-elsewhere`, `desk-elsewhere`):
+/// the call was not for this node.
+fn refused(r: reqwest::blocking::Response, kind: &str) -> Value {
+    let p = crate::support::problem(r, 503);
+    assert!(p["type"].as_str().unwrap().ends_with(kind), "{p}");
+    p
+}
+
 /// `old`, a holder that lost the desk to `new` while it was away: its
 /// first trading write is refused, it stands by, and the orders `new`
 /// sees are still `before`.
@@ -491,11 +495,7 @@ fn writes_nothing(old: &Server, new: &Server, token: &str, before: &Value) {
         "paper",
         json!({"client_id": "from-the-past", "symbol": "IF2409", "side": "buy", "qty": "1"}),
     );
-    let p = crate::support::problem(r, 503);
-    assert!(
-        p["type"].as_str().unwrap().ends_with("desk-elsewhere"),
-        "{p}"
-    );
+    refused(r, "desk-elsewhere");
     wait_for("the old holder to stand by", || {
         ready(old)["desk"] == "standby"
     });
@@ -541,16 +541,12 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
     let token = t1.admin_token();
 
     // The standby refuses trading calls and says where the desk is.
-    let p = crate::support::problem(
+    let p = refused(
         t2.get("/api/v1/trading/accounts")
             .bearer_auth(&token)
             .send()
             .unwrap(),
-        503,
-    );
-    assert!(
-        p["type"].as_str().unwrap().ends_with("desk-elsewhere"),
-        "{p}"
+        "desk-elsewhere",
     );
     assert!(p["detail"].as_str().unwrap().contains("trader-1"), "{p}");
     // Desk jobs submitted through the standby run on the holder: the
