@@ -10,31 +10,25 @@
 # Needs wrk, psql, PostgreSQL at QB_TEST_PG (default 127.0.0.1:5432) and
 # Redis at QB_TEST_REDIS (default 127.0.0.1:6379).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
-DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
-export DUCKDB_LIB_DIR
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DUR="${1:-10}"
 SAMPLES="${2:-300}"
-PG="${QB_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
-REDIS="${QB_TEST_REDIS:-redis://127.0.0.1:6379}"
 cargo build --release -p quantbox >&2
 cargo build --release -p quantbox --example store_bench >&2
 BIN="$CARGO_TARGET_DIR/release/quantbox"
 BENCH="$CARGO_TARGET_DIR/release/examples/store_bench"
-DB="qb_bench_$$"
+PREFIX="qb-bench-$$"
 PIDS=()
 DIRS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    psql -q -d "$PG" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    bench_cluster_drop
     for d in "${DIRS[@]}"; do rm -rf "$d"; done
 }
 trap cleanup EXIT
-psql -q -d "$PG" -c "CREATE DATABASE $DB" >/dev/null
-DB_URL="${PG%/*}/$DB"
+bench_cluster_db "qb_bench_$$"
 
 # start NAME PORT [ENV...]: a server on PORT with its own data directory.
 start() {
@@ -43,9 +37,7 @@ start() {
     local dir
     dir="$(mktemp -d)"
     DIRS+=("$dir")
-    env QUANTBOX_DATA_DIR="$dir" QUANTBOX_ADMIN_PASSWORD="bench-admin-password" \
-        SECRET_KEY="bench-secret-0123456789abcdef0123456789" QUANTBOX_RATE_LIMIT__ENABLED=false \
-        LOG_LEVEL=warn "$@" "$BIN" serve --bind "127.0.0.1:$port" >/dev/null 2>"$dir/log" &
+    env "${BENCH_ENV[@]}" QUANTBOX_DATA_DIR="$dir" "$@" "$BIN" serve --bind "127.0.0.1:$port" >/dev/null 2>"$dir/log" &
     PIDS+=($!)
     until curl -sf "http://127.0.0.1:$port/ready" >/dev/null; do sleep 0.05; done
     echo "$name ready on port $port" >&2
@@ -54,8 +46,7 @@ start() {
 measure() {
     local name=$1 port=$2 base token
     base="http://127.0.0.1:$port"
-    token=$(curl -s -X POST "$base/api/v1/auth/login" -H 'content-type: application/json' \
-        -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+    token=$(bench_token "$base")
     for _ in $(seq 1 20); do
         curl -s -X POST "$base/api/v1/jobs" -H "authorization: Bearer $token" \
             -H 'content-type: application/json' -d '{"kind":"diag.sleep","params":{"seconds":0}}' >/dev/null
@@ -74,7 +65,7 @@ measure() {
 
 start embedded 18711
 start cluster 18712 DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" \
-    QUANTBOX_CLUSTER__REDIS_PREFIX="qb-bench-$$" QUANTBOX_CLUSTER__NODE_ID="bench-$$"
+    QUANTBOX_CLUSTER__REDIS_PREFIX="$PREFIX" QUANTBOX_CLUSTER__NODE_ID="bench-$$"
 echo "# $(date -u +%F) $(nproc) cores, $(uname -m); wrk and the bench client on the same machine"
 measure embedded 18711
 measure cluster 18712

@@ -11,42 +11,33 @@
 # Needs psql, curl, PostgreSQL at QB_TEST_PG (default 127.0.0.1:5432) and
 # Redis at QB_TEST_REDIS (default 127.0.0.1:6379).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
-DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
-export DUCKDB_LIB_DIR
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KILLS="${1:-20}"
 LEASE_MS="${2:-3000}"
-PG="${QB_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
-REDIS="${QB_TEST_REDIS:-redis://127.0.0.1:6379}"
 PROFILE="${QB_BENCH_PROFILE:-release}"
 cargo build --profile "$PROFILE" -p quantbox >&2
 BIN="$CARGO_TARGET_DIR/$PROFILE/quantbox"
-DB="qb_failover_$$"
 PREFIX="qb-failover-$$"
 declare -A PID DIR
 cleanup() {
     for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    psql -q -d "$PG" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-    redis-cli -u "$REDIS" --scan --pattern "$PREFIX*" | xargs -r redis-cli -u "$REDIS" del >/dev/null 2>&1 || true
+    bench_cluster_drop
     for d in "${DIR[@]}"; do rm -rf "$d"; done
 }
 trap cleanup EXIT
-psql -q -d "$PG" -c "CREATE DATABASE $DB" >/dev/null
-DB_URL="${PG%/*}/$DB"
+bench_cluster_db "qb_failover_$$"
 PORT=([1]=18721 [2]=18722)
 
 # start N: trader N on its port, its own data directory; waits until ready.
 start() {
     local n=$1
     [ -n "${DIR[$n]:-}" ] || DIR[$n]="$(mktemp -d)"
-    env QUANTBOX_DATA_DIR="${DIR[$n]}" QUANTBOX_ADMIN_PASSWORD="bench-admin-password" \
-        SECRET_KEY="bench-secret-0123456789abcdef0123456789" QUANTBOX_RATE_LIMIT__ENABLED=false \
+    env "${BENCH_ENV[@]}" QUANTBOX_DATA_DIR="${DIR[$n]}" \
         DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" QUANTBOX_CLUSTER__REDIS_PREFIX="$PREFIX" \
         QUANTBOX_CLUSTER__NODE_ID="trader-$n" QUANTBOX_ROLE=api,trader \
-        QUANTBOX_CLUSTER__DESK_LEASE_MS="$LEASE_MS" LOG_LEVEL=warn \
+        QUANTBOX_CLUSTER__DESK_LEASE_MS="$LEASE_MS" \
         "$BIN" serve --bind "127.0.0.1:${PORT[$n]}" >/dev/null 2>>"${DIR[$n]}/log" &
     PID[$n]=$!
     until curl -sf "http://127.0.0.1:${PORT[$n]}/ready" >/dev/null; do sleep 0.05; done
@@ -58,8 +49,7 @@ start 1
 until holds 1; do sleep 0.05; done
 start 2
 BASE="http://127.0.0.1:${PORT[1]}"
-TOKEN=$(curl -s -X POST "$BASE/api/v1/auth/login" -H 'content-type: application/json' \
-    -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+TOKEN=$(bench_token "$BASE")
 curl -sf -X POST "$BASE/api/v1/market/ticks" -H "authorization: Bearer $TOKEN" \
     -H 'content-type: application/json' \
     -d '[{"symbol":"IF2409","ts":1704157200000000000,"price":3500,"size":1,"bid":3499.8,"ask":3500.2}]' >/dev/null

@@ -5,9 +5,8 @@
 #
 #   packaging/bench/http.sh [DURATION_SECONDS]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DUR="${1:-10}"
 cargo build --release -p quantbox >&2
 BIN="$CARGO_TARGET_DIR/release/quantbox"
@@ -34,8 +33,7 @@ start "restart"
 sleep 2
 echo "idle RSS: $(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)"
 
-TOKEN=$(curl -s -X POST "http://127.0.0.1:$PORT/api/v1/auth/login" -H 'content-type: application/json' \
-    -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+TOKEN=$(bench_token "http://127.0.0.1:$PORT")
 for _ in $(seq 1 20); do
     curl -s -X POST "http://127.0.0.1:$PORT/api/v1/jobs" -H "authorization: Bearer $TOKEN" \
         -H 'content-type: application/json' -d '{"kind":"diag.sleep","params":{"seconds":0}}' >/dev/null

@@ -4,11 +4,8 @@
 #
 #   packaging/bench/live.sh [SAMPLES] [CLIENTS] [RATE] [SECONDS]   (default 500 1000 100 10)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
-DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
-export DUCKDB_LIB_DIR
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cargo build --release -p quantbox >&2
 cargo build --release -p quantbox --example live_bench >&2
 COMPONENT="$(mktemp --suffix=.wasm)"
@@ -23,6 +20,5 @@ ulimit -n 65536 2>/dev/null || true
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA" "$COMPONENT"' EXIT
 until curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null; do sleep 0.05; done
-TOKEN=$(curl -s -X POST "http://127.0.0.1:$PORT/api/v1/auth/login" -H 'content-type: application/json' \
-    -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+TOKEN=$(bench_token "http://127.0.0.1:$PORT")
 "$CARGO_TARGET_DIR/release/examples/live_bench" "http://127.0.0.1:$PORT" "$TOKEN" "$COMPONENT" "$@"

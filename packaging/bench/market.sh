@@ -8,11 +8,8 @@
 #   QB_BENCH_PROFILE=dist packaging/bench/market.sh   the shipped profile
 #   (reuses the package build's artifacts; default: release)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
-DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
-export DUCKDB_LIB_DIR
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS="${1:-10000000}"
 PROFILE="${QB_BENCH_PROFILE:-release}"
 cargo build --profile "$PROFILE" -p qb-pg --example tick_store_bench -p quantbox --example ingest_bench >&2
@@ -23,7 +20,6 @@ OUT="$CARGO_TARGET_DIR/$PROFILE"
 # Acknowledged ingest through the API: an embedded server, then a cluster
 # server (PostgreSQL at QB_TEST_PG on a fresh database, Redis at
 # QB_TEST_REDIS), the same requests.
-PG="${QB_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB="qb_bench_ingest_$$"
 DATA="$(mktemp -d)"
 PID=""
@@ -48,8 +44,7 @@ ingest() {
     PID=$!
     until curl -sf "http://127.0.0.1:$port/ready" >/dev/null; do sleep 0.05; done
     local token
-    token=$(curl -s -X POST "http://127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
-        -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+    token=$(bench_token "http://127.0.0.1:$port")
     echo "--- API ingest, $name"
     "$OUT/examples/ingest_bench" "http://127.0.0.1:$port" "$token" 100000 10 csv 2
     "$OUT/examples/ingest_bench" "http://127.0.0.1:$port" "$token" 100000 10 json 2

@@ -10,42 +10,33 @@
 # QB_BENCH_PROFILE=dist uses the shipped profile (release by default).
 # Needs psql, curl, PostgreSQL at QB_TEST_PG and Redis at QB_TEST_REDIS.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/quantbox/target}"
-DUCKDB_LIB_DIR="$(packaging/scripts/fetch-libduckdb.sh)"
-export DUCKDB_LIB_DIR
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BARS="${1:-50000}"
 RUNS="${2:-24}"
 PROFILE="${QB_BENCH_PROFILE:-release}"
-PG="${QB_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
-REDIS="${QB_TEST_REDIS:-redis://127.0.0.1:6379}"
 cargo build --profile "$PROFILE" -p quantbox >&2
 BIN="$CARGO_TARGET_DIR/$PROFILE/quantbox"
 WORK="$(mktemp -d)"
 "$BIN" plugin build plugins/sma-crossover -o "$WORK/sma.wasm" >&2
-DB="qb_sweep_$$"
 PREFIX="qb-sweep-$$"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    psql -q -d "$PG" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-    redis-cli -u "$REDIS" --scan --pattern "$PREFIX*" | xargs -r redis-cli -u "$REDIS" del >/dev/null 2>&1 || true
+    bench_cluster_drop
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-psql -q -d "$PG" -c "CREATE DATABASE $DB" >/dev/null
-DB_URL="${PG%/*}/$DB"
+bench_cluster_db "qb_sweep_$$"
 
 # start NAME ROLE PORT: a node with its own data directory; waits until ready.
 start() {
     local dir="$WORK/$1"
     mkdir -p "$dir"
-    env QUANTBOX_DATA_DIR="$dir" QUANTBOX_ADMIN_PASSWORD="bench-admin-password" \
-        SECRET_KEY="bench-secret-0123456789abcdef0123456789" QUANTBOX_RATE_LIMIT__ENABLED=false \
+    env "${BENCH_ENV[@]}" QUANTBOX_DATA_DIR="$dir" \
         DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" QUANTBOX_CLUSTER__REDIS_PREFIX="$PREFIX" \
-        QUANTBOX_CLUSTER__NODE_ID="$1" QUANTBOX_ROLE="$2" LOG_LEVEL=warn \
+        QUANTBOX_CLUSTER__NODE_ID="$1" QUANTBOX_ROLE="$2" \
         "$BIN" serve --bind "127.0.0.1:$3" >/dev/null 2>>"$dir/log" &
     PIDS+=($!)
     until curl -sf "http://127.0.0.1:$3/ready" >/dev/null; do sleep 0.05; done
@@ -53,8 +44,7 @@ start() {
 
 start api api 18731
 BASE="http://127.0.0.1:18731"
-TOKEN=$(curl -s -X POST "$BASE/api/v1/auth/login" -H 'content-type: application/json' \
-    -d '{"username":"admin","password":"bench-admin-password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+TOKEN=$(bench_token "$BASE")
 auth=(-H "authorization: Bearer $TOKEN")
 
 # field JSON NAME: a top-level string or number of a flat JSON answer.
