@@ -125,12 +125,7 @@ pub async fn keep(
         let lease = match kv.lease_acquire(DESK_LEASE, &node, timing.ttl).await {
             Ok(Some(lease)) => lease,
             Ok(None) => {
-                let holder = kv
-                    .lease_state(DESK_LEASE)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|s| s.holder);
+                let holder = holder_now(kv.as_ref()).await;
                 if !announced_standby {
                     tracing::info!(holder = ?holder, "desk held by another trader: standing by");
                     announced_standby = true;
@@ -172,7 +167,9 @@ pub async fn keep(
             "desk lease taken: this node trades"
         );
         let outcome = hold(kv.as_ref(), &lease, timing, &mut stop).await;
-        slot.set(None, None);
+        // Standing by from this moment, pointing at whoever took over (a
+        // standby never says "held by no node" while a node holds it).
+        slot.set(None, holder_now(kv.as_ref()).await);
         gauges.held(false, lease.epoch);
         held.feed.abort();
         match outcome {
@@ -197,6 +194,15 @@ pub async fn keep(
             }
         }
     }
+}
+
+/// The node holding the desk lease, as the store says now.
+async fn holder_now(kv: &dyn KvStore) -> Option<String> {
+    kv.lease_state(DESK_LEASE)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.holder)
 }
 
 /// Renews `lease` until it is lost or `stop` turns true.
