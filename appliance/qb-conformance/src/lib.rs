@@ -12,6 +12,7 @@ pub mod kv;
 pub mod limits;
 pub mod meta;
 pub mod pubsub;
+pub mod records;
 pub mod ticks;
 
 use std::sync::Arc;

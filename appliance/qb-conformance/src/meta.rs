@@ -324,7 +324,7 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
     plugins(&*db).await;
 }
 
-fn plugin_info(id: &str, name: &str, version: &str, at_secs: i64) -> PluginInfo {
+pub(crate) fn plugin_info(id: &str, name: &str, version: &str, at_secs: i64) -> PluginInfo {
     PluginInfo {
         id: id.into(),
         name: name.into(),

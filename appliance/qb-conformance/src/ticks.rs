@@ -96,6 +96,8 @@ pub async fn suite(open: TickStoreFactory, caps: &Capabilities) -> Vec<String> {
     bars_across_daylight_saving(open().await).await;
     eprintln!("tick-store conformance: imported bars");
     imported_bars(open().await).await;
+    eprintln!("tick-store conformance: copies (ticks with their seq, imported bars)");
+    copies(open().await, open().await).await;
     eprintln!("tick-store conformance: CTP");
     ctp(open().await).await;
     eprintln!("tick-store conformance: CSV imports");
@@ -320,6 +322,86 @@ fn is_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
 }
 
 // ------------------------------------------------------------------ cases
+
+/// Copies between two stores of the adapter: ticks keep their `seq` (gaps
+/// and all, which a renumbering append would lose), imported bars are
+/// listed in pages and stored as given; copying again stores nothing.
+pub async fn copies(a: Arc<dyn TickStore>, b: Arc<dyn TickStore>) {
+    let mut ticks = numbered(generated("cu", DAY0, 500, 7));
+    let mut same = tick("cu", DAY0 + 30 * S, 70_000.0, 2.0);
+    same.bid = Some(69_990.0);
+    same.seq = 5;
+    ticks.push(same.clone());
+    same.seq = 2;
+    same.price = 70_010.0;
+    ticks.push(same);
+    let ticks = sorted(ticks);
+    assert_eq!(
+        a.restore_ticks(ticks.clone()).await.unwrap(),
+        ticks.len() as u64
+    );
+    assert_eq!(all_ticks(&a, "cu").await, ticks, "seq kept as given");
+    assert_eq!(a.restore_ticks(ticks.clone()).await.unwrap(), 0);
+    assert_eq!(a.restore_ticks(Vec::new()).await.unwrap(), 0);
+    // Copied page by page into a second store: the same ticks.
+    let mut pages = Vec::new();
+    tick_pages(a.as_ref(), "cu", None, None, 64, |p| pages.push(p))
+        .await
+        .unwrap();
+    assert!(pages.len() > 5);
+    for page in pages {
+        b.restore_ticks(page).await.unwrap();
+    }
+    assert_eq!(all_ticks(&b, "cu").await, ticks);
+
+    let bar = |i: i64, close: f64| Bar {
+        ts: DAY0 + i * MINUTE,
+        open: 10.0,
+        high: 12.5,
+        low: 9.75,
+        close,
+        volume: 100.0 + i as f64,
+        turnover: (i % 2 == 0).then_some(1_000.5),
+        open_interest: None,
+    };
+    let bars: Vec<Bar> = (0..10).map(|i| bar(i, 11.0 + i as f64 / 8.0)).collect();
+    assert_eq!(a.restore_bars("au", 60, bars.clone()).await.unwrap(), 10);
+    assert_eq!(a.restore_bars("au", 60, bars.clone()).await.unwrap(), 0);
+    assert_eq!(
+        a.restore_bars("au", 300, bars[..2].to_vec()).await.unwrap(),
+        2
+    );
+    assert_eq!(a.restore_bars("au", 60, Vec::new()).await.unwrap(), 0);
+    assert_eq!(a.imported_bars("au", 60, None, 100).await.unwrap(), bars);
+    assert_eq!(
+        a.imported_bars("au", 60, Some(bars[3].ts), 4)
+            .await
+            .unwrap(),
+        bars[4..8].to_vec()
+    );
+    assert_eq!(
+        a.imported_bars("au", 300, None, 100).await.unwrap(),
+        bars[..2]
+    );
+    assert!(
+        a.imported_bars("cu", 60, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Bars from the copies answer like imported ones.
+    let got = a
+        .bars(BarQuery {
+            symbol: "au".into(),
+            interval: "1m".parse().unwrap(),
+            start: None,
+            end: None,
+            timezone: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, bars);
+}
 
 /// Appends: idempotent, same-time ticks numbered, keyset reads, exact doubles.
 pub async fn appends(s: Arc<dyn TickStore>) {

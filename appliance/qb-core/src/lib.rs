@@ -6,6 +6,7 @@
 //!   Single-box adapters live in `qb-store`; cluster adapters slot in behind
 //!   the same traits without touching callers.
 //! - [`metrics`]: the Prometheus registry and the metric families quantbox exports.
+//! - [`records`]: the metadata and job tables as plain rows, for copying one store into another.
 //!
 //! This crate knows nothing about HTTP, SQLite, redb or wasmtime.
 
@@ -14,10 +15,11 @@ pub mod config;
 pub mod market;
 pub mod metrics;
 pub mod model;
+pub mod records;
 pub mod seams;
 pub mod time;
 
 pub use seams::{
-    Backends, BlobInfo, BlobStore, Fenced, JobQueue, KvStore, KvWrite, Lease, LeaseState,
+    Backends, BlobInfo, BlobStore, Fenced, JobQueue, KvEntry, KvStore, KvWrite, Lease, LeaseState,
     MetaStore, NodeIdentity, PubSub, Quota, RateLimiter, StoreError, StoreResult, TickStore,
 };

@@ -233,6 +233,26 @@ pub trait TickStore: Send + Sync {
     async fn retain(&self, before: Nanos) -> StoreResult<u64>;
     /// Folds the write-ahead log into the database file.
     async fn checkpoint(&self) -> StoreResult<()>;
+
+    /// Stores ticks exactly as given, `seq` included (a copy from another
+    /// tick store), in one transaction; ticks whose `(symbol, ts, seq)` is
+    /// stored already are skipped. Returns how many were stored.
+    async fn restore_ticks(&self, ticks: Vec<Tick>) -> StoreResult<u64>;
+    /// Imported bars of `symbol` at `interval_s` with `ts` after `after`,
+    /// in time order, at most `limit` (bars computed from ticks are not
+    /// stored and not listed).
+    async fn imported_bars(
+        &self,
+        symbol: &str,
+        interval_s: u32,
+        after: Option<Nanos>,
+        limit: u32,
+    ) -> StoreResult<Vec<Bar>>;
+    /// Stores imported bars exactly as given (a copy), in one transaction;
+    /// bars whose `(symbol, interval_s, ts)` is stored already are skipped.
+    /// Returns how many were stored.
+    async fn restore_bars(&self, symbol: &str, interval_s: u32, bars: Vec<Bar>)
+    -> StoreResult<u64>;
 }
 
 /// One write of a [`KvStore::write`] batch.
@@ -298,6 +318,11 @@ pub trait KvStore: Send + Sync {
     async fn scan(&self, ns: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
     /// Drops expired entries; returns how many.
     async fn purge_expired(&self) -> StoreResult<u64>;
+    /// Durable entries (those put without an expiry) of every namespace
+    /// after `after` (namespace, key), in (namespace, key) byte order, at
+    /// most `limit`: how a store is copied into another. Leases are not
+    /// entries.
+    async fn entries(&self, after: Option<(&str, &str)>, limit: u32) -> StoreResult<Vec<KvEntry>>;
 
     /// Takes the lease `name` for `holder` for `ttl` when it is free,
     /// expired, or already `holder`'s (a restart of the same node, which
@@ -325,6 +350,14 @@ pub trait KvStore: Send + Sync {
     /// (`StoreError::Fenced`) otherwise. A holder that was paused or cut
     /// off while another took over can never write after it.
     async fn write_fenced(&self, lease: &Lease, batch: Vec<KvWrite>) -> StoreResult<()>;
+}
+
+/// One durable entry of a [`KvStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    pub ns: String,
+    pub key: String,
+    pub value: Vec<u8>,
 }
 
 /// A lease held: its fencing token is `epoch`.
@@ -406,6 +439,9 @@ impl KvStore for Fenced {
     }
     async fn purge_expired(&self) -> StoreResult<u64> {
         self.inner.purge_expired().await
+    }
+    async fn entries(&self, after: Option<(&str, &str)>, limit: u32) -> StoreResult<Vec<KvEntry>> {
+        self.inner.entries(after, limit).await
     }
     async fn lease_acquire(
         &self,

@@ -165,25 +165,49 @@ fn bars_sql(c: &Connection, q: &BarQuery) -> StoreResult<Option<String>> {
     }))
 }
 
+/// A bar from a row `ts, open, high, low, close, volume, turnover, open_interest`.
+fn bar_row(r: &duckdb::Row<'_>) -> duckdb::Result<Bar> {
+    Ok(Bar {
+        ts: r.get(0)?,
+        open: r.get(1)?,
+        high: r.get(2)?,
+        low: r.get(3)?,
+        close: r.get(4)?,
+        volume: r.get(5)?,
+        turnover: r.get(6)?,
+        open_interest: r.get(7)?,
+    })
+}
+
 pub(crate) fn bars(s: &DuckStore, q: &BarQuery) -> StoreResult<Vec<Bar>> {
     let c = s.reader()?;
     let Some(sql) = bars_sql(&c, q)? else {
         return Ok(Vec::new());
     };
     let mut stmt = c.prepare(&sql).map_err(backend)?;
+    let rows = stmt.query_map([], bar_row).map_err(backend)?;
+    rows.collect::<duckdb::Result<Vec<_>>>().map_err(backend)
+}
+
+pub(crate) fn imported_bars(
+    s: &DuckStore,
+    symbol: &str,
+    interval_s: u32,
+    after: Option<Nanos>,
+    limit: u32,
+) -> StoreResult<Vec<Bar>> {
+    let c = s.reader()?;
+    let mut stmt = c
+        .prepare(
+            "SELECT ts, open, high, low, close, volume, turnover, open_interest FROM bars
+             WHERE symbol = ?1 AND interval_s = ?2 AND ts > ?3 ORDER BY ts LIMIT ?4",
+        )
+        .map_err(backend)?;
     let rows = stmt
-        .query_map([], |r| {
-            Ok(Bar {
-                ts: r.get(0)?,
-                open: r.get(1)?,
-                high: r.get(2)?,
-                low: r.get(3)?,
-                close: r.get(4)?,
-                volume: r.get(5)?,
-                turnover: r.get(6)?,
-                open_interest: r.get(7)?,
-            })
-        })
+        .query_map(
+            params![symbol, interval_s, after.unwrap_or(i64::MIN), limit],
+            bar_row,
+        )
         .map_err(backend)?;
     rows.collect::<duckdb::Result<Vec<_>>>().map_err(backend)
 }

@@ -172,10 +172,21 @@ impl DuckStore {
 
     /// Appends ticks in one transaction (blocking).
     pub fn append_blocking(&self, mut ticks: Vec<Tick>) -> StoreResult<AppendReport> {
-        if ticks.is_empty() {
-            return Ok(AppendReport::default());
-        }
         number_ticks(&mut ticks);
+        let n = ticks.len() as u64;
+        let stored = self.store_blocking(&ticks)?;
+        Ok(AppendReport {
+            stored,
+            duplicates: n - stored,
+        })
+    }
+
+    /// Stores numbered ticks in one transaction, skipping identities
+    /// already stored; how many were stored (blocking).
+    fn store_blocking(&self, ticks: &[Tick]) -> StoreResult<u64> {
+        if ticks.is_empty() {
+            return Ok(0);
+        }
         let (lo, hi) = ticks.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
             (lo.min(t.ts), hi.max(t.ts))
         });
@@ -193,26 +204,68 @@ impl DuckStore {
         if !overlaps(&tx, &list, lo, hi)? {
             // Nothing stored for these symbols in this range: append straight
             // into the table, no staging, no anti-join.
-            append_rows(&tx, "ticks", "main", &ticks)?;
+            append_rows(&tx, "ticks", "main", ticks)?;
             tx.commit().map_err(backend)?;
-            return Ok(AppendReport {
-                stored: n,
-                duplicates: 0,
-            });
+            return Ok(n);
         }
         tx.execute_batch(&format!(
             "CREATE OR REPLACE TEMP TABLE stage_ticks AS SELECT {TICK_COLS} FROM ticks LIMIT 0"
         ))
         .map_err(backend)?;
-        append_rows(&tx, "stage_ticks", "temp", &ticks)?;
+        append_rows(&tx, "stage_ticks", "temp", ticks)?;
         let stored = insert_new_ticks(&tx, "stage_ticks", lo, hi)?;
         tx.execute_batch("DROP TABLE temp.stage_ticks")
             .map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(AppendReport {
-            stored,
-            duplicates: n - stored,
-        })
+        Ok(stored)
+    }
+
+    /// Stores imported bars of one symbol and interval in one transaction,
+    /// skipping bars already stored (blocking).
+    fn store_bars_blocking(&self, symbol: &str, interval_s: u32, bars: &[Bar]) -> StoreResult<u64> {
+        let Some((lo, hi)) = bars.iter().map(|b| b.ts).fold(None, |acc, ts| match acc {
+            None => Some((ts, ts)),
+            Some((lo, hi)) => Some((ts.min(lo), ts.max(hi))),
+        }) else {
+            return Ok(0);
+        };
+        let mut conn = self.inner.writer.lock();
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch("CREATE OR REPLACE TEMP TABLE stage_bars AS SELECT * FROM bars LIMIT 0")
+            .map_err(backend)?;
+        {
+            let mut app = tx
+                .appender_to_catalog_and_db("stage_bars", "temp", "main")
+                .map_err(backend)?;
+            for b in bars {
+                app.append_row(params![
+                    symbol,
+                    interval_s,
+                    b.ts,
+                    b.open,
+                    b.high,
+                    b.low,
+                    b.close,
+                    b.volume,
+                    b.turnover,
+                    b.open_interest
+                ])
+                .map_err(backend)?;
+            }
+            app.flush().map_err(backend)?;
+        }
+        let stored = tx
+            .execute(
+                "INSERT INTO bars SELECT s.* FROM stage_bars s
+                 WHERE NOT EXISTS (SELECT 1 FROM bars b WHERE b.ts BETWEEN ?1 AND ?2
+                       AND b.symbol = s.symbol AND b.interval_s = s.interval_s AND b.ts = s.ts)",
+                params![lo, hi],
+            )
+            .map_err(backend)? as u64;
+        tx.execute_batch("DROP TABLE temp.stage_bars")
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(stored)
     }
 }
 
@@ -388,6 +441,33 @@ impl TickStore for DuckStore {
             Ok((a + b) as u64)
         })
         .await
+    }
+
+    async fn restore_ticks(&self, ticks: Vec<Tick>) -> StoreResult<u64> {
+        self.blocking(move |s| s.store_blocking(&ticks)).await
+    }
+
+    async fn imported_bars(
+        &self,
+        symbol: &str,
+        interval_s: u32,
+        after: Option<Nanos>,
+        limit: u32,
+    ) -> StoreResult<Vec<Bar>> {
+        let symbol = symbol.to_string();
+        self.blocking(move |s| crate::query::imported_bars(s, &symbol, interval_s, after, limit))
+            .await
+    }
+
+    async fn restore_bars(
+        &self,
+        symbol: &str,
+        interval_s: u32,
+        bars: Vec<Bar>,
+    ) -> StoreResult<u64> {
+        let symbol = symbol.to_string();
+        self.blocking(move |s| s.store_bars_blocking(&symbol, interval_s, &bars))
+            .await
     }
 
     async fn checkpoint(&self) -> StoreResult<()> {

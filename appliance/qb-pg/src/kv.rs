@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use qb_core::time::{Millis, duration_ms, now_ms};
-use qb_core::{KvStore, KvWrite, Lease, LeaseState, StoreError, StoreResult};
+use qb_core::{KvEntry, KvStore, KvWrite, Lease, LeaseState, StoreError, StoreResult};
 use tokio_postgres::error::SqlState;
 
 use crate::{PgStore, backend, map_pg};
@@ -59,6 +59,12 @@ const SCAN_RANGE: &str = "SELECT key, value FROM kv WHERE ns = $1 AND key >= $2 
 /// [`SCAN_RANGE`] without an upper bound (empty prefix).
 const SCAN_FROM: &str = "SELECT key, value FROM kv WHERE ns = $1 AND key >= $2 \
                          AND (expires_at IS NULL OR expires_at > $3) ORDER BY key";
+
+/// Durable rows in `(ns, key)` order, from the start or after `($1, $2)`.
+const ENTRIES: &str = "SELECT ns, key, value FROM kv WHERE expires_at IS NULL \
+                       ORDER BY ns, key LIMIT $1";
+const ENTRIES_AFTER: &str = "SELECT ns, key, value FROM kv WHERE expires_at IS NULL \
+                             AND (ns, key) > ($1, $2) ORDER BY ns, key LIMIT $3";
 
 const PURGE: &str = "DELETE FROM kv WHERE expires_at <= $1";
 
@@ -408,6 +414,27 @@ impl KvStore for PgStore {
         let c = self.conn().await?;
         let stmt = c.prepare_cached(PURGE).await.map_err(map_pg)?;
         c.execute(&stmt, &[&now_ms()]).await.map_err(map_pg)
+    }
+
+    async fn entries(&self, after: Option<(&str, &str)>, limit: u32) -> StoreResult<Vec<KvEntry>> {
+        let c = self.conn().await?;
+        let limit = i64::from(limit);
+        let rows = match after {
+            Some((ns, key)) => {
+                check(ns, key)?;
+                crate::sql::rows(&c, ENTRIES_AFTER, &[&ns, &key, &limit]).await?
+            }
+            None => crate::sql::rows(&c, ENTRIES, &[&limit]).await?,
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(KvEntry {
+                    ns: crate::sql::col(r, 0)?,
+                    key: crate::sql::col(r, 1)?,
+                    value: crate::sql::col(r, 2)?,
+                })
+            })
+            .collect()
     }
 }
 

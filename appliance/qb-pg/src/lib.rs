@@ -10,6 +10,8 @@
 //!   transaction, so delivered only after it committed).
 //! - [`KvStore`](qb_core::KvStore) (`kv.rs`): hot state; a batch is one
 //!   transaction, durable when it returns (`synchronous_commit` on).
+//! - [`RecordStore`](qb_core::records::RecordStore) (`records.rs`): the
+//!   metadata and job tables row by row, for `quantbox cluster import`.
 //!
 //! Schema changes are in [`migrations`], applied under an advisory lock.
 //! SQL is written by hand, as in the SQLite adapter; times are integer
@@ -20,6 +22,7 @@ pub mod jobs;
 pub mod kv;
 pub mod meta;
 pub mod migrations;
+pub mod records;
 mod sql;
 pub mod testing;
 pub mod ticks;

@@ -1422,6 +1422,69 @@ impl TickStore for PgTicks {
     async fn checkpoint(&self) -> StoreResult<()> {
         Ok(())
     }
+
+    async fn restore_ticks(&self, ticks: Vec<Tick>) -> StoreResult<u64> {
+        if ticks.is_empty() {
+            return Ok(0);
+        }
+        self.retrying(|| self.append_once(&ticks)).await
+    }
+
+    async fn imported_bars(
+        &self,
+        symbol: &str,
+        interval_s: u32,
+        after: Option<Nanos>,
+        limit: u32,
+    ) -> StoreResult<Vec<Bar>> {
+        // The primary, not a replica: a copy checks what it just wrote.
+        let c = self.store().conn().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT ts, open, high, low, close, volume, turnover, open_interest FROM tick_bars
+                 WHERE symbol = $1 AND interval_s = $2 AND ts > $3 ORDER BY ts LIMIT $4",
+            )
+            .await
+            .map_err(map_pg)?;
+        let args: [&(dyn ToSql + Sync); 4] = [
+            &symbol,
+            &(interval_s as i32),
+            &after.unwrap_or(i64::MIN),
+            &i64::from(limit),
+        ];
+        c.query(&stmt, &args)
+            .await
+            .map_err(map_pg)?
+            .iter()
+            .map(|r| bar_of(r).map_err(map_pg))
+            .collect()
+    }
+
+    async fn restore_bars(
+        &self,
+        symbol: &str,
+        interval_s: u32,
+        bars: Vec<Bar>,
+    ) -> StoreResult<u64> {
+        if bars.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<ImportedBar> = bars
+            .into_iter()
+            .map(|bar| ImportedBar {
+                symbol: symbol.to_string(),
+                interval_s,
+                bar,
+            })
+            .collect();
+        self.retrying(|| async {
+            let mut c = self.store().conn().await?;
+            let mut copy = self.begin(&mut c, Table::Bars).await?;
+            copy.bars(&rows).await?;
+            copy.commit(self).await
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use qb_conformance::kv::BatchOutcome;
-use qb_conformance::{kv, meta};
+use qb_conformance::{kv, meta, records};
 use qb_core::{KvStore, NodeIdentity};
 use qb_pg::testing::TestDatabase;
 use qb_pg::{PgOptions, PgStore};
@@ -26,6 +26,25 @@ async fn store(db: &TestDatabase, app: &str) -> PgStore {
 async fn pg_meta_store() {
     let db = TestDatabase::create().await.unwrap();
     meta::suite(Arc::new(store(&db, "qb-test-meta").await)).await;
+}
+
+fn tables(s: PgStore) -> records::Tables {
+    records::Tables {
+        meta: Arc::new(s.clone()),
+        jobs: Arc::new(s.clone()),
+        records: Arc::new(s),
+    }
+}
+
+#[tokio::test]
+async fn pg_records_copy() {
+    let a = TestDatabase::create().await.unwrap();
+    let b = TestDatabase::create().await.unwrap();
+    records::suite(
+        tables(store(&a, "qb-test-records").await),
+        tables(store(&b, "qb-test-records").await),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -59,9 +78,25 @@ async fn pg_suites_under_a_language_collation() {
         .await
         .expect("the test server supports ICU collations");
     let db = TestDatabase::create_named(&name).await.unwrap();
-    let store = store(&db, "qb-test-icu").await;
-    meta::suite(Arc::new(store.clone())).await;
-    kv::suite(Arc::new(store)).await;
+    let s = store(&db, "qb-test-icu").await;
+    meta::suite(Arc::new(s.clone())).await;
+    kv::suite(Arc::new(s)).await;
+    // Rows leave in the same (byte) order whatever the collation.
+    let name = format!("qb_t_icu_{}", uuid::Uuid::now_v7().simple());
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        ))
+        .await
+        .unwrap();
+    let icu = TestDatabase::create_named(&name).await.unwrap();
+    let plain = TestDatabase::create().await.unwrap();
+    records::suite(
+        tables(store(&icu, "qb-test-icu").await),
+        tables(store(&plain, "qb-test-records").await),
+    )
+    .await;
 }
 
 #[tokio::test]

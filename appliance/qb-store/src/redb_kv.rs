@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use qb_core::time::{duration_ms, now_ms};
-use qb_core::{KvStore, KvWrite, Lease, LeaseState, StoreError, StoreResult};
+use qb_core::{KvEntry, KvStore, KvWrite, Lease, LeaseState, StoreError, StoreResult};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const KV: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("kv");
@@ -259,6 +259,47 @@ impl KvStore for RedbKv {
                 if let Some(data) = live(v.value(), now) {
                     out.push((k[ns_len..].to_string(), data.to_vec()));
                 }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn entries(&self, after: Option<(&str, &str)>, limit: u32) -> StoreResult<Vec<KvEntry>> {
+        let after = after.map(|(ns, key)| full_key(ns, key)).transpose()?;
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(KV).map_err(backend)?;
+            let range = match &after {
+                Some(k) => table.range::<&str>((
+                    std::ops::Bound::Excluded(k.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => table.range::<&str>(..),
+            }
+            .map_err(backend)?;
+            let mut out = Vec::new();
+            for item in range {
+                if out.len() >= limit as usize {
+                    break;
+                }
+                let (k, v) = item.map_err(backend)?;
+                let raw = v.value();
+                // Durable entries only: an expiry of 0 means never.
+                let Some((head, data)) = raw.split_at_checked(8) else {
+                    continue;
+                };
+                if head != [0u8; 8] {
+                    continue;
+                }
+                let (ns, key) = k.value().split_once('\0').ok_or_else(|| {
+                    backend(format!("a key without a namespace: {:?}", k.value()))
+                })?;
+                out.push(KvEntry {
+                    ns: ns.to_string(),
+                    key: key.to_string(),
+                    value: data.to_vec(),
+                });
             }
             Ok(out)
         })

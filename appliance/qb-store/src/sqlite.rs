@@ -61,11 +61,11 @@ fn shared_wakeups(path: &Path) -> Arc<Wakeups> {
         .clone()
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn map_sql(e: rusqlite::Error) -> StoreError {
+pub(crate) fn map_sql(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, msg) = &e
         && code.code == rusqlite::ErrorCode::ConstraintViolation
     {
@@ -135,7 +135,7 @@ impl Sqlite {
         &self.inner.node
     }
 
-    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
@@ -146,7 +146,7 @@ impl Sqlite {
             .map_err(backend)?
     }
 
-    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,

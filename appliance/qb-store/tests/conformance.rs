@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use qb_conformance::{JobQueueFactory, jobs, kv, meta, pubsub};
+use qb_conformance::{JobQueueFactory, jobs, kv, meta, pubsub, records};
 use qb_core::{JobQueue, KvStore, MetaStore, NodeIdentity};
 use qb_store::{LocalPubSub, RedbKv, Sqlite};
 
@@ -26,6 +26,21 @@ fn sqlite_jobs() -> (tempfile::TempDir, JobQueueFactory) {
         })
     });
     (dir, open)
+}
+
+fn tables(db: Sqlite) -> records::Tables {
+    records::Tables {
+        meta: Arc::new(db.clone()),
+        jobs: Arc::new(db.clone()),
+        records: Arc::new(db),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_records_copy() {
+    let (_a, src) = sqlite();
+    let (_b, dst) = sqlite();
+    records::suite(tables(src), tables(dst)).await;
 }
 
 #[tokio::test]
