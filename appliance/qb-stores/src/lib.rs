@@ -5,8 +5,8 @@
 //! This crate and the adapters are the only code that names a backend;
 //! everything else holds the `qb-core` traits.
 //!
-//! Until the PostgreSQL tick store lands (cluster part 2) ticks stay in
-//! each node's DuckDB file, and [`Backends`] says so.
+//! [`open_box`] and [`open_cluster`] open the durable stores of either
+//! side of `quantbox cluster import`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use qb_core::backoff::retry;
 use qb_core::config::Config;
+use qb_core::records::RecordStore;
 use qb_core::{
     Backends, BlobStore, JobQueue, KvStore, MetaStore, NodeIdentity, PubSub, RateLimiter, TickStore,
 };
@@ -241,6 +242,82 @@ fn open_duck(config: &Config) -> anyhow::Result<Arc<dyn TickStore>> {
         )
     })?;
     Ok(Arc::new(store))
+}
+
+/// Every durable store of one deployment, as a copy reads or writes them
+/// (`quantbox cluster import`).
+pub struct CopyStores {
+    pub records: Arc<dyn RecordStore>,
+    pub kv: Arc<dyn KvStore>,
+    pub ticks: Arc<dyn TickStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    /// Where they are, for messages.
+    pub describe: String,
+}
+
+/// The embedded stores of the box whose data directory is `data_dir`
+/// (migrated to this build's schema, as `serve` would). Fails while a
+/// server uses the directory: redb and DuckDB lock their files.
+pub fn open_box(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<CopyStores> {
+    let mut c = config.clone();
+    c.data_dir = data_dir.to_path_buf();
+    let sqlite = sqlite_path(&c);
+    anyhow::ensure!(
+        sqlite.is_file(),
+        "{} holds no quantbox data ({} is missing)",
+        data_dir.display(),
+        sqlite.display()
+    );
+    let redb = redb_path(&c);
+    let kv = qb_store::RedbKv::open(&redb).with_context(|| {
+        format!(
+            "opening {} (stop the quantbox using this data directory first)",
+            redb.display()
+        )
+    })?;
+    let ticks = open_duck(&c)?;
+    let records = qb_store::Sqlite::open(&sqlite)
+        .with_context(|| format!("opening metadata store {}", sqlite.display()))?;
+    Ok(CopyStores {
+        records: Arc::new(records),
+        kv: Arc::new(kv),
+        ticks,
+        blobs: Arc::new(qb_store::FileBlobs::new(data_dir)),
+        describe: format!("the box at {}", data_dir.display()),
+    })
+}
+
+/// The cluster stores `config` selects (PostgreSQL; migrated), read from
+/// the primary only: a copy checks what it just wrote.
+pub async fn open_cluster(config: &Config) -> anyhow::Result<CopyStores> {
+    let mut opts = pg_options(config, "quantbox:cluster-import")
+        .context("the cluster is chosen by DATABASE_URL, which is not set")?;
+    opts.read_url = None;
+    let url = opts.url.clone();
+    let pg = qb_pg::PgStore::connect(opts, NodeIdentity::new("cluster-import"))
+        .await
+        .context("connecting to PostgreSQL (DATABASE_URL)")?;
+    let ticks = open_pg_ticks(config, pg.clone()).await?;
+    let describe = format!("the cluster at {} ({})", redact_url(&url), ticks.layout());
+    Ok(CopyStores {
+        records: Arc::new(pg.clone()),
+        kv: Arc::new(pg.clone()),
+        ticks: Arc::new(ticks),
+        blobs: Arc::new(pg),
+        describe,
+    })
+}
+
+/// `url` without its password.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// `quantbox migrate`: applies the metadata schema; (version before, after).

@@ -57,6 +57,9 @@ pub enum Command {
     /// Strategy plugins: scaffold, build, check.
     #[command(subcommand)]
     Plugin(crate::plugin_cli::PluginCommand),
+    /// Cluster mode: move a box's data into the cluster stores.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print the version.
     Version,
 }
@@ -112,6 +115,15 @@ pub struct ServeArgs {
     /// comma-separated (env QUANTBOX_ROLE; default all of them).
     #[arg(long, value_name = "ROLES")]
     pub role: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Copy a box's data directory (users, API keys, instruments, ticks,
+    /// imported bars, plugins, backtests and their files, schedules,
+    /// trading state) into the cluster DATABASE_URL selects; resumable, a
+    /// no-op when run again; prints counts and checksums of both sides.
+    Import(crate::cluster_import::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -217,6 +229,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             crate::import::run(&config, args)
+        }
+        Command::Cluster(ClusterCommand::Import(args)) => {
+            let config = match load_or_exit(&cli.global) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            crate::cluster_import::run(&config, args)
         }
         Command::Backtest(args) => {
             let config = match load_or_exit(&cli.global) {

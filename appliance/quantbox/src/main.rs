@@ -4,6 +4,7 @@
 mod backtest_cli;
 mod bootstrap;
 mod cli;
+mod cluster_import;
 mod import;
 mod plugin_cli;
 mod serve;

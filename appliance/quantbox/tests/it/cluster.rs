@@ -23,7 +23,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn fresh_db() -> TestDatabase {
+pub(crate) fn fresh_db() -> TestDatabase {
     runtime().block_on(TestDatabase::create()).unwrap()
 }
 
@@ -32,7 +32,7 @@ fn redis_url() -> String {
 }
 
 /// The environment of one cluster node on `db`, events under `prefix`.
-fn node_env(db: &TestDatabase, prefix: &str, node: &str) -> Vec<(String, String)> {
+pub(crate) fn node_env(db: &TestDatabase, prefix: &str, node: &str) -> Vec<(String, String)> {
     vec![
         ("DATABASE_URL".into(), db.url.clone()),
         ("REDIS_URL".into(), redis_url()),
@@ -43,7 +43,7 @@ fn node_env(db: &TestDatabase, prefix: &str, node: &str) -> Vec<(String, String)
     ]
 }
 
-fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+pub(crate) fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 

@@ -7,6 +7,7 @@ mod auth;
 mod backtest;
 mod cli;
 mod cluster;
+mod cluster_import;
 mod dashboard;
 mod hosts;
 mod http;
