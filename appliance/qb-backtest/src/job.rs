@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use qb_core::market::{BarQuery, Instrument, Interval, check_symbol};
 use qb_core::{BlobStore, MetaStore, TickStore};
-use qb_jobs::{JobContext, JobError, JobHandler};
+use qb_jobs::{FieldError, JobContext, JobError, JobHandler};
 use qb_plugin_host::Param;
 use qb_plugin_host::registry::PluginRegistry;
 use rust_decimal::Decimal;
@@ -339,6 +339,66 @@ impl Outcome {
     }
 }
 
+/// The one check of a backtest, whoever starts it (its route, the jobs
+/// API, a schedule, a sweep): the plugin (a hash, `name` or
+/// `name@version`) exists and is pinned by its hash, every parameter (and
+/// every value of a sweep's `grid`) is one the plugin declares and within
+/// its range, and [`BacktestSpec::validate`]. Fields are named as in the
+/// request (`plugin`, `params.fast`, `grid.fast`).
+pub async fn check_spec(
+    plugins: &PluginRegistry,
+    mut spec: BacktestSpec,
+    grid: &BTreeMap<String, Vec<f64>>,
+) -> Result<BacktestSpec, FieldError> {
+    let plugin = plugins
+        .resolve(&spec.plugin)
+        .await
+        .map_err(|_| ("plugin".to_string(), format!("no plugin {:?}", spec.plugin)))?;
+    let declared: Vec<(&str, Option<f64>, Option<f64>)> = plugin
+        .params
+        .iter()
+        .map(|p| (p.name.as_str(), p.min, p.max))
+        .collect();
+    let label = format!("{} {}", plugin.name, plugin.version);
+    check_params(&label, &declared, &spec.params, grid)?;
+    spec.plugin = plugin.id;
+    spec.validate().map_err(|(f, m)| (f.to_string(), m))?;
+    Ok(spec)
+}
+
+/// Parameters (and a sweep's grid values) against what a plugin declares:
+/// `(name, min, max)` each; `label` names the plugin in messages.
+pub fn check_params(
+    label: &str,
+    declared: &[(&str, Option<f64>, Option<f64>)],
+    params: &BTreeMap<String, f64>,
+    grid: &BTreeMap<String, Vec<f64>>,
+) -> Result<(), FieldError> {
+    let tried = params
+        .iter()
+        .map(|(n, v)| (format!("params.{n}"), n, *v))
+        .chain(
+            grid.iter()
+                .flat_map(|(n, vs)| vs.iter().map(move |v| (format!("grid.{n}"), n, *v))),
+        );
+    for (field, name, value) in tried {
+        let Some((_, min, max)) = declared.iter().find(|(n, ..)| n == name) else {
+            let known: Vec<&str> = declared.iter().map(|(n, ..)| *n).collect();
+            return Err((
+                field,
+                format!(
+                    "{label} has no parameter {name:?} (it has: {})",
+                    known.join(", ")
+                ),
+            ));
+        };
+        if min.is_some_and(|m| value < m) || max.is_some_and(|m| value > m) {
+            return Err((field, format!("{value} is outside [{min:?}, {max:?}]")));
+        }
+    }
+    Ok(())
+}
+
 /// The job handler.
 pub struct BacktestRun {
     pub plugins: Arc<PluginRegistry>,
@@ -383,6 +443,7 @@ impl BacktestRun {
     }
 }
 
+#[async_trait::async_trait]
 impl JobHandler for BacktestRun {
     fn kind(&self) -> &'static str {
         KIND
@@ -396,10 +457,11 @@ impl JobHandler for BacktestRun {
     fn trader_may_enqueue(&self) -> bool {
         true
     }
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+    async fn check(&self, params: serde_json::Value) -> Result<serde_json::Value, FieldError> {
         let spec: BacktestSpec =
-            serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
-        spec.validate().map_err(|(f, m)| format!("{f}: {m}"))
+            serde_json::from_value(params).map_err(|e| ("params".to_string(), e.to_string()))?;
+        let spec = check_spec(&self.plugins, spec, &BTreeMap::new()).await?;
+        serde_json::to_value(&spec).map_err(|e| ("params".to_string(), e.to_string()))
     }
 
     fn run(

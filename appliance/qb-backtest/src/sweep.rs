@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use qb_core::JobQueue;
 use qb_core::model::NewJob;
-use qb_jobs::{JobContext, JobError, JobHandler};
+use qb_jobs::{FieldError, JobContext, JobError, JobHandler};
+use qb_plugin_host::registry::PluginRegistry;
 use serde::{Deserialize, Serialize};
 
-use crate::job::{BacktestSpec, KIND};
+use crate::job::{BacktestSpec, KIND, check_spec};
 
 pub const SWEEP_KIND: &str = "backtest.sweep";
 /// Most combinations one sweep may expand to.
@@ -59,10 +60,12 @@ impl SweepSpec {
 
 /// The job handler.
 pub struct BacktestSweep {
+    pub plugins: Arc<PluginRegistry>,
     pub queue: Arc<dyn JobQueue>,
     pub max_attempts: u32,
 }
 
+#[async_trait::async_trait]
 impl JobHandler for BacktestSweep {
     fn kind(&self) -> &'static str {
         SWEEP_KIND
@@ -76,12 +79,20 @@ impl JobHandler for BacktestSweep {
     fn trader_may_enqueue(&self) -> bool {
         true
     }
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        let spec: SweepSpec = serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
-        spec.base
-            .validate()
-            .map_err(|(f, m)| format!("base.{f}: {m}"))?;
-        spec.combinations().map(|_| ())
+    async fn check(&self, params: serde_json::Value) -> Result<serde_json::Value, FieldError> {
+        let mut spec: SweepSpec =
+            serde_json::from_value(params).map_err(|e| ("params".to_string(), e.to_string()))?;
+        spec.base = check_spec(&self.plugins, spec.base, &spec.grid)
+            .await
+            .map_err(|(f, m)| {
+                if f.starts_with("grid.") {
+                    (f, m)
+                } else {
+                    (format!("base.{f}"), m)
+                }
+            })?;
+        spec.combinations().map_err(|e| ("grid".to_string(), e))?;
+        serde_json::to_value(&spec).map_err(|e| ("params".to_string(), e.to_string()))
     }
     fn run(
         &self,

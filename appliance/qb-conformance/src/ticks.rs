@@ -415,10 +415,10 @@ pub async fn appends(s: Arc<dyn TickStore>) {
         tick("cu", DAY0, 70000.0, 1.0),
     ];
     let r = s.append(batch.clone()).await.unwrap();
-    assert_eq!((r.stored, r.duplicates), (4, 0));
+    assert_eq!((r.stored, r.duplicates, r.new), (4, 0, vec![0, 1, 2, 3]));
     // Sending the same batch again (a retry) stores nothing.
-    let r = s.append(batch).await.unwrap();
-    assert_eq!((r.stored, r.duplicates), (0, 4));
+    let r = s.append(batch.clone()).await.unwrap();
+    assert_eq!((r.stored, r.duplicates, r.new), (0, 4, vec![]));
     let got = all_ticks(&s, "rb").await;
     let seen: Vec<(i64, i32, f64)> = got.iter().map(|t| (t.ts, t.seq, t.price)).collect();
     assert_eq!(
@@ -486,6 +486,17 @@ pub async fn appends(s: Arc<dyn TickStore>) {
             ("rb", 3, Some(DAY0), Some(DAY0 + S), 0)
         ]
     );
+    // A retry that grew: only the new ticks are reported, in batch order.
+    let first = vec![tick("ni", DAY0, 1.0, 1.0), tick("ni", DAY0, 2.0, 1.0)];
+    s.append(first.clone()).await.unwrap();
+    let grown = vec![
+        tick("zn", DAY0, 5.0, 1.0),
+        first[0].clone(),
+        first[1].clone(),
+        tick("ni", DAY0, 3.0, 1.0), // seq 2: new
+    ];
+    let r = s.append(grown).await.unwrap();
+    assert_eq!((r.stored, r.duplicates, r.new), (2, 2, vec![0, 3]));
 
     // A later batch numbers its same-time ticks from 0 again: the first
     // two are taken for the stored ones (a re-send), the third is new.

@@ -532,10 +532,15 @@ pub struct ImportReport {
 }
 
 /// Result of appending ticks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
 pub struct AppendReport {
     pub stored: u64,
     pub duplicates: u64,
+    /// Positions in the appended batch of the ticks this call stored, in
+    /// batch order (the others were stored already): what may be
+    /// published as new.
+    #[serde(skip)]
+    pub new: Vec<u32>,
 }
 
 /// A range of ticks, keyset-paginated by `(ts, seq)`.

@@ -213,7 +213,9 @@ pub type Progress<'a> = &'a dyn Fn(f64, &str);
 pub trait TickStore: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
     /// Appends ticks; `seq` is assigned per `(symbol, ts)` in batch order.
-    /// Ticks already stored (same `(symbol, ts, seq)`) are skipped.
+    /// Ticks already stored (same `(symbol, ts, seq)`) are skipped; the
+    /// report says which of the batch were stored
+    /// ([`AppendReport::new`]).
     async fn append(&self, ticks: Vec<Tick>) -> StoreResult<AppendReport>;
     /// Reads a file into the store. In strict mode a bad row stores nothing
     /// and is returned as `Ok` with `rows_stored == 0` and the rejections.
@@ -297,6 +299,30 @@ pub async fn tick_pages(
             return Ok(());
         }
     }
+}
+
+/// Live ingest: stores `ticks`, then publishes the ticks this call stored,
+/// in batch order, on [`TICKS_TOPIC`] (grouped per symbol). A retried
+/// request stores nothing twice and publishes nothing twice, so the desk
+/// and live strategies never see one price twice.
+pub async fn ingest_ticks(
+    store: &dyn TickStore,
+    pubsub: &dyn PubSub,
+    ticks: Vec<Tick>,
+) -> StoreResult<AppendReport> {
+    // `append` numbers same-time ticks in batch order; published ticks
+    // carry the same order (their seq is not part of the event).
+    let kept = ticks.clone();
+    let report = store.append(ticks).await?;
+    let fresh: Vec<Tick> = report
+        .new
+        .iter()
+        .filter_map(|&i| kept.get(i as usize).cloned())
+        .collect();
+    for batch in TickBatch::group(&fresh) {
+        pubsub.publish(TICKS_TOPIC, serde_json::to_value(batch).unwrap_or_default());
+    }
+    Ok(report)
 }
 
 /// Hot state: small values read and written often, optionally expiring.

@@ -18,6 +18,7 @@ pub struct Checkpoint {
     pub kv: Arc<dyn KvStore>,
 }
 
+#[async_trait::async_trait]
 impl JobHandler for Checkpoint {
     fn kind(&self) -> &'static str {
         "maintenance.checkpoint"
@@ -130,6 +131,7 @@ impl Retention {
     }
 }
 
+#[async_trait::async_trait]
 impl JobHandler for Retention {
     fn kind(&self) -> &'static str {
         "maintenance.retention"
@@ -197,6 +199,7 @@ fn sleep_params(v: &serde_json::Value) -> Result<SleepParams, String> {
     Ok(p)
 }
 
+#[async_trait::async_trait]
 impl JobHandler for Sleep {
     fn kind(&self) -> &'static str {
         "diag.sleep"
@@ -210,8 +213,12 @@ impl JobHandler for Sleep {
     fn trader_may_enqueue(&self) -> bool {
         true
     }
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        sleep_params(params).map(|_| ())
+    async fn check(
+        &self,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::registry::FieldError> {
+        sleep_params(&params).map_err(|e| ("params".into(), e))?;
+        Ok(params)
     }
     fn run(
         &self,
@@ -262,6 +269,7 @@ pub struct MarketImport {
     pub scratch: std::path::PathBuf,
 }
 
+#[async_trait::async_trait]
 impl JobHandler for MarketImport {
     fn kind(&self) -> &'static str {
         "market.import"
@@ -272,10 +280,13 @@ impl JobHandler for MarketImport {
     fn description(&self) -> &'static str {
         "Import market data from a server-side file (the upload endpoint enqueues these)"
     }
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+    async fn check(
+        &self,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::registry::FieldError> {
         serde_json::from_value::<ImportParams>(params.clone())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| ("params".to_string(), e.to_string()))?;
+        Ok(params)
     }
     fn run(
         &self,
@@ -377,6 +388,7 @@ pub struct MarketRetention {
     pub retention_days: u32,
 }
 
+#[async_trait::async_trait]
 impl JobHandler for MarketRetention {
     fn kind(&self) -> &'static str {
         "market.retention"

@@ -12,7 +12,7 @@ pub mod scheduler;
 pub mod workers;
 
 pub use context::{JobContext, JobError};
-pub use registry::{JobHandler, KindInfo, Registry};
+pub use registry::{FieldError, JobHandler, KindInfo, Registry};
 pub use scheduler::{Scheduler, normalize_cron};
 pub use workers::{WORKER_STACK_BYTES, WorkerDeps, Workers};
 

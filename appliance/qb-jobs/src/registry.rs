@@ -9,7 +9,11 @@ use serde::Serialize;
 
 use crate::context::{JobContext, JobError};
 
+/// Which field of a job's parameters is wrong (e.g. `params.fast`), and why.
+pub type FieldError = (String, String);
+
 /// One kind of job.
+#[async_trait::async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     /// Dotted name, e.g. `maintenance.checkpoint`.
     fn kind(&self) -> &'static str;
@@ -21,9 +25,12 @@ pub trait JobHandler: Send + Sync + 'static {
     fn trader_may_enqueue(&self) -> bool {
         false
     }
-    /// Checks parameters before the job is enqueued.
-    fn validate(&self, _params: &serde_json::Value) -> Result<(), String> {
-        Ok(())
+    /// Checks parameters before the job is enqueued, whoever enqueues it
+    /// (the jobs API, the kind's own route, a schedule, the CLI), and
+    /// returns them as they are stored (e.g. a plugin named by name
+    /// pinned to its hash): the one validation of the kind.
+    async fn check(&self, params: serde_json::Value) -> Result<serde_json::Value, FieldError> {
+        Ok(params)
     }
     /// Does the work on a worker thread.
     fn run(
@@ -76,15 +83,15 @@ impl Registry {
 
     /// Checks a spec and turns it into a job to enqueue. The error says which
     /// field is wrong and why.
-    pub fn prepare(
+    pub async fn prepare(
         &self,
         spec: &JobSpec,
         created_by: Option<String>,
         max_attempts: u32,
-    ) -> Result<NewJob, (&'static str, String)> {
+    ) -> Result<NewJob, FieldError> {
         let handler = self.get(&spec.kind).ok_or_else(|| {
             (
-                "kind",
+                "kind".to_string(),
                 format!(
                     "unknown job kind {:?}; known kinds: {}",
                     spec.kind,
@@ -96,7 +103,7 @@ impl Registry {
             Some(q) if crate::QUEUES.contains(&q.as_str()) => q.clone(),
             Some(q) => {
                 return Err((
-                    "queue",
+                    "queue".into(),
                     format!("unknown queue {q:?}; queues: {}", crate::QUEUES.join(", ")),
                 ));
             }
@@ -107,7 +114,7 @@ impl Registry {
         } else {
             spec.params.clone()
         };
-        handler.validate(&params).map_err(|e| ("params", e))?;
+        let params = handler.check(params).await?;
         Ok(NewJob {
             queue,
             kind: spec.kind.clone(),

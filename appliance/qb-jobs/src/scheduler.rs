@@ -225,11 +225,15 @@ impl Scheduler {
             Ok(Some(s)) if s.enabled => s,
             _ => return,
         };
-        let mut job = match self.registry.prepare(
-            &schedule.job,
-            Some(format!("schedule:{}", schedule.name)),
-            self.max_attempts,
-        ) {
+        let mut job = match self
+            .registry
+            .prepare(
+                &schedule.job,
+                Some(format!("schedule:{}", schedule.name)),
+                self.max_attempts,
+            )
+            .await
+        {
             Ok(job) => job,
             Err((field, e)) => {
                 warn!(schedule = %schedule.name, field, error = %e, "schedule has an invalid job spec");

@@ -1,6 +1,6 @@
 //! The store: connections, schema, appends, retention.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -174,23 +174,24 @@ impl DuckStore {
     pub fn append_blocking(&self, mut ticks: Vec<Tick>) -> StoreResult<AppendReport> {
         number_ticks(&mut ticks);
         let n = ticks.len() as u64;
-        let stored = self.store_blocking(&ticks)?;
+        let new = self.store_blocking(&ticks)?;
         Ok(AppendReport {
-            stored,
-            duplicates: n - stored,
+            stored: new.len() as u64,
+            duplicates: n - new.len() as u64,
+            new,
         })
     }
 
     /// Stores numbered ticks in one transaction, skipping identities
-    /// already stored; how many were stored (blocking).
-    fn store_blocking(&self, ticks: &[Tick]) -> StoreResult<u64> {
+    /// already stored; the positions of those stored (blocking).
+    fn store_blocking(&self, ticks: &[Tick]) -> StoreResult<Vec<u32>> {
         if ticks.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
+        let all = || (0..ticks.len() as u32).collect::<Vec<u32>>();
         let (lo, hi) = ticks.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
             (lo.min(t.ts), hi.max(t.ts))
         });
-        let n = ticks.len() as u64;
         let mut symbols: Vec<&str> = ticks.iter().map(|t| t.symbol.as_str()).collect();
         symbols.sort_unstable();
         symbols.dedup();
@@ -206,18 +207,40 @@ impl DuckStore {
             // into the table, no staging, no anti-join.
             append_rows(&tx, "ticks", "main", ticks)?;
             tx.commit().map_err(backend)?;
-            return Ok(n);
+            return Ok(all());
         }
         tx.execute_batch(&format!(
             "CREATE OR REPLACE TEMP TABLE stage_ticks AS SELECT {TICK_COLS} FROM ticks LIMIT 0"
         ))
         .map_err(backend)?;
         append_rows(&tx, "stage_ticks", "temp", ticks)?;
-        let stored = insert_new_ticks(&tx, "stage_ticks", lo, hi)?;
+        // Which are stored already: the writer lock and the transaction
+        // keep this true until the insert below.
+        let stored: HashSet<(String, i64, i32)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT s.symbol, s.ts, s.seq FROM stage_ticks s WHERE EXISTS (
+                         SELECT 1 FROM ticks t WHERE t.ts BETWEEN ?1 AND ?2
+                           AND t.symbol = s.symbol AND t.ts = s.ts AND t.seq = s.seq)",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![lo, hi], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(backend)?;
+            rows.collect::<duckdb::Result<_>>().map_err(backend)?
+        };
+        let inserted = insert_new_ticks(&tx, "stage_ticks", lo, hi)?;
         tx.execute_batch("DROP TABLE temp.stage_ticks")
             .map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(stored)
+        let new: Vec<u32> = ticks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !stored.contains(&(t.symbol.clone(), t.ts, t.seq)))
+            .map(|(i, _)| i as u32)
+            .collect();
+        debug_assert_eq!(new.len() as u64, inserted);
+        Ok(new)
     }
 
     /// Stores imported bars of one symbol and interval in one transaction,
@@ -444,7 +467,8 @@ impl TickStore for DuckStore {
     }
 
     async fn restore_ticks(&self, ticks: Vec<Tick>) -> StoreResult<u64> {
-        self.blocking(move |s| s.store_blocking(&ticks)).await
+        self.blocking(move |s| Ok(s.store_blocking(&ticks)?.len() as u64))
+            .await
     }
 
     async fn imported_bars(

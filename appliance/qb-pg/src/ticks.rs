@@ -337,11 +337,14 @@ macro_rules! day_of {
 /// `tick_days` right; answers how many were new.
 macro_rules! insert_ticks {
     ($on_conflict:literal) => {
+        insert_ticks!($on_conflict, "SELECT count(*) FROM ins")
+    };
+    ($on_conflict:literal, $answer:literal) => {
         concat!(
             "WITH ins AS (
         INSERT INTO ticks SELECT * FROM qb_stage_ticks ORDER BY symbol, ts, seq ",
             $on_conflict,
-            " RETURNING symbol, ts
+            " RETURNING symbol, ts, seq
     ), days AS (
         INSERT INTO tick_days AS d (symbol, day, ticks, first_ts, last_ts)
         SELECT symbol, ",
@@ -351,7 +354,8 @@ macro_rules! insert_ticks {
             first_ts = least(d.first_ts, EXCLUDED.first_ts),
             last_ts = greatest(d.last_ts, EXCLUDED.last_ts)
     )
-    SELECT count(*) FROM ins"
+    ",
+            $answer
         )
     };
 }
@@ -363,6 +367,12 @@ const INSERT_TICKS: &str = insert_ticks!("ON CONFLICT DO NOTHING");
 /// between fails the insert with a unique violation, and the write runs
 /// again).
 const INSERT_NEW_TICKS: &str = insert_ticks!("");
+
+/// The identities a live append stored (at most `market.max_ingest_rows`),
+/// so only those are published.
+const INSERT_TICKS_RETURNING: &str =
+    insert_ticks!("ON CONFLICT DO NOTHING", "SELECT symbol, ts, seq FROM ins");
+const INSERT_NEW_TICKS_RETURNING: &str = insert_ticks!("", "SELECT symbol, ts, seq FROM ins");
 
 const INSERT_BARS: &str = "WITH ins AS (
         INSERT INTO tick_bars SELECT * FROM qb_stage_bars ORDER BY symbol, interval_s, ts
@@ -508,11 +518,27 @@ impl Staging<'_> {
         store.ensure_partitions(self.table, &self.keys).await?;
         let n: i64 = self
             .tx
-            .query_one(self.insert_sql().await?, &[])
+            .query_one(self.insert_sql(false).await?, &[])
             .await?
             .try_get(0)?;
         self.tx.commit().await?;
         Ok(n as u64)
+    }
+
+    /// [`Staging::commit`] of ticks, answering the identities stored.
+    async fn commit_ticks(
+        mut self,
+        store: &PgTicks,
+    ) -> Result<HashSet<(String, i64, i32)>, Failed> {
+        self.w.as_mut().finish().await?;
+        store.ensure_partitions(self.table, &self.keys).await?;
+        let rows = self.tx.query(self.insert_sql(true).await?, &[]).await?;
+        let stored = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        self.tx.commit().await?;
+        Ok(stored)
     }
 }
 
@@ -522,8 +548,8 @@ impl Staging<'_> {
     /// which half the profile of `ON CONFLICT` (a speculative insertion and
     /// a second index descent per row) does not need; anything else by
     /// the insert that skips stored ticks.
-    async fn insert_sql(&self) -> Result<&'static str, Failed> {
-        if self.table == Table::Bars || self.spans.is_empty() {
+    async fn insert_sql(&self, returning: bool) -> Result<&'static str, Failed> {
+        if self.table == Table::Bars || (self.spans.is_empty() && !returning) {
             return Ok(self.table.insert_sql());
         }
         let (mut syms, mut los, mut his) = (Vec::new(), Vec::new(), Vec::new());
@@ -541,10 +567,11 @@ impl Staging<'_> {
             )
             .await?
             .try_get(0)?;
-        Ok(if overlap {
-            INSERT_TICKS
-        } else {
-            INSERT_NEW_TICKS
+        Ok(match (overlap, returning) {
+            (true, false) => INSERT_TICKS,
+            (false, false) => INSERT_NEW_TICKS,
+            (true, true) => INSERT_TICKS_RETURNING,
+            (false, true) => INSERT_NEW_TICKS_RETURNING,
         })
     }
 }
@@ -762,11 +789,11 @@ impl PgTicks {
         })
     }
 
-    async fn append_once(&self, ticks: &[Tick]) -> Result<u64, Failed> {
+    async fn append_once(&self, ticks: &[Tick]) -> Result<HashSet<(String, i64, i32)>, Failed> {
         let mut c = self.store().conn().await?;
         let mut copy = self.begin(&mut c, Table::Ticks).await?;
         copy.ticks(ticks).await?;
-        copy.commit(self).await
+        copy.commit_ticks(self).await
     }
 
     /// Copies a parsed file in (blocking: runs on the caller's thread,
@@ -1275,9 +1302,16 @@ impl TickStore for PgTicks {
         number_ticks(&mut ticks);
         let n = ticks.len() as u64;
         let stored = self.retrying(|| self.append_once(&ticks)).await?;
+        let new: Vec<u32> = ticks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| stored.contains(&(t.symbol.clone(), t.ts, t.seq)))
+            .map(|(i, _)| i as u32)
+            .collect();
         Ok(AppendReport {
-            stored,
-            duplicates: n - stored,
+            stored: new.len() as u64,
+            duplicates: n - new.len() as u64,
+            new,
         })
     }
 
@@ -1427,7 +1461,7 @@ impl TickStore for PgTicks {
         if ticks.is_empty() {
             return Ok(0);
         }
-        self.retrying(|| self.append_once(&ticks)).await
+        Ok(self.retrying(|| self.append_once(&ticks)).await?.len() as u64)
     }
 
     async fn imported_bars(

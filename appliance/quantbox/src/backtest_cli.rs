@@ -120,6 +120,23 @@ pub fn run_cli(config: &Config, args: BacktestArgs) -> anyhow::Result<ExitCode> 
         .spawn(move || -> anyhow::Result<_> {
             let engine = PluginEngine::new(limits)?;
             let plugin = Plugin::compile(&engine, &bytes)?;
+            // The parameters against the plugin's own schema, as for an
+            // uploaded plugin (`qb_backtest::job::check_spec`).
+            let inst = plugin.instantiate(qb_plugin_host::Inert, 0)?;
+            let info = inst.info();
+            let declared: Vec<(&str, Option<f64>, Option<f64>)> = info
+                .params
+                .iter()
+                .map(|p| (p.name.as_str(), p.min, p.max))
+                .collect();
+            qb_backtest::job::check_params(
+                &format!("{} {}", info.name, info.version),
+                &declared,
+                &run_spec.params,
+                &Default::default(),
+            )
+            .map_err(|(field, msg)| anyhow::anyhow!("--param ({field}): {msg}"))?;
+            drop(inst);
             Ok(execute(&plugin, &run_spec, &data, instruments, |_| true)?)
         })?
         .join()

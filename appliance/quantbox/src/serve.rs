@@ -133,6 +133,7 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
             scratch: config.data_dir.join("scratch"),
         })
         .register(qb_backtest::sweep::BacktestSweep {
+            plugins: plugins.clone(),
             queue: jobs.clone(),
             max_attempts: config.queues.max_attempts,
         })

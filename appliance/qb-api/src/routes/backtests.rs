@@ -108,49 +108,14 @@ async fn backtest_job(state: &AppState, id: &str) -> ApiResult<Job> {
     }
 }
 
-/// Checks a request against its plugin (parameter names and ranges, the
-/// grid's too) and pins the plugin by hash.
-async fn resolve(
-    state: &AppState,
-    r: BacktestRequest,
-    grid: &BTreeMap<String, Vec<f64>>,
-) -> ApiResult<BacktestSpec> {
-    let plugin = state
-        .plugins
-        .resolve(&r.plugin)
-        .await
-        .map_err(|_| ApiError::invalid("plugin", format!("no plugin {:?}", r.plugin)))?;
-    // Parameters against the plugin's declared schema.
-    let tried = r
-        .params
-        .iter()
-        .map(|(n, v)| (format!("params.{n}"), n, *v))
-        .chain(
-            grid.iter()
-                .flat_map(|(n, vs)| vs.iter().map(move |v| (format!("grid.{n}"), n, *v))),
-        );
-    for (field, name, value) in tried {
-        let Some(spec) = plugin.params.iter().find(|s| &s.name == name) else {
-            let known: Vec<&str> = plugin.params.iter().map(|s| s.name.as_str()).collect();
-            return Err(ApiError::invalid(
-                &field,
-                format!(
-                    "{} {} has no parameter {name:?} (it has: {})",
-                    plugin.name,
-                    plugin.version,
-                    known.join(", ")
-                ),
-            ));
-        };
-        if spec.min.is_some_and(|m| value < m) || spec.max.is_some_and(|m| value > m) {
-            return Err(ApiError::invalid(
-                &field,
-                format!("{value} is outside [{:?}, {:?}]", spec.min, spec.max),
-            ));
-        }
-    }
+/// The spec a request asks for (times parsed, defaults filled); the
+/// plugin and its parameters are checked, and the plugin pinned by its
+/// hash, by the job kind's own check when the job is prepared
+/// (`qb_backtest::job::check_spec`), as for every other way a backtest
+/// starts.
+fn spec_of(r: BacktestRequest) -> ApiResult<BacktestSpec> {
     let spec = BacktestSpec {
-        plugin: plugin.id.clone(),
+        plugin: r.plugin,
         params: r.params,
         symbols: r.symbols,
         start: r
@@ -167,8 +132,6 @@ async fn resolve(
         slippage_ticks: r.slippage_ticks,
         seed: r.seed.unwrap_or(0),
     };
-    spec.validate()
-        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
     Ok(spec)
 }
 
@@ -182,7 +145,7 @@ async fn create_backtest(
     ApiJson(r): ApiJson<BacktestRequest>,
 ) -> ApiResult<(StatusCode, Json<Backtest>)> {
     p.require(Role::Trader)?;
-    let spec = resolve(&state, r, &BTreeMap::new()).await?;
+    let spec = spec_of(r)?;
     let job = JobSpec {
         kind: KIND.into(),
         queue: None,
@@ -191,7 +154,8 @@ async fn create_backtest(
     let new = state
         .registry
         .prepare(&job, Some(p.actor()), state.config.queues.max_attempts)
-        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+        .await
+        .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
     let job = state.jobs.enqueue(new).await?;
     Ok((StatusCode::ACCEPTED, Json(view(job))))
 }
@@ -394,10 +358,10 @@ async fn create_sweep(
     ApiJson(r): ApiJson<SweepRequest>,
 ) -> ApiResult<(StatusCode, Json<Sweep>)> {
     p.require(Role::Trader)?;
-    let base = resolve(&state, r.base, &r.grid).await?;
-    let spec = qb_backtest::sweep::SweepSpec { base, grid: r.grid };
-    spec.combinations()
-        .map_err(|e| ApiError::invalid("grid", e))?;
+    let spec = qb_backtest::sweep::SweepSpec {
+        base: spec_of(r.base)?,
+        grid: r.grid,
+    };
     let job = JobSpec {
         kind: qb_backtest::sweep::SWEEP_KIND.into(),
         queue: None,
@@ -406,7 +370,8 @@ async fn create_sweep(
     let new = state
         .registry
         .prepare(&job, Some(p.actor()), state.config.queues.max_attempts)
-        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+        .await
+        .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
     let job = state.jobs.enqueue(new).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -73,7 +73,8 @@ async fn enqueue(
     let new = state
         .registry
         .prepare(&spec, Some(p.actor()), state.config.queues.max_attempts)
-        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+        .await
+        .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
     let job = state.jobs.enqueue(new).await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }

@@ -293,15 +293,9 @@ async fn ingest_ticks(
             format!("{} ticks in one request; at most {max}", ticks.len()),
         ));
     }
-    let published = qb_core::market::TickBatch::group(&ticks);
-    let report = state.ticks.append(ticks).await?;
+    let report =
+        qb_core::seams::ingest_ticks(state.ticks.as_ref(), state.pubsub.as_ref(), ticks).await?;
     state.metrics.ticks_ingested.inc_by(report.stored);
-    for batch in published {
-        state.pubsub.publish(
-            crate::TICKS_TOPIC,
-            serde_json::to_value(batch).unwrap_or_default(),
-        );
-    }
     Ok(Json(IngestResult {
         stored: report.stored,
         duplicates: report.duplicates,
@@ -524,7 +518,8 @@ async fn create_import(
     let new = state
         .registry
         .prepare(&spec, Some(p.actor()), state.config.queues.max_attempts)
-        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
+        .await
+        .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
     let job = state.jobs.enqueue(new).await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }

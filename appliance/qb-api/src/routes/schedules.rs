@@ -44,12 +44,19 @@ pub struct SchedulePatch {
     pub enabled: Option<bool>,
 }
 
-fn check_job(state: &AppState, job: &JobSpec) -> ApiResult<()> {
-    state
+/// The job as the schedule keeps it: checked by its kind, with what the
+/// check pins (a backtest's plugin by hash, so every run of the schedule
+/// runs the same plugin).
+async fn check_job(state: &AppState, job: JobSpec) -> ApiResult<JobSpec> {
+    let new = state
         .registry
-        .prepare(job, None, 1)
-        .map(|_| ())
-        .map_err(|(field, msg)| ApiError::invalid(&format!("job.{field}"), msg))
+        .prepare(&job, None, 1)
+        .await
+        .map_err(|(field, msg)| ApiError::invalid(&format!("job.{field}"), msg))?;
+    Ok(JobSpec {
+        params: new.params,
+        ..job
+    })
 }
 
 /// Applies an edit on this node's scheduler at once and announces it to
@@ -92,13 +99,13 @@ async fn create_schedule(
         return Err(ApiError::invalid("name", "must be 1 to 100 characters"));
     }
     let cron = normalize_cron(&req.cron).map_err(|e| ApiError::invalid("cron", e))?;
-    check_job(&state, &req.job)?;
+    let job = check_job(&state, req.job).await?;
     let s = state
         .jobs
         .create_schedule(NewSchedule {
             name,
             cron,
-            job: req.job,
+            job,
             enabled: req.enabled,
         })
         .await?;
@@ -139,16 +146,17 @@ async fn update_schedule(
         .map(normalize_cron)
         .transpose()
         .map_err(|e| ApiError::invalid("cron", e))?;
-    if let Some(job) = &req.job {
-        check_job(&state, job)?;
-    }
+    let job = match req.job {
+        Some(job) => Some(check_job(&state, job).await?),
+        None => None,
+    };
     let s = state
         .jobs
         .update_schedule(
             &id,
             ScheduleUpdate {
                 cron,
-                job: req.job,
+                job,
                 enabled: req.enabled,
             },
         )

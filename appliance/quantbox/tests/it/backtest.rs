@@ -129,6 +129,100 @@ fn backtest_command_runs_over_imported_bars() {
         err.contains("fast (30) must be shorter than slow (20)"),
         "{err}"
     );
+    // Parameters the plugin does not declare, or out of its range: refused
+    // by the same check as an uploaded plugin's.
+    for (param, says) in [
+        ("fats=5", "has no parameter \"fats\""),
+        ("fast=0", "0 is outside"),
+    ] {
+        let out = command(dir, &[])
+            .args(["backtest", "--symbol", "rb", "--param", param, "--plugin"])
+            .arg(sma_core_module())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{param}: {err}");
+    }
+}
+
+/// Every way a backtest starts gets the one check of its kind: through
+/// `POST /api/v1/jobs` and a schedule as through `POST /api/v1/backtests`,
+/// parameters are checked against the plugin's schema and the plugin is
+/// pinned by its hash (a later upload of a new version changes nothing
+/// already queued or scheduled).
+#[test]
+fn every_entry_point_checks_a_backtest_the_same_way() {
+    let s = Server::start(&[]);
+    let admin = s.admin_token();
+    let r = s
+        .post("/api/v1/plugins")
+        .bearer_auth(&admin)
+        .header("content-type", "application/wasm")
+        .body(sma_component())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let hash = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = |params: Value| {
+        s.post("/api/v1/jobs")
+            .bearer_auth(&admin)
+            .json(&json!({"kind": "backtest.run", "params": params}))
+            .send()
+            .unwrap()
+    };
+    let bad = json!({"plugin": "sma-crossover", "params": {"fats": 5}, "symbols": ["rb"]});
+    assert_eq!(
+        problem(job(bad.clone()), 422)["errors"][0]["field"],
+        "params.fats"
+    );
+    let out_of_range = json!({"plugin": "sma-crossover", "params": {"fast": 0}, "symbols": ["rb"]});
+    assert_eq!(
+        problem(job(out_of_range), 422)["errors"][0]["field"],
+        "params.fast"
+    );
+    let nope = json!({"plugin": "nope@9", "symbols": ["rb"]});
+    assert_eq!(problem(job(nope), 422)["errors"][0]["field"], "plugin");
+    let r = job(json!({"plugin": "sma-crossover@0.1.0", "params": {"fast": 5}, "symbols": ["rb"]}));
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        r.json::<Value>().unwrap()["params"]["plugin"],
+        hash.as_str()
+    );
+
+    let schedule = |params: Value| {
+        s.post("/api/v1/schedules")
+            .bearer_auth(&admin)
+            .json(
+                &json!({"name": "nightly", "cron": "0 0 2 * * *", "enabled": false,
+                          "job": {"kind": "backtest.run", "params": params}}),
+            )
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        problem(schedule(bad), 422)["errors"][0]["field"],
+        "job.params.fats"
+    );
+    let r = schedule(json!({"plugin": "sma-crossover", "symbols": ["rb"]}));
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<Value>().unwrap()["job"]["params"]["plugin"],
+        hash.as_str()
+    );
+
+    // A sweep names its fields as its request does.
+    let r = s
+        .post("/api/v1/sweeps")
+        .bearer_auth(&admin)
+        .json(&json!({"base": {"plugin": "sma-crossover", "params": {"slow": 9999}, "symbols": ["rb"]},
+                      "grid": {"fast": [5]}}))
+        .send()
+        .unwrap();
+    assert_eq!(problem(r, 422)["errors"][0]["field"], "base.params.slow");
 }
 
 /// Through the API: upload, import, run on the backtest queue, results,

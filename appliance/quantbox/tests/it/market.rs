@@ -407,3 +407,51 @@ fn the_retention_job_deletes_old_market_data() {
     };
     assert_eq!((count("OLD"), count("NEW")), (Some(1), Some(1)));
 }
+
+/// A retried ingest stores nothing twice and publishes nothing twice: the
+/// live feed (`/ws`, the desk, strategies) gets only the ticks a request
+/// stored, in its order.
+#[test]
+fn a_retried_ingest_publishes_only_what_it_stored() {
+    let s = Server::start(&[]);
+    let t = s.admin_token();
+    let mut ws = crate::ws::connect(&s);
+    crate::ws::send(&mut ws, json!({"auth": t}));
+    crate::ws::next(&mut ws, "authenticated");
+    crate::ws::send(&mut ws, json!({"subscribe": ["ticks"]}));
+    crate::ws::next(&mut ws, "subscribed");
+    let ts = 1_700_000_000_000_000_000i64;
+    let tick =
+        |dt: i64, price: f64| json!({"symbol": "RT", "ts": ts + dt, "price": price, "size": 1});
+    let post = |body: Value| -> Value {
+        let r = s
+            .post("/api/v1/market/ticks")
+            .bearer_auth(&t)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().unwrap()
+    };
+    let first = json!([tick(0, 10.0), tick(0, 10.5), tick(1, 11.0)]);
+    assert_eq!(post(first.clone())["stored"], 3);
+    let event = crate::ws::next(&mut ws, "ticks");
+    assert_eq!(event["price"], json!([10.0, 10.5, 11.0]));
+    // The client timed out and sends it again, with one more tick at the
+    // same time as the first two (a third one there) and one later.
+    let mut again = first.as_array().unwrap().clone();
+    again.insert(2, tick(0, 10.75));
+    again.push(tick(2, 12.0));
+    let r = post(Value::Array(again));
+    assert_eq!(
+        (r["stored"].as_u64(), r["duplicates"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let event = crate::ws::next(&mut ws, "ticks");
+    assert_eq!(event["price"], json!([10.75, 12.0]), "{event}");
+    assert_eq!(event["ts"], json!([ts, ts + 2]));
+    // Nothing new: nothing published (the next event is the next new tick).
+    assert_eq!(post(first)["stored"], 0);
+    post(json!([tick(3, 13.0)]));
+    assert_eq!(crate::ws::next(&mut ws, "ticks")["price"], json!([13.0]));
+}

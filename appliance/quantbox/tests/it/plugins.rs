@@ -226,7 +226,16 @@ fn python_plugin_uploads_and_slow_compiles_are_cut_off() {
 
     let s = Server::start(&[]);
     let admin = s.admin_token();
-    let r = upload_form(&s, &admin, python);
+    // Compiling CPython in full takes tens of seconds on a busy 2-core
+    // machine: more than the client's default 30 s.
+    let form = Form::new().part("file", Part::bytes(python).file_name("plugin.wasm"));
+    let r = s
+        .post("/api/v1/plugins")
+        .bearer_auth(&admin)
+        .multipart(form)
+        .timeout(std::time::Duration::from_secs(300))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     let info: Value = r.json().unwrap();
     assert_eq!(info["name"], "sma-crossover-py");

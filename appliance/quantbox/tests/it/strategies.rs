@@ -266,3 +266,51 @@ fn replayed_ticks_drive_a_live_strategy_end_to_end() {
         true
     );
 }
+
+/// A restart (SIGTERM, as `systemctl restart` sends) keeps a live
+/// strategy's state up to its last tick: it is snapshotted as it stops,
+/// not only every few seconds, and resumes from there.
+#[test]
+fn a_restart_keeps_the_strategy_state_to_its_last_tick() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(tmp.path(), &[]);
+    let admin = s.admin_token();
+    upload(&s, &admin, "sma_crossover");
+    let r = start(
+        &s,
+        &admin,
+        json!({"plugin": "sma-crossover", "params": {"fast": 5, "slow": 20, "size": 1},
+               "symbols": ["IF2409"], "interval": "tick"}),
+    );
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Seven closes, well inside one periodic snapshot interval.
+    let all = ticks(8);
+    let rows = all.as_array().unwrap();
+    s.ingest(&admin, &Value::Array(rows[..7].to_vec()));
+    let last = rows[6]["ts"].clone();
+    wait_for("the last tick to be live", || {
+        s.get_json(&admin, "/api/v1/trading/quotes")["IF2409"]["ts"] == last
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = s.terminate();
+    assert!(status.success(), "{status}");
+
+    let s = Server::start_in(tmp.path(), &[]);
+    let admin = s.admin_token();
+    assert_eq!(
+        s.get_json(&admin, &format!("/api/v1/strategies/{id}"))["status"],
+        "running"
+    );
+    s.ingest(&admin, &Value::Array(rows[7..].to_vec()));
+    wait_for("the resumed instance's first log line", || {
+        s.get_json(&admin, &format!("/api/v1/strategies/{id}/logs"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "resumed with 7 closes of history")
+    });
+}
