@@ -62,6 +62,11 @@ pub struct User {
     pub username: String,
     pub role: Role,
     pub disabled: bool,
+    /// May post live ticks (`POST /api/v1/market/ticks`) and start replays:
+    /// market data drives the paper broker's fills, so it is trusted input.
+    /// Admins may always; others when an admin granted this.
+    #[serde(default)]
+    pub feed: bool,
     pub created_at: DateTime<Utc>,
     /// Moves with every change of role, status or password
     /// ([`MetaStore::update_user`](crate::MetaStore::update_user)): access
@@ -86,6 +91,22 @@ pub struct UserUpdate {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
     pub password_hash: Option<String>,
+    /// The feed permission ([`User::feed`]); changing it alone does not end
+    /// the user's sessions (it is read on every request).
+    pub feed: Option<bool>,
+}
+
+/// A paper trading account granted to a user: they act on it within their
+/// role (viewers read it, traders also trade it). Admins act on every
+/// account without grants. Removed with the user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct AccountGrant {
+    pub account: String,
+    pub user_id: i64,
+    pub username: String,
+    /// Who granted it (an admin, or the trader who opened the account).
+    pub granted_by: String,
+    pub granted_at: DateTime<Utc>,
 }
 
 /// An API key as listed (the key itself is shown once, at creation).

@@ -2,7 +2,7 @@
 //!
 //! | trait        | single box (`qb-store`)         | cluster mode                     |
 //! |--------------|---------------------------------|----------------------------------|
-//! | [`MetaStore`]  | SQLite (users, keys, audit, instruments, plugins) | PostgreSQL (`qb-pg`) |
+//! | [`MetaStore`]  | SQLite (users, keys, grants, audit, instruments, plugins) | PostgreSQL (`qb-pg`) |
 //! | [`JobQueue`]   | SQLite (jobs, schedules, nodes) | PostgreSQL, `LISTEN/NOTIFY` wake-ups |
 //! | [`KvStore`]    | redb (hot state)                | PostgreSQL (durable batches)     |
 //! | [`PubSub`]     | tokio broadcast                 | Redis pub/sub (`qb-redis`)       |
@@ -43,7 +43,7 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Users, API keys, refresh tokens and the audit log.
+/// Users, API keys, refresh tokens, account grants and the audit log.
 #[async_trait]
 pub trait MetaStore: Send + Sync {
     /// Cheap liveness probe of the backend.
@@ -135,6 +135,25 @@ pub trait MetaStore: Send + Sync {
     /// Newest first.
     async fn list_plugins(&self, page: PageRequest) -> StoreResult<Page<PluginInfo>>;
     async fn delete_plugin(&self, id: &str) -> StoreResult<()>;
+
+    /// Grants paper account `account` to user `user_id` (`NotFound` when
+    /// the user does not exist). Granting again keeps the first grant and
+    /// returns it. Deleting the user removes their grants.
+    async fn grant_account(
+        &self,
+        account: &str,
+        user_id: i64,
+        granted_by: &str,
+    ) -> StoreResult<AccountGrant>;
+    /// Revokes a grant; `NotFound` when there is none.
+    async fn revoke_account(&self, account: &str, user_id: i64) -> StoreResult<()>;
+    /// Grants of one account (`account`), of one user (`user_id`), of both
+    /// or of all; ordered by account, then user id.
+    async fn account_grants(
+        &self,
+        account: Option<&str>,
+        user_id: Option<i64>,
+    ) -> StoreResult<Vec<AccountGrant>>;
 }
 
 /// Who claims jobs: the configured node name (stable across restarts, e.g.

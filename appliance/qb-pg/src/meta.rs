@@ -68,7 +68,7 @@ fn json_col<T: serde::de::DeserializeOwned>(r: &Row, idx: usize) -> StoreResult<
     serde_json::from_str(col::<&str>(r, idx)?).map_err(backend)
 }
 
-const USER_COLS: &str = "id, username, role, disabled, created_at, token_version";
+const USER_COLS: &str = "id, username, role, disabled, created_at, token_version, feed";
 
 /// A [`User`] from [`USER_COLS`] starting at column `at`.
 fn user_at(r: &Row, at: usize) -> StoreResult<User> {
@@ -79,6 +79,7 @@ fn user_at(r: &Row, at: usize) -> StoreResult<User> {
         disabled: col(r, at + 3)?,
         created_at: time_col(r, at + 4)?,
         token_version: col(r, at + 5)?,
+        feed: col(r, at + 6)?,
     })
 }
 
@@ -272,9 +273,9 @@ impl MetaStore for PgStore {
         };
         Ok(Some(UserCredentials {
             user: user_row(&r)?,
-            password_hash: col(&r, 6)?,
-            failed_logins: u32::try_from(col::<i32>(&r, 7)?).unwrap_or(0),
-            locked_until: opt_time_col(&r, 8)?,
+            password_hash: col(&r, 7)?,
+            failed_logins: u32::try_from(col::<i32>(&r, 8)?).unwrap_or(0),
+            locked_until: opt_time_col(&r, 9)?,
         }))
     }
 
@@ -331,6 +332,14 @@ impl MetaStore for PgStore {
                 &tx,
                 "UPDATE refresh_tokens SET revoked = TRUE WHERE user_id = $1",
                 &[&user.id],
+            )
+            .await?;
+        }
+        if let Some(feed) = update.feed {
+            exec(
+                &tx,
+                "UPDATE users SET feed = $1, updated_at = $2 WHERE id = $3",
+                &[&feed, &now_ms(), &user.id],
             )
             .await?;
         }
@@ -458,7 +467,8 @@ impl MetaStore for PgStore {
     async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<(ApiKey, User)>> {
         let c = self.conn().await?;
         let sql = format!(
-            "SELECT {KEY_COLS}, u.id, u.username, u.role, u.disabled, u.created_at, u.token_version
+            "SELECT {KEY_COLS}, u.id, u.username, u.role, u.disabled, u.created_at, u.token_version,
+                    u.feed
              FROM api_keys k JOIN users u ON u.id = k.user_id
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
         );
@@ -797,4 +807,88 @@ impl MetaStore for PgStore {
         }
         Ok(())
     }
+
+    async fn grant_account(
+        &self,
+        account: &str,
+        user_id: i64,
+        granted_by: &str,
+    ) -> StoreResult<AccountGrant> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(map_pg)?;
+        // Holds the user row until commit: a concurrent deletion waits.
+        if opt_row(&tx, "SELECT id FROM users WHERE id = $1 FOR SHARE", &[&user_id])
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        exec(
+            &tx,
+            "INSERT INTO account_grants (account, user_id, granted_by, granted_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (account, user_id) DO NOTHING",
+            &[&account, &user_id, &granted_by, &now_ms()],
+        )
+        .await?;
+        let grant = grants_where(&tx, Some(account), Some(user_id))
+            .await?
+            .pop()
+            .ok_or_else(|| backend("the grant just written is missing"))?;
+        tx.commit().await.map_err(map_pg)?;
+        Ok(grant)
+    }
+
+    async fn revoke_account(&self, account: &str, user_id: i64) -> StoreResult<()> {
+        let c = self.conn().await?;
+        let n = exec(
+            &c,
+            "DELETE FROM account_grants WHERE account = $1 AND user_id = $2",
+            &[&account, &user_id],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "grant of account {account} to user {user_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn account_grants(
+        &self,
+        account: Option<&str>,
+        user_id: Option<i64>,
+    ) -> StoreResult<Vec<AccountGrant>> {
+        let c = self.conn().await?;
+        grants_where(&c, account, user_id).await
+    }
+}
+
+/// Account grants, optionally of one account and/or one user.
+async fn grants_where(
+    c: &impl GenericClient,
+    account: Option<&str>,
+    user_id: Option<i64>,
+) -> StoreResult<Vec<AccountGrant>> {
+    let found = rows(
+        c,
+        "SELECT g.account, g.user_id, u.username, g.granted_by, g.granted_at
+         FROM account_grants g JOIN users u ON u.id = g.user_id
+         WHERE ($1::text IS NULL OR g.account = $1) AND ($2::bigint IS NULL OR g.user_id = $2)
+         ORDER BY g.account, g.user_id",
+        &[&account, &user_id],
+    )
+    .await?;
+    found
+        .iter()
+        .map(|r| {
+            Ok(AccountGrant {
+                account: col(r, 0)?,
+                user_id: col(r, 1)?,
+                username: col(r, 2)?,
+                granted_by: col(r, 3)?,
+                granted_at: time_col(r, 4)?,
+            })
+        })
+        .collect()
 }

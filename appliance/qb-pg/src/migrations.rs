@@ -267,6 +267,19 @@ pub const STEPS: &[&str] = &[
         PRIMARY KEY (key, n)
     );
     "#,
+    // 6: paper accounts granted to users (gone with the user), and the feed
+    // permission (who may post live ticks, which drive paper fills).
+    r#"
+    CREATE TABLE account_grants (
+        account    TEXT COLLATE "C" NOT NULL,
+        user_id    BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        granted_by TEXT NOT NULL,
+        granted_at BIGINT NOT NULL,
+        PRIMARY KEY (account, user_id)
+    );
+    CREATE INDEX account_grants_user ON account_grants (user_id);
+    ALTER TABLE users ADD COLUMN feed BOOLEAN NOT NULL DEFAULT FALSE;
+    "#,
 ];
 
 /// The schema version this build expects.

@@ -155,6 +155,19 @@ pub const STEPS: &[&str] = &[
     DROP TABLE users;
     ALTER TABLE users_new RENAME TO users;
     "#,
+    // 7: paper accounts granted to users (gone with the user), and the feed
+    // permission (who may post live ticks, which drive paper fills).
+    r#"
+    CREATE TABLE account_grants (
+        account    TEXT NOT NULL,
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        granted_by TEXT NOT NULL,
+        granted_at INTEGER NOT NULL,
+        PRIMARY KEY (account, user_id)
+    );
+    CREATE INDEX account_grants_user ON account_grants(user_id);
+    ALTER TABLE users ADD COLUMN feed INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build expects.

@@ -186,7 +186,7 @@ fn json_col(idx: usize, s: String) -> rusqlite::Result<serde_json::Value> {
     })
 }
 
-const USER_COLS: &str = "id, username, role, disabled, created_at, token_version";
+const USER_COLS: &str = "id, username, role, disabled, created_at, token_version, feed";
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     user_at(r, 0)
@@ -201,6 +201,7 @@ fn user_at(r: &Row<'_>, at: usize) -> rusqlite::Result<User> {
         disabled: r.get(at + 3)?,
         created_at: to_utc(r.get(at + 4)?),
         token_version: r.get(at + 5)?,
+        feed: r.get(at + 6)?,
     })
 }
 
@@ -417,9 +418,9 @@ impl MetaStore for Sqlite {
                 |r| {
                     Ok(UserCredentials {
                         user: user_row(r)?,
-                        password_hash: r.get(6)?,
-                        failed_logins: r.get(7)?,
-                        locked_until: opt_time(r.get(8)?),
+                        password_hash: r.get(7)?,
+                        failed_logins: r.get(8)?,
+                        locked_until: opt_time(r.get(9)?),
                     })
                 },
             )
@@ -489,6 +490,13 @@ impl MetaStore for Sqlite {
                 tx.execute(
                     "UPDATE users SET disabled = ?1, updated_at = ?2 WHERE id = ?3",
                     params![disabled, now, user.id],
+                )
+                .map_err(map_sql)?;
+            }
+            if let Some(feed) = update.feed {
+                tx.execute(
+                    "UPDATE users SET feed = ?1, updated_at = ?2 WHERE id = ?3",
+                    params![feed, now, user.id],
                 )
                 .map_err(map_sql)?;
             }
@@ -629,7 +637,7 @@ impl MetaStore for Sqlite {
                 c.query_row(
                     &format!(
                         "SELECT {KEY_COLS}, u.id, u.username, u.role, u.disabled, u.created_at,
-                                u.token_version
+                                u.token_version, u.feed
                          FROM api_keys k JOIN users u ON u.id = k.user_id
                          WHERE k.key_hash = ?1 AND k.revoked_at IS NULL"
                     ),
@@ -1089,6 +1097,90 @@ impl MetaStore for Sqlite {
         })
         .await
     }
+
+    async fn grant_account(
+        &self,
+        account: &str,
+        user_id: i64,
+        granted_by: &str,
+    ) -> StoreResult<AccountGrant> {
+        let (account, granted_by) = (account.to_string(), granted_by.to_string());
+        self.write(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let exists = count(&tx, "SELECT COUNT(*) FROM users WHERE id = ?1", &[&user_id])?;
+            if exists == 0 {
+                return Err(StoreError::NotFound(format!("user {user_id}")));
+            }
+            tx.execute(
+                "INSERT INTO account_grants (account, user_id, granted_by, granted_at)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (account, user_id) DO NOTHING",
+                params![account, user_id, granted_by, now_ms()],
+            )
+            .map_err(map_sql)?;
+            let grant = grants_where(&tx, Some(&account), Some(user_id))?
+                .pop()
+                .ok_or_else(|| backend("the grant just written is missing"))?;
+            tx.commit().map_err(backend)?;
+            Ok(grant)
+        })
+        .await
+    }
+
+    async fn revoke_account(&self, account: &str, user_id: i64) -> StoreResult<()> {
+        let account = account.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM account_grants WHERE account = ?1 AND user_id = ?2",
+                    params![account, user_id],
+                )
+                .map_err(map_sql)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "grant of account {account} to user {user_id}"
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account_grants(
+        &self,
+        account: Option<&str>,
+        user_id: Option<i64>,
+    ) -> StoreResult<Vec<AccountGrant>> {
+        let account = account.map(String::from);
+        self.read(move |c| grants_where(c, account.as_deref(), user_id))
+            .await
+    }
+}
+
+/// Account grants, optionally of one account and/or one user.
+fn grants_where(
+    c: &Connection,
+    account: Option<&str>,
+    user_id: Option<i64>,
+) -> StoreResult<Vec<AccountGrant>> {
+    collect(
+        c,
+        "SELECT g.account, g.user_id, u.username, g.granted_by, g.granted_at
+         FROM account_grants g JOIN users u ON u.id = g.user_id
+         WHERE (?1 IS NULL OR g.account = ?1) AND (?2 IS NULL OR g.user_id = ?2)
+         ORDER BY g.account, g.user_id",
+        &[&account, &user_id],
+        |r| {
+            Ok(AccountGrant {
+                account: r.get(0)?,
+                user_id: r.get(1)?,
+                username: r.get(2)?,
+                granted_by: r.get(3)?,
+                granted_at: to_utc(r.get(4)?),
+            })
+        },
+    )
 }
 
 /// One page of records stored as JSON in a `spec` column.

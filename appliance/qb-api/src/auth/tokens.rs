@@ -150,6 +150,7 @@ mod tests {
             username: "ann".into(),
             role: Role::Trader,
             disabled: false,
+            feed: false,
             created_at: Utc::now(),
             token_version: 3,
         }
