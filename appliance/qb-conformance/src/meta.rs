@@ -329,18 +329,31 @@ pub async fn suite(db: Arc<dyn MetaStore>) {
 /// feed permission (read back everywhere a user is, moves no token
 /// version).
 async fn grants(db: &dyn MetaStore) {
-    let ann = db.create_user("grant-ann", "h", Role::Trader).await.unwrap();
-    let bob = db.create_user("grant-bob", "h", Role::Viewer).await.unwrap();
+    let ann = db
+        .create_user("grant-ann", "h", Role::Trader)
+        .await
+        .unwrap();
+    let bob = db
+        .create_user("grant-bob", "h", Role::Viewer)
+        .await
+        .unwrap();
     assert!(db.account_grants(None, None).await.unwrap().is_empty());
     let g = db.grant_account("desk-a", ann.id, "admin").await.unwrap();
     assert_eq!(
-        (g.account.as_str(), g.user_id, g.username.as_str(), g.granted_by.as_str()),
+        (
+            g.account.as_str(),
+            g.user_id,
+            g.username.as_str(),
+            g.granted_by.as_str()
+        ),
         ("desk-a", ann.id, "grant-ann", "admin")
     );
     // Granting again keeps the first grant.
     let again = db.grant_account("desk-a", ann.id, "other").await.unwrap();
     assert_eq!(again, g);
-    db.grant_account("desk-b", ann.id, "grant-ann").await.unwrap();
+    db.grant_account("desk-b", ann.id, "grant-ann")
+        .await
+        .unwrap();
     db.grant_account("desk-a", bob.id, "admin").await.unwrap();
     assert!(matches!(
         db.grant_account("desk-a", bob.id + 1000, "admin").await,
@@ -363,18 +376,28 @@ async fn grants(db: &dyn MetaStore) {
         .collect();
     assert_eq!(of_a, [ann.id, bob.id]);
     assert_eq!(
-        db.account_grants(Some("desk-b"), Some(bob.id)).await.unwrap(),
+        db.account_grants(Some("desk-b"), Some(bob.id))
+            .await
+            .unwrap(),
         vec![]
     );
     assert_eq!(db.account_grants(None, None).await.unwrap().len(), 3);
     // Account names are exact (no case folding).
-    assert!(db.account_grants(Some("DESK-A"), None).await.unwrap().is_empty());
+    assert!(
+        db.account_grants(Some("DESK-A"), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     db.revoke_account("desk-b", ann.id).await.unwrap();
     assert!(matches!(
         db.revoke_account("desk-b", ann.id).await,
         Err(StoreError::NotFound(_))
     ));
-    assert_eq!(db.account_grants(None, Some(ann.id)).await.unwrap().len(), 1);
+    assert_eq!(
+        db.account_grants(None, Some(ann.id)).await.unwrap().len(),
+        1
+    );
 
     // The feed permission: off by default, set and cleared by an update
     // that ends no session.
@@ -392,7 +415,14 @@ async fn grants(db: &dyn MetaStore) {
     assert!(on.feed);
     assert_eq!(on.token_version, ann.token_version);
     assert!(db.user_by_id(ann.id).await.unwrap().unwrap().feed);
-    assert!(db.user_credentials("grant-ann").await.unwrap().unwrap().user.feed);
+    assert!(
+        db.user_credentials("grant-ann")
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .feed
+    );
     db.create_api_key("feeder", "qbk_feed", "feed-key-hash", Role::Trader, ann.id)
         .await
         .unwrap();
@@ -412,7 +442,12 @@ async fn grants(db: &dyn MetaStore) {
 
     // Deleting a user removes their grants, and only theirs.
     db.delete_user("grant-ann").await.unwrap();
-    assert!(db.account_grants(None, Some(ann.id)).await.unwrap().is_empty());
+    assert!(
+        db.account_grants(None, Some(ann.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let left: Vec<i64> = db
         .account_grants(None, None)
         .await

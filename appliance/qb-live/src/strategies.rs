@@ -333,7 +333,7 @@ impl Strategies {
         self.save(&doc).await;
         self.pubsub.publish(
             STRATEGIES_TOPIC,
-            serde_json::json!({"id": id, "status": doc.status, "error": doc.error}),
+            serde_json::json!({"id": id, "account": doc.account, "status": doc.status, "error": doc.error}),
         );
     }
 
@@ -866,7 +866,7 @@ fn run(
         ));
         ctx.pubsub.publish(
             STRATEGIES_TOPIC,
-            serde_json::json!({"id": id, "status": "failed", "error": e}),
+            serde_json::json!({"id": id, "account": ctx.doc.account, "status": "failed", "error": e}),
         );
         ctx.failures.lock().insert(id, e);
     }
@@ -880,6 +880,7 @@ fn publish_logs(ctx: &Ctx, lines: Vec<LogLine>) {
     for l in lines {
         let v = serde_json::json!({
             "strategy": ctx.doc.id,
+            "account": ctx.doc.account,
             "ts": l.ts,
             "level": format!("{:?}", l.level).to_lowercase(),
             "message": l.message,

@@ -817,9 +817,13 @@ impl MetaStore for PgStore {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(map_pg)?;
         // Holds the user row until commit: a concurrent deletion waits.
-        if opt_row(&tx, "SELECT id FROM users WHERE id = $1 FOR SHARE", &[&user_id])
-            .await?
-            .is_none()
+        if opt_row(
+            &tx,
+            "SELECT id FROM users WHERE id = $1 FOR SHARE",
+            &[&user_id],
+        )
+        .await?
+        .is_none()
         {
             return Err(StoreError::NotFound(format!("user {user_id}")));
         }

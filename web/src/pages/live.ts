@@ -91,8 +91,17 @@ interface Replay {
 
 export const livePage: Page = async (root, ctx) => {
   let account = new URLSearchParams(location.search).get("account") ?? "";
+  // Only the accounts granted to this user (admins: all) are listed.
   const accounts = await api<Account[]>("/api/v1/trading/accounts");
-  if (!account) account = accounts[0]?.name ?? "paper";
+  if (accounts.length === 0) {
+    mount(
+      root,
+      h("h1", null, "Live trading"),
+      card("No account", h("p", { "data-testid": "no-account" }, "No paper account is granted to you. An admin grants accounts; a trader may also open one through the API (POST /api/v1/trading/accounts).")),
+    );
+    return;
+  }
+  if (!account) account = accounts[0].name;
   const q = () => `account=${encodeURIComponent(account)}`;
   let plugins: Plugin[] = [];
   let strategies: Strategy[] = [];

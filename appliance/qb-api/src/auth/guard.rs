@@ -29,6 +29,11 @@ pub struct Principal {
     pub username: String,
     /// Effective role: the user's, or the API key's (never above the user's).
     pub role: Role,
+    /// The user's own role: what an API key reaches (accounts, the feed)
+    /// is its owner's, within the key's `role`.
+    pub user_role: Role,
+    /// The user's feed permission ([`qb_core::model::User::feed`]).
+    pub feed: bool,
     pub credential: Credential,
 }
 
@@ -117,6 +122,8 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Pr
             user_id: user.id,
             username: user.username,
             role: key.role.min(user.role),
+            user_role: user.role,
+            feed: user.feed,
             credential: Credential::ApiKey {
                 id: key.id,
                 name: key.name,
@@ -154,6 +161,8 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Pr
         user_id,
         username: user.username,
         role: user.role,
+        user_role: user.role,
+        feed: user.feed,
         credential: Credential::Token {
             jti: claims.jti,
             exp: claims.exp,

@@ -257,16 +257,19 @@ pub struct IngestResult {
 /// Ingest live ticks: a JSON array, NDJSON (`application/x-ndjson`) or CSV
 /// (`text/csv`). Answers after the ticks are committed; a bad row rejects
 /// the whole request, naming its index or line, and stores nothing.
+/// Needs the feed permission (the ticks drive paper fills); history is
+/// imported through `/api/v1/market/imports` by any trader.
 #[utoipa::path(post, path = "/api/v1/market/ticks", tag = "market", security(("bearer" = [])),
     request_body(content = Vec<TickIn>, description = "JSON array; NDJSON and CSV with the same fields are accepted too"),
-    responses((status = 200, body = IngestResult), (status = 422, body = Problem)))]
+    responses((status = 200, body = IngestResult), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn ingest_ticks(
     State(state): State<AppState>,
     p: Principal,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<IngestResult>> {
-    p.require(Role::Trader)?;
+    // Live ticks drive the paper broker's fills: trusted input.
+    p.require_feed()?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -1,6 +1,11 @@
 //! `/api/v1/strategies`: live strategies (start, list, get, stop, restart,
 //! hot swap, logs) and `/api/v1/trading/replays` (replay feeds of stored
 //! ticks).
+//!
+//! A strategy belongs to its account: it is seen by those who reach the
+//! account and changed by traders who do (admins: all). A replay publishes
+//! on the live feed, which drives every account's paper fills, so starting
+//! and stopping one needs the feed permission.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -38,29 +43,48 @@ async fn start_strategy(
     p: Principal,
     ApiJson(spec): ApiJson<StrategySpec>,
 ) -> ApiResult<(StatusCode, Json<StrategyDoc>)> {
-    p.require(Role::Trader)?;
+    let account = spec
+        .account
+        .clone()
+        .unwrap_or_else(|| state.config.trading.default_account.clone());
+    p.require_account(&state, &account, Role::Trader).await?;
     let doc = state.strategies()?.start(spec).await?;
     Ok((StatusCode::CREATED, Json(doc)))
 }
 
-/// Every strategy, running or not.
+/// Every strategy, running or not, on the accounts the caller reaches.
 #[utoipa::path(get, path = "/api/v1/strategies", tag = "strategies", security(("bearer" = [])),
     responses((status = 200, body = Vec<StrategyDoc>)))]
 async fn list_strategies(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
 ) -> ApiResult<Json<Vec<StrategyDoc>>> {
-    Ok(Json(state.strategies()?.list()))
+    let reach = p.reach(&state).await?;
+    let mut all = state.strategies()?.list();
+    all.retain(|d| reach.allows(&d.account));
+    Ok(Json(all))
+}
+
+/// The strategy `id` if the caller may act on its account with `role`.
+async fn strategy_for(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    role: Role,
+) -> ApiResult<StrategyDoc> {
+    let doc = state.strategies()?.get(id)?;
+    p.require_account(state, &doc.account, role).await?;
+    Ok(doc)
 }
 
 #[utoipa::path(get, path = "/api/v1/strategies/{id}", tag = "strategies", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = StrategyDoc), (status = 404, body = Problem)))]
 async fn get_strategy(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<StrategyDoc>> {
-    Ok(Json(state.strategies()?.get(&id)?))
+    Ok(Json(strategy_for(&state, &p, &id, Role::Viewer).await?))
 }
 
 /// Stop a strategy (its state snapshot is kept for a restart).
@@ -71,7 +95,7 @@ async fn stop_strategy(
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<StrategyDoc>> {
-    p.require(Role::Trader)?;
+    strategy_for(&state, &p, &id, Role::Trader).await?;
     let reason = format!("stopped by {}", p.username);
     Ok(Json(state.strategies()?.stop(&id, Some(reason)).await?))
 }
@@ -84,7 +108,7 @@ async fn restart_strategy(
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<StrategyDoc>> {
-    p.require(Role::Trader)?;
+    strategy_for(&state, &p, &id, Role::Trader).await?;
     Ok(Json(state.strategies()?.restart(&id).await?))
 }
 
@@ -106,7 +130,7 @@ async fn swap_strategy(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<SwapRequest>,
 ) -> ApiResult<Json<StrategyDoc>> {
-    p.require(Role::Trader)?;
+    strategy_for(&state, &p, &id, Role::Trader).await?;
     Ok(Json(state.strategies()?.swap(&id, &r.plugin).await?))
 }
 
@@ -115,21 +139,23 @@ async fn swap_strategy(
     params(("id" = String, Path)), responses((status = 200, body = Vec<serde_json::Value>)))]
 async fn strategy_logs(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    strategy_for(&state, &p, &id, Role::Viewer).await?;
     Ok(Json(state.strategies()?.logs(&id)?))
 }
 
-/// Replay stored ticks on the live feed at a chosen speed.
+/// Replay stored ticks on the live feed at a chosen speed (feed
+/// permission: the replayed quotes fill every account's resting orders).
 #[utoipa::path(post, path = "/api/v1/trading/replays", tag = "trading", security(("bearer" = [])),
-    request_body = ReplaySpec, responses((status = 201, body = ReplayStatus), (status = 422, body = Problem)))]
+    request_body = ReplaySpec, responses((status = 201, body = ReplayStatus), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn start_replay(
     State(state): State<AppState>,
     p: Principal,
     ApiJson(spec): ApiJson<ReplaySpec>,
 ) -> ApiResult<(StatusCode, Json<ReplayStatus>)> {
-    p.require(Role::Trader)?;
+    p.require_feed()?;
     let r = state
         .replays
         .start(spec, state.ticks.clone(), state.pubsub.clone())
@@ -150,7 +176,7 @@ async fn stop_replay(
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReplayStatus>> {
-    p.require(Role::Trader)?;
+    p.require_feed()?;
     if !state.replays.stop(&id) {
         return Err(ApiError::not_found(format!("replay {id}")));
     }

@@ -1,7 +1,9 @@
 //! `/api/v1/trading/*`: manual orders and cancels, open orders, fills,
-//! positions, accounts, the kill switch. Rate limited by the `trading`
-//! zone (5 r/s, burst 10 by default). Every call names its account with
-//! `?account=` (default: `trading.default_account`).
+//! positions, accounts and their grants, the kill switch. Rate limited by
+//! the `trading` zone (5 r/s, burst 10 by default). Every call names its
+//! account with `?account=` (default: `trading.default_account`) and acts
+//! only on an account the caller reaches ([`crate::auth::access`]): 403
+//! otherwise, whether or not the account exists.
 //!
 //! A risk rejection answers 422 `/problems/risk-rejected` with the rule
 //! (`rule`) and the numbers (`detail`); the rejected order is kept
@@ -11,7 +13,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use qb_core::model::Role;
+use qb_core::model::{AccountGrant, Role};
 use std::collections::BTreeMap;
 
 use qb_live::{
@@ -37,6 +39,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_positions))
         .routes(routes!(get_account))
         .routes(routes!(list_accounts, create_account))
+        .routes(routes!(list_grants))
+        .routes(routes!(grant_account, revoke_grant))
         .routes(routes!(set_limits))
         .routes(routes!(kill))
         .routes(routes!(resume))
@@ -92,8 +96,8 @@ async fn submit_order(
     ApiQuery(q): ApiQuery<AccountParam>,
     ApiJson(req): ApiJson<OrderRequest>,
 ) -> ApiResult<Response> {
-    p.require(Role::Trader)?;
     let account = q.name(&state);
+    p.require_account(&state, &account, Role::Trader).await?;
     let placed = state.desk()?.submit(&account, None, req).await?;
     let o = placed.order;
     let mut resp = if o.state == OrderState::Rejected {
@@ -137,10 +141,11 @@ async fn submit_order(
     params(OrderListParams), responses((status = 200, body = Vec<Order>)))]
 async fn list_orders(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
     ApiQuery(q): ApiQuery<OrderListParams>,
 ) -> ApiResult<Json<Vec<Order>>> {
     let account = AccountParam { account: q.account }.name(&state);
+    p.require_account(&state, &account, Role::Viewer).await?;
     let orders = match q.status.as_deref() {
         None | Some("open") => state.desk()?.open_orders(&account).await?,
         Some("all") => state.desk()?.all_orders(&account).await?,
@@ -159,11 +164,13 @@ async fn list_orders(
     params(("id" = String, Path), AccountParam), responses((status = 200, body = Order), (status = 404, body = Problem)))]
 async fn get_order(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Order>> {
-    Ok(Json(state.desk()?.order(&q.name(&state), &id).await?))
+    let account = q.name(&state);
+    p.require_account(&state, &account, Role::Viewer).await?;
+    Ok(Json(state.desk()?.order(&account, &id).await?))
 }
 
 /// Cancel an open order (by id or client id). Allowed while HALTED.
@@ -175,11 +182,10 @@ async fn cancel_order(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Order>> {
-    p.require(Role::Trader)?;
+    let account = q.name(&state);
+    p.require_account(&state, &account, Role::Trader).await?;
     let reason = format!("cancelled by {}", p.username);
-    Ok(Json(
-        state.desk()?.cancel(&q.name(&state), &id, &reason).await?,
-    ))
+    Ok(Json(state.desk()?.cancel(&account, &id, &reason).await?))
 }
 
 /// Fills of an account, oldest first.
@@ -187,10 +193,12 @@ async fn cancel_order(
     params(AccountParam), responses((status = 200, body = Vec<Fill>)))]
 async fn list_fills(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Vec<Fill>>> {
-    Ok(Json(state.desk()?.fills(&q.name(&state)).await?))
+    let account = q.name(&state);
+    p.require_account(&state, &account, Role::Viewer).await?;
+    Ok(Json(state.desk()?.fills(&account).await?))
 }
 
 /// Positions: the account's net positions (`strategy` null), then each
@@ -199,10 +207,12 @@ async fn list_fills(
     params(AccountParam), responses((status = 200, body = Vec<PositionView>)))]
 async fn list_positions(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Vec<PositionView>>> {
-    Ok(Json(state.desk()?.positions(&q.name(&state)).await?))
+    let account = q.name(&state);
+    p.require_account(&state, &account, Role::Viewer).await?;
+    Ok(Json(state.desk()?.positions(&account).await?))
 }
 
 /// Cash, equity, margin, PnL by strategy, HALTED state, limits.
@@ -210,20 +220,25 @@ async fn list_positions(
     params(AccountParam), responses((status = 200, body = AccountView)))]
 async fn get_account(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<AccountView>> {
-    Ok(Json(state.desk()?.account(&q.name(&state)).await?))
+    let account = q.name(&state);
+    p.require_account(&state, &account, Role::Viewer).await?;
+    Ok(Json(state.desk()?.account(&account).await?))
 }
 
-/// Every account.
+/// The accounts the caller reaches (an admin: every account).
 #[utoipa::path(get, path = "/api/v1/trading/accounts", tag = "trading", security(("bearer" = [])),
     responses((status = 200, body = Vec<AccountView>)))]
 async fn list_accounts(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
 ) -> ApiResult<Json<Vec<AccountView>>> {
-    Ok(Json(state.desk()?.accounts().await))
+    let reach = p.reach(&state).await?;
+    let mut all = state.desk()?.accounts().await;
+    all.retain(|a| reach.allows(&a.name));
+    Ok(Json(all))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -236,7 +251,9 @@ pub struct NewAccount {
     pub limits: RiskLimits,
 }
 
-/// Open a paper account (admin).
+/// Open a paper account (traders and admins); it is granted to its
+/// creator. Its risk limits are set by the creator now and by admins
+/// afterwards.
 #[utoipa::path(post, path = "/api/v1/trading/accounts", tag = "trading", security(("bearer" = [])),
     request_body = NewAccount, responses((status = 201, body = AccountView), (status = 409, body = Problem)))]
 async fn create_account(
@@ -244,12 +261,75 @@ async fn create_account(
     p: Principal,
     ApiJson(a): ApiJson<NewAccount>,
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
-    p.require(Role::Admin)?;
+    p.require(Role::Trader)?;
     let view = state
         .desk()?
         .create_account(&a.name, a.initial_cash, a.limits)
         .await?;
+    state
+        .meta
+        .grant_account(&view.name, p.user_id, &p.actor())
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Who an account is granted to (admin).
+#[utoipa::path(get, path = "/api/v1/trading/accounts/{name}/grants", tag = "trading", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, body = Vec<AccountGrant>), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn list_grants(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<AccountGrant>>> {
+    p.require(Role::Admin)?;
+    state.desk()?.account(&name).await?;
+    Ok(Json(state.meta.account_grants(Some(&name), None).await?))
+}
+
+async fn user_id_of(state: &AppState, username: &str) -> ApiResult<i64> {
+    Ok(state
+        .meta
+        .user_credentials(username)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {username:?} not found")))?
+        .user
+        .id)
+}
+
+/// Grant an account to a user (admin). Granting again changes nothing.
+/// The user acts on it within their role: viewers read it, traders trade
+/// it; their API keys likewise.
+#[utoipa::path(put, path = "/api/v1/trading/accounts/{name}/grants/{username}", tag = "trading", security(("bearer" = [])),
+    params(("name" = String, Path), ("username" = String, Path)),
+    responses((status = 200, body = AccountGrant), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn grant_account(
+    State(state): State<AppState>,
+    p: Principal,
+    Path((name, username)): Path<(String, String)>,
+) -> ApiResult<Json<AccountGrant>> {
+    p.require(Role::Admin)?;
+    state.desk()?.account(&name).await?;
+    let user = user_id_of(&state, &username).await?;
+    Ok(Json(
+        state.meta.grant_account(&name, user, &p.actor()).await?,
+    ))
+}
+
+/// Revoke a user's grant of an account (admin). Their running strategies
+/// on it keep running; an admin stops them or kills the account.
+#[utoipa::path(delete, path = "/api/v1/trading/accounts/{name}/grants/{username}", tag = "trading", security(("bearer" = [])),
+    params(("name" = String, Path), ("username" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn revoke_grant(
+    State(state): State<AppState>,
+    p: Principal,
+    Path((name, username)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    p.require(Role::Admin)?;
+    let user = user_id_of(&state, &username).await?;
+    state.meta.revoke_account(&name, user).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -297,7 +377,8 @@ pub struct KillReport {
 }
 
 /// The kill switch: cancel every open order and halt the account (only
-/// cancels pass until an admin resumes it). Any trader may press it.
+/// cancels pass until an admin resumes it). Any trader the account is
+/// granted to may press it.
 #[utoipa::path(post, path = "/api/v1/trading/kill", tag = "trading", security(("bearer" = [])),
     params(KillParams), responses((status = 200, body = KillReport)))]
 async fn kill(
@@ -305,8 +386,8 @@ async fn kill(
     p: Principal,
     ApiQuery(q): ApiQuery<KillParams>,
 ) -> ApiResult<Response> {
-    p.require(Role::Trader)?;
     let account = AccountParam { account: q.account }.name(&state);
+    p.require_account(&state, &account, Role::Trader).await?;
     let reason = q
         .reason
         .unwrap_or_else(|| format!("kill switch pressed by {}", p.username));

@@ -48,6 +48,9 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
     /// Sets a new password (and revokes the user's refresh tokens).
     pub password: Option<String>,
+    /// The feed permission: may post live ticks and run replays (they
+    /// drive paper fills). Admins have it whatever this says.
+    pub feed: Option<bool>,
 }
 
 /// List users.
@@ -106,7 +109,7 @@ async fn get_user(
     Ok(Json(creds.user))
 }
 
-/// Change a user's role, status or password.
+/// Change a user's role, status, password or feed permission.
 #[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", security(("bearer" = [])),
     params(("username" = String, Path)), request_body = UserPatch,
     responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -121,8 +124,9 @@ async fn update_user(
         Some(pw) => Some(hash_password(&username, pw).await?),
         None => None,
     };
-    // The store ends the user's sessions on any change (token version,
-    // refresh tokens).
+    // The store ends the user's sessions on a change of role, status or
+    // password (token version, refresh tokens); the feed permission is
+    // read on every request and ends none.
     let user = state
         .meta
         .update_user(
@@ -131,6 +135,7 @@ async fn update_user(
                 role: req.role,
                 disabled: req.disabled,
                 password_hash,
+                feed: req.feed,
             },
         )
         .await?;

@@ -17,6 +17,14 @@
 //!    keeps a socket open across token renewals by sending
 //!    `{"auth": "<new token>"}` for the same user.
 //!
+//! Private channels: `orders`, `fills`, `positions` and `strategies` carry
+//! events of one account each (their `account` field) and deliver only
+//! those of accounts the listener reaches ([`crate::auth::access`]: an
+//! admin all, others their granted accounts), as read again at every
+//! session check; an event without an account goes to admins only. `jobs`
+//! and the market channels go to every listener (research is read by the
+//! whole team, `SECURITY.md`).
+//!
 //! Bounds: messages of `limits.ws_message_bytes` (16 KiB), connections per
 //! user (`ws_per_user`) and per client address (`ws_per_address`), beyond
 //! which the upgrade (address) or the authentication (user) is refused.
@@ -46,6 +54,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use qb_core::config::WS_PRE_AUTH_BYTES;
 
+use crate::auth::Reach;
 use crate::auth::guard::{Principal, authenticate};
 use crate::middleware::client_ip::ClientIp;
 use crate::problem::ApiError;
@@ -108,6 +117,25 @@ const PLAIN: &[(&str, &str)] = &[
     ("positions", qb_live::desk::POSITIONS_TOPIC),
     ("strategies", qb_live::strategies::STRATEGIES_TOPIC),
 ];
+/// Topics whose events belong to one account (their `account` field).
+const ACCOUNT_TOPICS: &[&str] = &[
+    qb_live::desk::ORDERS_TOPIC,
+    qb_live::desk::FILLS_TOPIC,
+    qb_live::desk::POSITIONS_TOPIC,
+    qb_live::strategies::STRATEGIES_TOPIC,
+];
+
+/// Whether a listener reaching `reach` may see `data`, an event of `topic`.
+fn visible(reach: &Reach, topic: &str, data: &serde_json::Value) -> bool {
+    if !ACCOUNT_TOPICS.contains(&topic) {
+        return true;
+    }
+    match data["account"].as_str() {
+        Some(account) => reach.allows(account),
+        None => *reach == Reach::All,
+    }
+}
+
 /// Frames waiting for one client.
 pub const QUEUE: usize = 1024;
 
@@ -188,10 +216,12 @@ pub async fn handler(
 }
 
 /// Who is listening: the principal, the credential to check it again
-/// with, and its place in the per-user count.
+/// with, the accounts it reaches (as of the last check), and its place in
+/// the per-user count.
 struct Listener {
     principal: Principal,
     headers: HeaderMap,
+    reach: Reach,
     _slot: Slot,
 }
 
@@ -293,8 +323,14 @@ fn bar_json(b: &Bar, closed: bool) -> serde_json::Value {
                        "close": b.close, "volume": b.volume, "closed": closed})
 }
 
-/// Admits `principal` under the per-user cap, or says why not.
-fn admit(state: &AppState, principal: Principal, headers: HeaderMap) -> Result<Listener, String> {
+/// Admits `principal` (reaching `reach`) under the per-user cap, or says
+/// why not.
+fn admit(
+    state: &AppState,
+    principal: Principal,
+    headers: HeaderMap,
+    reach: Reach,
+) -> Result<Listener, String> {
     let cap = state.config.limits.ws_per_user;
     let slot = state
         .ws_counts
@@ -303,6 +339,7 @@ fn admit(state: &AppState, principal: Principal, headers: HeaderMap) -> Result<L
     Ok(Listener {
         principal,
         headers,
+        reach,
         _slot: slot,
     })
 }
@@ -336,7 +373,11 @@ async fn session(
     let auth_deadline = tokio::time::Instant::now() + Duration::from_secs(limits.ws_auth_secs);
     let mut listener: Option<Listener> = None;
     if let Some((p, h)) = pre_auth {
-        match admit(&state, p, h) {
+        let admitted = match p.reach(&state).await {
+            Ok(reach) => admit(&state, p, h, reach),
+            Err(e) => Err(e.detail),
+        };
+        match admitted {
             Ok(l) => listener = Some(l),
             Err(e) => {
                 outbox.push(frame("error", serde_json::json!({ "detail": e })));
@@ -365,8 +406,18 @@ async fn session(
                 match authenticate(&state, &l.headers).await {
                     Ok(p) if p.user_id == l.principal.user_id => {
                         // A changed role ends the session (token version);
-                        // keep the principal current all the same.
-                        listener.as_mut().expect("checked").principal = p;
+                        // keep the principal current all the same, and
+                        // the accounts it reaches (grants come and go).
+                        let reach = match p.reach(&state).await {
+                            Ok(r) => r,
+                            Err(e) => {
+                                session_ended(&mut outbox, &e.detail);
+                                break;
+                            }
+                        };
+                        let l = listener.as_mut().expect("checked");
+                        l.principal = p;
+                        l.reach = reach;
                     }
                     Ok(_) => {
                         session_ended(&mut outbox, "the credential names another user");
@@ -392,6 +443,9 @@ async fn session(
                         break;
                     }
                 };
+                if !listener.as_ref().is_some_and(|l| visible(&l.reach, topic, &e.data)) {
+                    continue;
+                }
                 let mut ok = true;
                 // Parsed once per event, for however many bar channels want it.
                 let mut batch: Option<Option<TickBatch>> = None;
@@ -456,12 +510,20 @@ async fn session(
                             break;
                         }
                     };
+                    let reach = match p.reach(&state).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            outbox.push(frame("error", serde_json::json!({"detail": e.detail})));
+                            break;
+                        }
+                    };
                     let (username, role) = (p.username.clone(), p.role);
                     match listener.as_mut() {
                         // A renewed credential of the same user.
                         Some(l) if l.principal.user_id == p.user_id => {
                             l.principal = p;
                             l.headers = h;
+                            l.reach = reach;
                         }
                         Some(_) => {
                             outbox.push(frame("error", serde_json::json!({
@@ -469,7 +531,7 @@ async fn session(
                             })));
                             break;
                         }
-                        None => match admit(&state, p, h) {
+                        None => match admit(&state, p, h, reach) {
                             Ok(l) => listener = Some(l),
                             Err(e) => {
                                 outbox.push(frame("error", serde_json::json!({ "detail": e })));

@@ -3,7 +3,9 @@
 
 mod support;
 
+mod accounts;
 mod auth;
+mod authz;
 mod backtest;
 mod cli;
 mod cluster;

@@ -48,6 +48,9 @@ fn replayed_ticks_drive_a_live_strategy_end_to_end() {
     let mut s = Server::start_in(tmp.path(), &[]);
     let admin = s.admin_token();
     let t = s.user_token(&admin, "tara", "trader");
+    // Trades the house account and feeds the market (ticks, replays).
+    s.grant(&admin, "paper", "tara");
+    s.allow_feed(&admin, "tara");
     // Stored ticks (the desk sees them live as they are ingested).
     s.ingest(&t, &ticks(600));
     upload(&s, &t, "sma_crossover");

@@ -250,6 +250,32 @@ impl Server {
             .to_string()
     }
 
+    /// Grants paper account `account` to `username` (as admin `admin`).
+    pub fn grant(&self, admin: &str, account: &str, username: &str) {
+        let r = self
+            .http
+            .put(self.url(&format!(
+                "/api/v1/trading/accounts/{account}/grants/{username}"
+            )))
+            .bearer_auth(admin)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "grant: {}", r.text().unwrap());
+    }
+
+    /// Gives `username` the feed permission (live ticks, replays).
+    pub fn allow_feed(&self, admin: &str, username: &str) {
+        let r = self
+            .http
+            .patch(self.url(&format!("/api/v1/users/{username}")))
+            .bearer_auth(admin)
+            .json(&json!({"feed": true}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "feed: {}", r.text().unwrap());
+        assert_eq!(r.json::<Value>().unwrap()["feed"], true);
+    }
+
     /// Polls a job until `done(job)`.
     pub fn wait_job(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let mut job = Value::Null;

@@ -36,7 +36,9 @@ fn manual_trading_risk_and_the_kill_switch_survive_kill_9() {
     let mut s = Server::start_in(tmp.path(), &[]);
     let admin = s.admin_token();
     let trader = s.user_token(&admin, "tom", "trader");
-    ingest(&s, &trader, 0, 3500.0, 3499.8, 3500.2);
+    // The default account is the house's: an admin grants it.
+    s.grant(&admin, "paper", "tom");
+    ingest(&s, &admin, 0, 3500.0, 3499.8, 3500.2);
 
     // A market buy fills at the ask; the same client id again is the same
     // order (200, not 201) and no second fill.
@@ -183,10 +185,10 @@ fn manual_trading_risk_and_the_kill_switch_survive_kill_9() {
         "{audit}"
     );
     // One more resting order would be lost if not persisted: place it on a
-    // second account, then kill -9.
+    // second account (the trader opens it, so it is theirs), then kill -9.
     let r = s
         .post("/api/v1/trading/accounts")
-        .bearer_auth(&admin)
+        .bearer_auth(&trader)
         .json(&json!({"name": "second", "initial_cash": "500000"}))
         .send()
         .unwrap();

@@ -8,7 +8,7 @@ use tungstenite::Message;
 
 use crate::support::Server;
 
-type Ws = tungstenite::WebSocket<TcpStream>;
+pub type Ws = tungstenite::WebSocket<TcpStream>;
 
 pub fn connect(s: &Server) -> Ws {
     let addr = s.base.trim_start_matches("http://").to_string();
@@ -37,6 +37,22 @@ pub fn next(ws: &mut Ws, topic: &str) -> Value {
                 }
             }
             _ => continue,
+        }
+    }
+}
+
+/// Next frame of a private trading channel (orders, fills, positions,
+/// strategies): its topic and data.
+pub fn next_private(ws: &mut Ws) -> (String, Value) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "no private frame");
+        if let Message::Text(t) = ws.read().unwrap() {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            let topic = v["topic"].as_str().unwrap_or_default().to_string();
+            if ["orders", "fills", "positions", "strategies"].contains(&topic.as_str()) {
+                return (topic, v["data"].clone());
+            }
         }
     }
 }
