@@ -333,6 +333,37 @@ try {
   await page.getByTestId("cpu").waitFor();
   log("session expiry shown; signed in again");
 
+  step = "traders see their accounts";
+  // A trader with no account is told so; one granted the house account
+  // trades it from the live page like an admin. (Desktop width again.)
+  await page.setViewportSize({ width: 1440, height: 900 });
+  token = (await (await fetch(BASE + "/api/v1/auth/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "admin", password: PASSWORD }),
+  })).json()).access_token;
+  for (const name of ["tess", "theo"]) await apiPost("/api/v1/users", { username: name, password: `${name}-password-123`, role: "trader" });
+  const granted = await fetch(BASE + "/api/v1/trading/accounts/paper/grants/tess", { method: "PUT", headers: { authorization: `Bearer ${token}` } });
+  assert(granted.ok, `grant: ${granted.status}`);
+  const signInAs = async (name) => {
+    await page.getByTestId("logout").click();
+    await page.getByLabel("Username").fill(name);
+    await page.getByLabel("Password").fill(`${name}-password-123`);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByTestId("who").filter({ hasText: name }).waitFor();
+  };
+  await signInAs("theo");
+  await nav("Live");
+  await page.getByTestId("no-account").waitFor();
+  await signInAs("tess");
+  await nav("Live");
+  await page.getByTestId("account").waitFor();
+  // The admin's strategy on it (stopped by the kill switch above).
+  await page.getByTestId("strategies").getByText("stopped").waitFor();
+  const options = await page.getByLabel("Account").locator("option").allInnerTexts();
+  assert(options.join() === "paper", `tess's accounts: ${options.join()}`);
+  log("a trader without an account is told so; a granted one sees the live page");
+
   step = "logout";
   await page.getByTestId("logout").click();
   await page.getByRole("button", { name: "Sign in" }).waitFor();
