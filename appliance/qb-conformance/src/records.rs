@@ -23,8 +23,7 @@ pub struct Tables {
 pub async fn all_rows(s: &dyn RecordStore, table: &Table, page: u32) -> Vec<Row> {
     let mut out: Vec<Row> = Vec::new();
     loop {
-        let after = out.last().map(|r| r[0].clone());
-        let rows = s.read_rows(table, after.as_ref(), page).await.unwrap();
+        let rows = s.read_rows(table, out.last(), page).await.unwrap();
         let full = rows.len() == page as usize;
         out.extend(rows);
         if !full {
@@ -49,6 +48,19 @@ async fn fill(t: &Tables) {
         UserUpdate {
             disabled: Some(true),
             password_hash: Some("h-bob-2".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    m.grant_account("paper", ann.id, "admin").await.unwrap();
+    m.grant_account("desk-b", ann.id, "admin").await.unwrap();
+    m.grant_account("desk-b", admin.id, "ann").await.unwrap();
+    m.grant_account("paper", gone.id, "admin").await.unwrap();
+    m.update_user(
+        "ann",
+        UserUpdate {
+            feed: Some(true),
             ..Default::default()
         },
     )
@@ -166,6 +178,32 @@ pub async fn suite(src: Tables, dst: Tables) {
     assert_eq!(creds.user, orig.user);
     assert_eq!(creds.password_hash, "h-bob-2");
     assert!(creds.user.disabled);
+    assert!(
+        dst.meta
+            .user_credentials("ann")
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .feed
+    );
+    let grants = |t: &Tables| {
+        let meta = t.meta.clone();
+        async move {
+            meta.account_grants(None, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|g| (g.account, g.username, g.granted_by))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(grants(&dst).await, grants(&src).await);
+    assert_eq!(
+        grants(&dst).await.len(),
+        3,
+        "the deleted user's grant went with them"
+    );
     let (key, owner) = dst.meta.api_key_by_hash("hash-old").await.unwrap().unwrap();
     assert_eq!(
         (key.name.as_str(), owner.username.as_str()),
@@ -238,6 +276,7 @@ pub async fn suite(src: Tables, dst: Tables) {
         Cell::Int(1),
         Cell::Int(1),
         Cell::Int(0),
+        Cell::Bool(false),
     ];
     let mut fine = clash.clone();
     fine[0] = Cell::Int(fresh.id + 101);

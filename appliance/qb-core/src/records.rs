@@ -76,20 +76,32 @@ impl Cell {
 /// A row: one cell per column of its [`Table`], in order.
 pub type Row = Vec<Cell>;
 
-/// A table as the copy sees it. `columns[0]` is the key rows are ordered
-/// and matched by.
+/// A table as the copy sees it. The first `key` columns are the key rows
+/// are ordered and matched by.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Table {
     pub name: &'static str,
     pub columns: &'static [(&'static str, Kind)],
-    /// The key is an id the store generates: a copy keeps the source's
+    /// How many leading columns make the key (1, or 2 for a pair).
+    pub key: usize,
+    /// The key is one id the store generates: a copy keeps the source's
     /// ids and moves the destination's generator past them.
     pub generated_key: bool,
 }
 
 impl Table {
-    pub fn key_kind(&self) -> Kind {
-        self.columns[0].1
+    /// The key columns, in order.
+    pub fn key_columns(&self) -> &'static [(&'static str, Kind)] {
+        &self.columns[..self.key]
+    }
+
+    /// A row's key as text (`a/b` for a pair), for messages and maps.
+    pub fn key_text(&self, row: &Row) -> String {
+        row[..self.key]
+            .iter()
+            .map(Cell::key_text)
+            .collect::<Vec<_>>()
+            .join("/")
     }
 
     /// The column names, comma-separated, in order.
@@ -117,7 +129,9 @@ pub const USERS: Table = Table {
         ("created_at", Int),
         ("updated_at", Int),
         ("token_version", Int),
+        ("feed", Bool),
     ],
+    key: 1,
     generated_key: true,
 };
 
@@ -134,6 +148,7 @@ pub const API_KEYS: Table = Table {
         ("last_used_at", Int),
         ("revoked_at", Int),
     ],
+    key: 1,
     generated_key: false,
 };
 
@@ -150,6 +165,7 @@ pub const AUDIT_LOG: Table = Table {
         ("client_ip", Text),
         ("detail", Text),
     ],
+    key: 1,
     generated_key: true,
 };
 
@@ -161,6 +177,7 @@ pub const INSTRUMENTS: Table = Table {
         ("created_at", Int),
         ("updated_at", Int),
     ],
+    key: 1,
     generated_key: false,
 };
 
@@ -174,6 +191,7 @@ pub const PLUGINS: Table = Table {
         ("uploaded_at", Int),
         ("wasm", Bytes),
     ],
+    key: 1,
     generated_key: false,
 };
 
@@ -189,6 +207,7 @@ pub const SCHEDULES: Table = Table {
         ("last_run_at", Int),
         ("last_job_id", Text),
     ],
+    key: 1,
     generated_key: false,
 };
 
@@ -217,6 +236,20 @@ pub const JOBS: Table = Table {
         ("started_at", Int),
         ("finished_at", Int),
     ],
+    key: 1,
+    generated_key: false,
+};
+
+/// Paper accounts granted to users.
+pub const ACCOUNT_GRANTS: Table = Table {
+    name: "account_grants",
+    columns: &[
+        ("account", Text),
+        ("user_id", Int),
+        ("granted_by", Text),
+        ("granted_at", Int),
+    ],
+    key: 2,
     generated_key: false,
 };
 
@@ -224,6 +257,7 @@ pub const JOBS: Table = Table {
 pub const TABLES: &[&Table] = &[
     &USERS,
     &API_KEYS,
+    &ACCOUNT_GRANTS,
     &AUDIT_LOG,
     &INSTRUMENTS,
     &PLUGINS,
@@ -234,12 +268,13 @@ pub const TABLES: &[&Table] = &[
 /// Reading and writing [`TABLES`] row by row, verbatim.
 #[async_trait]
 pub trait RecordStore: Send + Sync {
-    /// Rows of `table` with a key after `after`, in key order, at most
-    /// `limit`.
+    /// Rows of `table` whose key comes after the key of `after` (the
+    /// last row of the previous page), in key order (text in byte order),
+    /// at most `limit`.
     async fn read_rows(
         &self,
         table: &Table,
-        after: Option<&Cell>,
+        after: Option<&Row>,
         limit: u32,
     ) -> StoreResult<Vec<Row>>;
     /// Inserts, in one transaction, the rows whose key is not stored yet,
@@ -265,7 +300,11 @@ mod tests {
     #[test]
     fn keys_come_first_and_encodings_differ_by_type() {
         for t in TABLES {
-            assert!(matches!(t.key_kind(), Int | Text), "{}", t.name);
+            assert!((1..=2).contains(&t.key), "{}", t.name);
+            for (c, k) in t.key_columns() {
+                assert!(matches!(k, Int | Text), "{}.{c}", t.name);
+            }
+            assert!(!t.generated_key || t.key == 1, "{}", t.name);
         }
         let enc = |c: Cell| {
             let mut v = Vec::new();

@@ -78,27 +78,44 @@ impl RecordStore for PgStore {
     async fn read_rows(
         &self,
         table: &Table,
-        after: Option<&Cell>,
+        after: Option<&Row>,
         limit: u32,
     ) -> StoreResult<Vec<Row>> {
         // Text keys in byte order (as SQLite orders them), whatever the
         // database's collation.
-        let key = match table.key_kind() {
-            Kind::Text => format!("{} COLLATE \"C\"", table.columns[0].0),
-            _ => table.columns[0].0.to_string(),
-        };
+        let key = table
+            .key_columns()
+            .iter()
+            .map(|(c, k)| match k {
+                Kind::Text => format!("{c} COLLATE \"C\""),
+                _ => c.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let c = self.conn().await?;
         let limit = i64::from(limit);
         let rows = match after {
             Some(a) => {
+                let marks = table
+                    .key_columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, k))| format!("${}::{}", i + 2, pg_type(*k)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let sql = format!(
-                    "SELECT {} FROM {} WHERE {key} > $2::{} ORDER BY {key} LIMIT $1",
+                    "SELECT {} FROM {} WHERE ({key}) > ({marks}) ORDER BY {key} LIMIT $1",
                     select_list(table),
                     table.name,
-                    pg_type(table.key_kind())
                 );
-                let a = param(a, table.key_kind())?;
-                crate::sql::rows(&c, &sql, &[&limit, a.as_ref()]).await?
+                let keys = a[..table.key]
+                    .iter()
+                    .zip(table.key_columns())
+                    .map(|(cell, (_, k))| param(cell, *k))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let mut args: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+                args.extend(keys.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)));
+                crate::sql::rows(&c, &sql, &args).await?
             }
             None => {
                 let sql = format!(
@@ -123,7 +140,12 @@ impl RecordStore for PgStore {
     }
 
     async fn insert_rows(&self, table: &Table, rows: &[Row]) -> StoreResult<u64> {
-        let key = table.columns[0].0;
+        let key = table
+            .key_columns()
+            .iter()
+            .map(|(c, _)| *c)
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut params = Vec::with_capacity(rows.len());
         for r in rows {
             if r.len() != table.columns.len() {
@@ -172,9 +194,9 @@ impl RecordStore for PgStore {
                 .await
                 .map_err(|e| match map_pg(e) {
                     StoreError::Conflict(why) => StoreError::Conflict(format!(
-                        "{}: the row {key} = {} collides with a stored row ({why})",
+                        "{}: the row ({key}) = {} collides with a stored row ({why})",
                         table.name,
-                        row[0].key_text()
+                        table.key_text(row)
                     )),
                     other => other,
                 })?;

@@ -36,6 +36,16 @@ fn value(c: &Cell) -> Value {
     }
 }
 
+/// The key columns, comma-separated.
+fn key_list(table: &Table) -> String {
+    table
+        .key_columns()
+        .iter()
+        .map(|(c, _)| *c)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn check_row(table: &Table, row: &Row) -> StoreResult<()> {
     if row.len() != table.columns.len() {
         return Err(StoreError::Invalid(format!(
@@ -53,24 +63,29 @@ impl RecordStore for Sqlite {
     async fn read_rows(
         &self,
         table: &Table,
-        after: Option<&Cell>,
+        after: Option<&Row>,
         limit: u32,
     ) -> StoreResult<Vec<Row>> {
         let cols = table.column_list();
-        let key = table.columns[0].0;
+        let key = key_list(table);
         let kinds: Vec<Kind> = table.columns.iter().map(|c| c.1).collect();
         let name = table.name;
-        let after = after.map(value);
+        let after: Option<Vec<Value>> = after.map(|r| r[..table.key].iter().map(value).collect());
+        let marks = (2..2 + table.key)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         self.read(move |c| {
+            // Row values compare column by column; text as bytes (BINARY).
             let filter = if after.is_some() {
-                format!("WHERE {key} > ?2")
+                format!("WHERE ({key}) > ({marks})")
             } else {
                 String::new()
             };
             let sql = format!("SELECT {cols} FROM {name} {filter} ORDER BY {key} LIMIT ?1");
             let mut stmt = c.prepare(&sql).map_err(backend)?;
             let mut args: Vec<Value> = vec![Value::Integer(limit.into())];
-            args.extend(after);
+            args.extend(after.into_iter().flatten());
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args), |r| {
                     kinds
@@ -91,8 +106,10 @@ impl RecordStore for Sqlite {
             check_row(table, r)?;
         }
         let cols = table.column_list();
-        let key = table.columns[0].0;
+        let key = key_list(table);
         let name = table.name;
+        let key_len = table.key;
+        let key_of = move |r: &Vec<Value>| format!("{:?}", &r[..key_len]);
         let marks = (1..=table.columns.len())
             .map(|i| format!("?{i}"))
             .collect::<Vec<_>>()
@@ -110,8 +127,8 @@ impl RecordStore for Sqlite {
                         .execute(rusqlite::params_from_iter(r.iter()))
                         .map_err(|e| match map_sql(e) {
                             StoreError::Conflict(why) => StoreError::Conflict(format!(
-                                "{name}: the row {key} = {:?} collides with a stored row ({why})",
-                                r[0]
+                                "{name}: the row ({key}) = {} collides with a stored row ({why})",
+                                key_of(r)
                             )),
                             other => other,
                         })? as u64;

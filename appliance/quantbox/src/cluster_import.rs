@@ -36,7 +36,7 @@ use anyhow::Context;
 use clap::Args;
 use qb_core::config::Config;
 use qb_core::market::{Bar, Interval, Tick};
-use qb_core::records::{Cell, Row, TABLES, Table};
+use qb_core::records::{Row, TABLES, Table};
 use qb_core::seams::tick_pages;
 use qb_core::{KvWrite, StoreError};
 use qb_stores::CopyStores;
@@ -228,16 +228,15 @@ async fn table_hashes(
     batch: u32,
 ) -> anyhow::Result<BTreeMap<String, [u8; 32]>> {
     let mut out = BTreeMap::new();
-    let mut after: Option<Cell> = None;
+    let mut after: Option<Row> = None;
     loop {
         let rows = s.records.read_rows(table, after.as_ref(), batch).await?;
         let full = rows.len() == batch as usize;
         for r in &rows {
-            // Keys of one table are all integers or all text: their text
-            // orders both sides alike.
-            out.insert(r[0].key_text(), row_hash(r));
+            // The same key text on both sides, so both maps order alike.
+            out.insert(table.key_text(r), row_hash(r));
         }
-        after = rows.last().map(|r| r[0].clone());
+        after = rows.last().cloned();
         if !full {
             return Ok(out);
         }
@@ -348,7 +347,7 @@ impl Copy<'_> {
     async fn tables(&mut self) -> anyhow::Result<()> {
         for table in TABLES {
             let (mut total, mut new) = (0u64, 0u64);
-            let mut after: Option<Cell> = None;
+            let mut after: Option<Row> = None;
             loop {
                 let rows = self
                     .src
@@ -362,7 +361,7 @@ impl Copy<'_> {
                     Err(StoreError::Conflict(_)) => self.rows_one_by_one(table, &rows).await?,
                     Err(e) => return Err(e.into()),
                 };
-                after = rows.last().map(|r| r[0].clone());
+                after = rows.last().cloned();
                 if !full {
                     break;
                 }

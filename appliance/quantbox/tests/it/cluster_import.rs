@@ -70,7 +70,7 @@ fn snapshot(s: &Server, admin: &str, backtest: &str) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| json!([u["id"], u["username"], u["role"], u["disabled"]]))
+        .map(|u| json!([u["id"], u["username"], u["role"], u["disabled"], u["feed"]]))
         .collect();
     let equity = s
         .get(&format!("/api/v1/backtests/{backtest}/files/equity.csv"))
@@ -96,6 +96,7 @@ fn snapshot(s: &Server, admin: &str, backtest: &str) -> Value {
         "ticks": get(&format!("/api/v1/market/ticks?symbol=IF&limit=50&start={}", T0 + 4_000_000_000_000)),
         "bars": get("/api/v1/market/bars?symbol=rb&interval=5m"),
         "coverage": get("/api/v1/market/symbols"),
+        "grants": get("/api/v1/trading/accounts/paper/grants"),
         "positions": get("/api/v1/trading/positions"),
         "orders": get("/api/v1/trading/orders?status=all"),
     })
@@ -154,6 +155,22 @@ fn a_box_moves_into_a_cluster_resumably_and_checked() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 204);
+    // Ann trades the house account and may feed ticks.
+    let r = s
+        .http
+        .put(s.url("/api/v1/trading/accounts/paper/grants/ann"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = s
+        .http
+        .patch(s.url("/api/v1/users/ann"))
+        .bearer_auth(&admin)
+        .json(&json!({"feed": true}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
     let key: Value = s
         .post("/api/v1/api-keys")
         .bearer_auth(&ann)
@@ -224,6 +241,18 @@ fn a_box_moves_into_a_cluster_resumably_and_checked() {
     let before = snapshot(&s, &admin, &backtest);
     assert_eq!(before["ticks"]["items"].as_array().unwrap().len(), 50);
     assert!(
+        before["grants"].to_string().contains("\"ann\""),
+        "{}",
+        before["grants"]
+    );
+    assert!(
+        before["users"]
+            .to_string()
+            .contains("\"ann\",\"trader\",false,true"),
+        "{}",
+        before["users"]
+    );
+    assert!(
         before["positions"].to_string().contains("IF2409"),
         "{}",
         before["positions"]
@@ -292,6 +321,7 @@ fn a_box_moves_into_a_cluster_resumably_and_checked() {
     for what in [
         "users",
         "api_keys",
+        "account_grants",
         "jobs",
         "hot state (entries)",
         "blobs",
