@@ -33,9 +33,11 @@ pub use qb_core::market::TICKS_TOPIC;
 use crate::problem::ApiError;
 
 /// Content-Security-Policy for everything served, the dashboard included:
-/// nothing from other origins, no inline scripts.
+/// nothing from other origins, no inline scripts. `connect-src 'self'`
+/// covers the page's own `/ws` (CSP 3 matches `ws:`/`wss:` of the same
+/// host and port) and nothing else.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-     img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self' ws: wss:; \
+     img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; \
      frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
 
 /// Every route with its OpenAPI description.

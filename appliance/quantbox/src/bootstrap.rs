@@ -49,6 +49,31 @@ pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
             .create(dir)
             .with_context(|| format!("creating data directory {}", dir.display()))?;
     }
+    owner_only(dir).with_context(|| format!("restricting {} to its owner", dir.display()))
+}
+
+/// The data directory and everything in it readable by its owner only
+/// (0700 directories, 0600 files), whoever created them and with whatever
+/// umask: a directory made by an installer or an older version is
+/// tightened at every start. Symbolic links are left alone.
+fn owner_only(dir: &Path) -> std::io::Result<()> {
+    let meta = fs::symlink_metadata(dir)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            owner_only(&path)?;
+        } else if kind.is_file() {
+            let mode = entry.metadata()?.permissions().mode();
+            if mode & 0o077 != 0 {
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o700))?;
+            }
+        }
+    }
     Ok(())
 }
 

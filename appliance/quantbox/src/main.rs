@@ -15,6 +15,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Everything quantbox creates (databases, blobs, caches) is its
+    // owner's alone: files 0600, directories 0700. Set before any thread
+    // starts, so every file the stores create inherits it.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => code,

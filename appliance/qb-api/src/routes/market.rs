@@ -364,9 +364,30 @@ fn upload_target(state: &AppState, key: &str) -> std::path::PathBuf {
     })
 }
 
+/// An upload's file on disk, removed when the request ends without the
+/// upload being accepted (a bad field, a second file, a broken stream, a
+/// failed write): nothing is left behind by a refused upload.
+struct Received(Option<std::path::PathBuf>);
+
+impl Received {
+    /// The upload is accepted: its file stays.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut file: Option<(std::path::PathBuf, String, String)> = None;
+    let mut received = Received(None);
     let bad = |e: axum::extract::multipart::MultipartError| {
         ApiError::new(
             e.status(),
@@ -377,6 +398,12 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<Upload
     while let Some(mut field) = mp.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
+            if file.is_some() {
+                return Err(ApiError::invalid(
+                    "file",
+                    "one file per upload: a second `file` field",
+                ));
+            }
             let original = sanitize(field.file_name().unwrap_or("upload"));
             let key = format!("uploads/{}-{original}", uuid::Uuid::now_v7());
             let path = upload_target(state, &key);
@@ -385,13 +412,11 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<Upload
                     .await
                     .map_err(ApiError::internal)?;
             }
+            received = Received(Some(path.clone()));
             let mut out = tokio::fs::File::create(&path)
                 .await
                 .map_err(ApiError::internal)?;
-            while let Some(chunk) = field.chunk().await.map_err(|e| {
-                let _ = std::fs::remove_file(&path);
-                bad(e)
-            })? {
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
                 out.write_all(&chunk).await.map_err(ApiError::internal)?;
             }
             out.sync_all().await.map_err(ApiError::internal)?;
@@ -403,22 +428,18 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<Upload
     }
     let (path, original, blob) = file
         .ok_or_else(|| ApiError::invalid("file", "missing: attach the file as the `file` field"))?;
-    let cleanup = |e: ApiError| {
-        let _ = std::fs::remove_file(&path);
-        e
-    };
     let mut req = serde_json::json!({ "path": path.to_string_lossy() });
     for (k, v) in &fields {
         let text = serde_json::Value::String(v.trim().to_string());
         match k.as_str() {
             "format" => {
                 serde_json::from_value::<ImportFormat>(text.clone())
-                    .map_err(|e| cleanup(ApiError::invalid("format", e.to_string())))?;
+                    .map_err(|e| ApiError::invalid("format", e.to_string()))?;
                 req[k] = text;
             }
             "mode" => {
                 serde_json::from_value::<ImportMode>(text.clone())
-                    .map_err(|e| cleanup(ApiError::invalid("mode", e.to_string())))?;
+                    .map_err(|e| ApiError::invalid("mode", e.to_string()))?;
                 req[k] = text;
             }
             "timezone" | "symbol" | "interval" | "ts_unit" => {
@@ -426,33 +447,30 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<Upload
             }
             "mapping" => {
                 let m: BTreeMap<String, String> = serde_json::from_str(v).map_err(|e| {
-                    cleanup(ApiError::invalid(
-                        "mapping",
-                        format!("not a JSON object of strings: {e}"),
-                    ))
+                    ApiError::invalid("mapping", format!("not a JSON object of strings: {e}"))
                 })?;
                 req["mapping"] = serde_json::json!(m);
             }
             other => {
-                return Err(cleanup(ApiError::invalid(other, "unknown field")));
+                return Err(ApiError::invalid(other, "unknown field"));
             }
         }
     }
     if req.get("format").is_none() {
-        return Err(cleanup(ApiError::invalid(
+        return Err(ApiError::invalid(
             "format",
             "missing: csv, ctp, bars_csv or parquet",
-        )));
+        ));
     }
-    let request: ImportRequest = serde_json::from_value(req)
-        .map_err(|e| cleanup(ApiError::invalid("body", e.to_string())))?;
-    check_request(&request).map_err(cleanup)?;
-    // Stored where every node can read it (a no-op on one box).
-    let stored = state.blobs.put_file(&blob, &path).await;
-    if state.blobs.local_path(&blob).is_none() {
-        let _ = std::fs::remove_file(&path);
+    let request: ImportRequest =
+        serde_json::from_value(req).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    check_request(&request)?;
+    // Stored where every node can read it (a no-op on one box, where the
+    // file is the blob and stays; elsewhere the scratch copy goes).
+    state.blobs.put_file(&blob, &path).await?;
+    if state.blobs.local_path(&blob).is_some() {
+        received.keep();
     }
-    stored?;
     Ok(Upload {
         request,
         original,
@@ -506,25 +524,38 @@ async fn create_import(
         check_request(&r)?;
         (r, None, None)
     };
-    let params = serde_json::to_value(qb_jobs::handlers::ImportParams {
-        request,
-        delete_after: blob.is_some(),
-        original_name: original,
-        blob,
-    })
-    .map_err(ApiError::internal)?;
-    let spec = JobSpec {
-        kind: "market.import".into(),
-        queue: None,
-        params,
-    };
-    let new = state
-        .registry
-        .prepare(&spec, Some(p.actor()), state.config.queues.max_attempts)
-        .await
-        .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
-    let job = state.jobs.enqueue(new).await?;
-    Ok((StatusCode::ACCEPTED, Json(job)))
+    let uploaded = blob.clone();
+    let enqueued = async {
+        let params = serde_json::to_value(qb_jobs::handlers::ImportParams {
+            request,
+            delete_after: blob.is_some(),
+            original_name: original,
+            blob,
+        })
+        .map_err(ApiError::internal)?;
+        let spec = JobSpec {
+            kind: "market.import".into(),
+            queue: None,
+            params,
+        };
+        let new = state
+            .registry
+            .prepare(&spec, Some(p.actor()), state.config.queues.max_attempts)
+            .await
+            .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
+        Ok::<_, ApiError>(state.jobs.enqueue(new).await?)
+    }
+    .await;
+    match enqueued {
+        Ok(job) => Ok((StatusCode::ACCEPTED, Json(job))),
+        Err(e) => {
+            // No job will ever read the upload: it goes now.
+            if let Some(key) = uploaded {
+                let _ = state.blobs.delete_prefix(&key).await;
+            }
+            Err(e)
+        }
+    }
 }
 
 // ---------------------------------------------------------------- queries

@@ -101,6 +101,46 @@ fn development_generates_a_private_secret_and_admin_password() {
     s.login("admin", &pw);
 }
 
+/// The data directory is its owner's alone, whoever made it: 0700, every
+/// file in it 0600 (those there before the start tightened, those the
+/// stores and jobs create made so).
+#[test]
+fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let set = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    std::fs::create_dir_all(dir.join("uploads")).unwrap();
+    std::fs::write(dir.join("uploads/left-over.csv"), "x").unwrap();
+    set(&dir, 0o755);
+    set(&dir.join("uploads"), 0o775);
+    set(&dir.join("uploads/left-over.csv"), 0o644);
+    let s = Server::start_in(&dir, &[]);
+    let t = s.admin_token();
+    s.ingest(
+        &t,
+        &serde_json::json!([{"symbol": "P", "ts": 1_700_000_000_000_000_000i64, "price": 1, "size": 1}]),
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("uploads")), 0o700);
+    assert_eq!(mode(&dir.join("uploads/left-over.csv")), 0o600);
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let entry = entry.unwrap();
+        let m = mode(&entry.path());
+        if entry.file_type().unwrap().is_dir() {
+            assert_eq!(m, 0o700, "{}", entry.path().display());
+        } else {
+            assert_eq!(m & 0o077, 0, "{} is {m:o}", entry.path().display());
+            files += 1;
+        }
+    }
+    assert!(files >= 3, "the stores' files were checked");
+}
+
 #[test]
 fn migrate_and_user_commands() {
     let dir = tempfile::tempdir().unwrap();

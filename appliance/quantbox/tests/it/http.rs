@@ -110,12 +110,16 @@ fn security_headers_cors_and_compression() {
     let h = r.headers();
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["x-content-type-options"], "nosniff");
-    assert!(
-        h["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("default-src 'self'")
-    );
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    // Connections (fetch, the dashboard's /ws) to the page's own origin
+    // only: no other ws:/wss: host.
+    let connect: Vec<&str> = csp
+        .split(';')
+        .map(str::trim)
+        .filter(|d| d.starts_with("connect-src"))
+        .collect();
+    assert_eq!(connect, ["connect-src 'self'"], "{csp}");
     assert!(
         h.get("strict-transport-security").is_none(),
         "no HSTS without TLS"

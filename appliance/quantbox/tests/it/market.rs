@@ -455,3 +455,56 @@ fn a_retried_ingest_publishes_only_what_it_stored() {
     post(json!([tick(3, 13.0)]));
     assert_eq!(crate::ws::next(&mut ws, "ticks")["price"], json!([13.0]));
 }
+
+/// A refused upload leaves nothing behind: a second `file` field, an
+/// unknown or bad field after the file, a missing format. The files of
+/// the data directory's `uploads/` are counted before and after.
+#[test]
+fn refused_uploads_leave_no_files() {
+    let s = Server::start(&[]);
+    let t = s.admin_token();
+    let uploads = s.data_dir().join("uploads");
+    let count = || std::fs::read_dir(&uploads).map(|d| d.count()).unwrap_or(0);
+    let send = |form: Form| {
+        s.post("/api/v1/market/imports")
+            .bearer_auth(&t)
+            .multipart(form)
+            .send()
+            .unwrap()
+    };
+    let file = || Part::text(CSV.to_string()).file_name("ticks.csv");
+    let cases: Vec<(Form, &str)> = vec![
+        (
+            Form::new()
+                .part("file", file())
+                .part("file", file())
+                .text("format", "csv"),
+            "file",
+        ),
+        (
+            Form::new()
+                .part("file", file())
+                .text("format", "csv")
+                .text("delete_after", "true"),
+            "delete_after",
+        ),
+        (
+            Form::new().part("file", file()).text("format", "xls"),
+            "format",
+        ),
+        (Form::new().part("file", file()), "format"),
+    ];
+    for (form, field) in cases {
+        let doc = problem(send(form), 422);
+        assert_eq!(doc["errors"][0]["field"], field, "{doc}");
+        assert_eq!(count(), 0, "a refused upload ({field}) left a file");
+    }
+    // An accepted one is kept until its import ran.
+    let r = send(Form::new().part("file", file()).text("format", "csv"));
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().unwrap();
+    s.wait_job(&t, job["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded"
+    });
+    assert_eq!(count(), 0, "imported uploads are deleted");
+}

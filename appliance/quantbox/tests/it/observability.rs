@@ -37,6 +37,29 @@ fn health_ready_and_metrics() {
     }
     assert!(!text.contains("0190abcd"), "raw paths never become labels");
 
+    // Invented methods: one `OTHER` label, however many a client makes up.
+    let series = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("http_requests_total{"))
+            .count()
+    };
+    let before = series(&text);
+    for i in 0..40 {
+        let m = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        s.http.request(m, s.url("/health")).send().unwrap();
+    }
+    let text = s.get("/metrics").send().unwrap().text().unwrap();
+    assert!(
+        !text.contains("INVENTED"),
+        "a method a client invents is no label"
+    );
+    assert!(text.contains("method=\"OTHER\""));
+    assert!(
+        series(&text) <= before + 2,
+        "{} series after 40 invented methods, {before} before",
+        series(&text)
+    );
+
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
