@@ -13,7 +13,7 @@ use qb_pg::testing::TestDatabase;
 use serde_json::{Value, json};
 
 use crate::hosts::{Host, through};
-use crate::support::{Server, command, wait_for};
+use crate::support::{Server, command, trend_bars_csv, wait_for};
 use crate::ws;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -860,18 +860,7 @@ fn work_crosses_nodes_and_survives_a_killed_worker() {
     let token = api1.admin_token();
 
     // 20,000 one-minute bars uploaded to api-1, imported by a worker.
-    let mut csv = String::from("symbol,ts,open,high,low,close,volume\n");
-    let mut close = 3900i64;
-    for i in 0..20_000i64 {
-        let open = close;
-        close = open + if (i / 60) % 2 == 0 { 2 } else { -2 } + (i * 7919 % 5) - 2;
-        csv.push_str(&format!(
-            "rb,{},{open},{},{},{close},10\n",
-            1_704_157_200 + i * 60,
-            open.max(close) + 1,
-            open.min(close) - 1
-        ));
-    }
+    let csv = trend_bars_csv(20_000);
     let form = Form::new()
         .part("file", Part::text(csv).file_name("bars.csv"))
         .text("format", "bars_csv")

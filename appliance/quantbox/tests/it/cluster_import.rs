@@ -13,7 +13,7 @@ use std::process::Stdio;
 use serde_json::{Value, json};
 
 use crate::cluster::{as_refs, fresh_db, node_env};
-use crate::support::{Server, command, component, wait_for};
+use crate::support::{Server, command, component, trend_bars_csv, wait_for};
 
 const T0: i64 = 1_704_157_200_000_000_000;
 
@@ -32,22 +32,6 @@ fn ticks_csv() -> String {
             1 + i % 5,
             p - 0.2,
             p + 0.2
-        ));
-    }
-    csv
-}
-
-fn bars_csv() -> String {
-    let mut csv = String::from("symbol,ts,open,high,low,close,volume\n");
-    let mut close = 3900i64;
-    for i in 0..600i64 {
-        let open = close;
-        close = open + if (i / 60) % 2 == 0 { 2 } else { -2 } + (i * 7919 % 5) - 2;
-        csv.push_str(&format!(
-            "rb,{},{open},{},{},{close},10\n",
-            1_704_157_200 + i * 60,
-            open.max(close) + 1,
-            open.min(close) - 1
         ));
     }
     csv
@@ -121,7 +105,7 @@ fn a_box_moves_into_a_cluster_resumably_and_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("ticks.csv"), ticks_csv()).unwrap();
-    std::fs::write(dir.join("bars.csv"), bars_csv()).unwrap();
+    std::fs::write(dir.join("bars.csv"), trend_bars_csv(600)).unwrap();
     for args in [
         vec!["import", "--format", "csv", "--ts-unit", "ns", "ticks.csv"],
         vec![

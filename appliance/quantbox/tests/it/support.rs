@@ -361,3 +361,21 @@ pub fn problem(r: Response, status: u16) -> Value {
     assert!(doc["type"].as_str().unwrap().starts_with("/problems/"));
     doc
 }
+
+/// `n` one-minute bars of `rb` from 2024-01-02T01:00:00Z as a bars CSV
+/// (epoch seconds): integer prices trending up and down by the hour.
+pub fn trend_bars_csv(n: i64) -> String {
+    let mut csv = String::from("symbol,ts,open,high,low,close,volume\n");
+    let mut close = 3900i64;
+    for i in 0..n {
+        let open = close;
+        close = open + if (i / 60) % 2 == 0 { 2 } else { -2 } + (i * 7919 % 5) - 2;
+        csv.push_str(&format!(
+            "rb,{},{open},{},{},{close},10\n",
+            1_704_157_200 + i * 60,
+            open.max(close) + 1,
+            open.min(close) - 1
+        ));
+    }
+    csv
+}
