@@ -126,7 +126,15 @@ async fn body_bytes(state: &AppState, req: Request) -> ApiResult<Bytes> {
         (status = 413, body = Problem), (status = 422, body = Problem)))]
 async fn upload_plugin(State(state): State<AppState>, p: Principal, req: Request) -> Response {
     if let Err(e) = p.require(Role::Trader) {
-        return e.into_response();
+        // Refused before the body is read: what is left of it is still on
+        // the connection, which the server closes; saying so keeps a client
+        // from sending its next request on it.
+        let mut resp = e.into_response();
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return resp;
     }
     let bytes = match body_bytes(&state, req).await {
         Ok(b) => b,
