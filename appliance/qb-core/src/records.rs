@@ -95,6 +95,28 @@ impl Table {
         &self.columns[..self.key]
     }
 
+    /// The key columns' names, comma-separated.
+    pub fn key_list(&self) -> String {
+        self.key_columns()
+            .iter()
+            .map(|(c, _)| *c)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `Invalid` unless `row` has one cell per column.
+    pub fn check_row(&self, row: &Row) -> StoreResult<()> {
+        if row.len() == self.columns.len() {
+            return Ok(());
+        }
+        Err(crate::StoreError::Invalid(format!(
+            "a row of {} has {} cells, the table {} columns",
+            self.name,
+            row.len(),
+            self.columns.len()
+        )))
+    }
+
     /// A row's key as text (`a/b` for a pair), for messages and maps.
     pub fn key_text(&self, row: &Row) -> String {
         row[..self.key]

@@ -140,22 +140,10 @@ impl RecordStore for PgStore {
     }
 
     async fn insert_rows(&self, table: &Table, rows: &[Row]) -> StoreResult<u64> {
-        let key = table
-            .key_columns()
-            .iter()
-            .map(|(c, _)| *c)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let key = table.key_list();
         let mut params = Vec::with_capacity(rows.len());
         for r in rows {
-            if r.len() != table.columns.len() {
-                return Err(StoreError::Invalid(format!(
-                    "a row of {} has {} cells, the table {} columns",
-                    table.name,
-                    r.len(),
-                    table.columns.len()
-                )));
-            }
+            table.check_row(r)?;
             params.push(
                 r.iter()
                     .zip(table.columns)

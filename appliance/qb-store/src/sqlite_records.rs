@@ -36,28 +36,6 @@ fn value(c: &Cell) -> Value {
     }
 }
 
-/// The key columns, comma-separated.
-fn key_list(table: &Table) -> String {
-    table
-        .key_columns()
-        .iter()
-        .map(|(c, _)| *c)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn check_row(table: &Table, row: &Row) -> StoreResult<()> {
-    if row.len() != table.columns.len() {
-        return Err(StoreError::Invalid(format!(
-            "a row of {} has {} cells, the table {} columns",
-            table.name,
-            row.len(),
-            table.columns.len()
-        )));
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl RecordStore for Sqlite {
     async fn read_rows(
@@ -67,7 +45,7 @@ impl RecordStore for Sqlite {
         limit: u32,
     ) -> StoreResult<Vec<Row>> {
         let cols = table.column_list();
-        let key = key_list(table);
+        let key = table.key_list();
         let kinds: Vec<Kind> = table.columns.iter().map(|c| c.1).collect();
         let name = table.name;
         let after: Option<Vec<Value>> = after.map(|r| r[..table.key].iter().map(value).collect());
@@ -103,10 +81,10 @@ impl RecordStore for Sqlite {
 
     async fn insert_rows(&self, table: &Table, rows: &[Row]) -> StoreResult<u64> {
         for r in rows {
-            check_row(table, r)?;
+            table.check_row(r)?;
         }
         let cols = table.column_list();
-        let key = key_list(table);
+        let key = table.key_list();
         let name = table.name;
         let key_len = table.key;
         let key_of = move |r: &Vec<Value>| format!("{:?}", &r[..key_len]);
