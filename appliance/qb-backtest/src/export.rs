@@ -7,7 +7,6 @@
 //! largest scale in the column, so every value round-trips; equity is an
 //! f64 series (see [`crate::engine::RunResult`]) and stays `DOUBLE`.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use rust_decimal::Decimal;
@@ -24,6 +23,19 @@ pub const DOWNLOADS: [(&str, &str); 6] = [
     ("trades.parquet", "application/vnd.apache.parquet"),
 ];
 
+/// A CSV file: a header and rows, quoted where a field needs it (the csv
+/// crate's rules), lines ending in `\n`.
+fn csv_of(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Result<Vec<u8>, String> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(header).map_err(|e| e.to_string())?;
+    for row in rows {
+        w.write_record(&row).map_err(|e| e.to_string())?;
+    }
+    w.into_inner().map_err(|e| e.to_string())
+}
+
 /// Writes every file of `o` into `dir` (created if missing).
 pub fn write_files(dir: &Path, o: &Outcome, report_html: &str) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -35,43 +47,61 @@ pub fn write_files(dir: &Path, o: &Outcome, report_html: &str) -> Result<(), Str
         "fills.json",
         &serde_json::to_vec(fills).map_err(|e| e.to_string())?,
     )?;
-    let mut csv = String::from("ts,symbol,side,qty,price,commission,realized\n");
-    for f in fills {
-        let side = if f.qty.is_sign_positive() {
-            "buy"
-        } else {
-            "sell"
-        };
-        let _ = writeln!(
-            csv,
-            "{},{},{side},{},{},{},{}",
-            f.ts,
-            f.symbol,
-            f.qty.abs(),
-            f.price,
-            f.commission,
-            f.realized
-        );
-    }
-    write("fills.csv", csv.as_bytes())?;
-    let mut csv = String::from("ts,equity\n");
-    for (ts, e) in &o.result.equity {
-        let _ = writeln!(csv, "{ts},{e}");
-    }
-    write("equity.csv", csv.as_bytes())?;
-    let mut csv = String::from("symbol,direction,entry_ts,exit_ts,pnl\n");
-    for t in &o.trips {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{}",
-            t.symbol,
-            if t.direction > 0 { "long" } else { "short" },
-            t.entry_ts,
-            t.exit_ts,
-            t.pnl
-        );
-    }
-    write("trades.csv", csv.as_bytes())?;
+    write(
+        "fills.csv",
+        &csv_of(
+            &[
+                "ts",
+                "symbol",
+                "side",
+                "qty",
+                "price",
+                "commission",
+                "realized",
+            ],
+            fills.iter().map(|f| {
+                let side = if f.qty.is_sign_positive() {
+                    "buy"
+                } else {
+                    "sell"
+                };
+                vec![
+                    f.ts.to_string(),
+                    f.symbol.clone(),
+                    side.into(),
+                    f.qty.abs().to_string(),
+                    f.price.to_string(),
+                    f.commission.to_string(),
+                    f.realized.to_string(),
+                ]
+            }),
+        )?,
+    )?;
+    write(
+        "equity.csv",
+        &csv_of(
+            &["ts", "equity"],
+            o.result
+                .equity
+                .iter()
+                .map(|(ts, e)| vec![ts.to_string(), e.to_string()]),
+        )?,
+    )?;
+    write(
+        "trades.csv",
+        &csv_of(
+            &["symbol", "direction", "entry_ts", "exit_ts", "pnl"],
+            o.trips.iter().map(|t| {
+                vec![
+                    t.symbol.clone(),
+                    if t.direction > 0 { "long" } else { "short" }.into(),
+                    t.entry_ts.to_string(),
+                    t.exit_ts.to_string(),
+                    t.pnl.to_string(),
+                ]
+            }),
+        )?,
+    )?;
     write("report.html", report_html.as_bytes())?;
 
     let scale = |it: &mut dyn Iterator<Item = Decimal>| it.map(|d| d.scale()).max().unwrap_or(0);
