@@ -65,6 +65,8 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Instrument {
+    /// 1 to 32 of `A-Z a-z 0-9 . _ - /`.
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub symbol: String,
     #[serde(default)]
     pub exchange: String,
@@ -465,12 +467,15 @@ pub struct ImportRequest {
     pub mapping: std::collections::BTreeMap<String, String>,
     /// Symbol for files without a symbol column.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub symbol: Option<String>,
     /// Bar interval for `bars_csv` files (e.g. `1m`).
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]+[smhd]$")]
     pub interval: Option<String>,
     /// Unit of integer timestamps: `ns` (default), `us`, `ms` or `s`.
     #[serde(default)]
+    #[schema(pattern = "^(ns|us|ms|s)$")]
     pub ts_unit: Option<String>,
 }
 

@@ -57,6 +57,8 @@ pub struct StrategySpec {
     pub plugin: String,
     #[serde(default)]
     pub params: BTreeMap<String, f64>,
+    /// At least one.
+    #[schema(min_items = 1)]
     pub symbols: Vec<String>,
     /// Default: the configured default account.
     pub account: Option<String>,

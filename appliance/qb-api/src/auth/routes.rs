@@ -55,6 +55,8 @@ pub struct LogoutRequest {
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
+    /// At least 12 characters, not the username.
+    #[schema(min_length = 12)]
     pub new_password: String,
 }
 

@@ -257,7 +257,9 @@ async fn backtest_fills(
 /// CSV or Parquet.
 #[utoipa::path(get, path = "/api/v1/backtests/{id}/files/{name}", tag = "backtests", security(("bearer" = [])),
     params(("id" = String, Path), ("name" = String, Path, description = "fills.csv, equity.csv, trades.csv, fills.parquet, equity.parquet or trades.parquet")),
-    responses((status = 200, description = "CSV or Parquet"), (status = 404, body = Problem)))]
+    responses((status = 200, description = "CSV or Parquet, as an attachment",
+                content((String = "text/csv"), (crate::openapi::Binary = "application/vnd.apache.parquet"))),
+               (status = 404, body = Problem), (status = 409, body = Problem, description = "The backtest has not succeeded (yet)")))]
 async fn backtest_file(
     State(state): State<AppState>,
     _p: Principal,
@@ -297,7 +299,8 @@ fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
 /// The self-contained HTML report of a finished backtest, as a download.
 #[utoipa::path(get, path = "/reports/{file}", tag = "backtests", security(("bearer" = [])),
     params(("file" = String, Path, description = "`<id>.html`")),
-    responses((status = 200, description = "HTML report", content_type = "text/html"), (status = 404, body = Problem)))]
+    responses((status = 200, description = "HTML report", content_type = "text/html"), (status = 404, body = Problem),
+               (status = 409, body = Problem, description = "The backtest has not succeeded (yet)")))]
 async fn report(
     State(state): State<AppState>,
     _p: Principal,
@@ -393,6 +396,7 @@ pub struct SweepQuery {
     /// A metric name, e.g. `sharpe` (default), `total_return`, `max_drawdown`.
     pub sort: Option<String>,
     /// `desc` (default) or `asc`.
+    #[param(pattern = r"^(asc|desc)$")]
     pub order: Option<String>,
 }
 

@@ -25,6 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// 1 to 100 characters (surrounding spaces trimmed).
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// At most your own role (the default).
     pub role: Option<Role>,
@@ -40,7 +42,11 @@ pub struct CreatedKey {
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct KeyListParams {
+    /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    /// Items per page (default `DEFAULT_PAGE_SIZE`, at most `MAX_PAGE_SIZE`).
+    #[param(minimum = 1)]
     pub page_size: Option<u32>,
     /// Admins: list every user's keys.
     pub all: Option<bool>,

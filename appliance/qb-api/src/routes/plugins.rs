@@ -117,7 +117,8 @@ async fn body_bytes(state: &AppState, req: Request) -> ApiResult<Bytes> {
 #[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins", security(("bearer" = [])),
     request_body(content(
         (PluginUpload = "multipart/form-data"),
-        (Vec<u8> = "application/wasm"),
+        (crate::openapi::Binary = "application/wasm"),
+        (crate::openapi::Binary = "application/octet-stream"),
     )),
     responses(
         (status = 201, body = PluginInfo, description = "Stored"),

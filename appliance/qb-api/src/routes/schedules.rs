@@ -24,6 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewScheduleRequest {
+    /// 1 to 100 characters (surrounding spaces trimmed).
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// `sec min hour dom month dow` (UTC); 5-field expressions get second 0.
     pub cron: String,

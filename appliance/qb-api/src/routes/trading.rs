@@ -81,6 +81,7 @@ impl AccountParam {
 pub struct OrderListParams {
     pub account: Option<String>,
     /// `open` (default) or `all`.
+    #[param(pattern = r"^(open|all)$")]
     pub status: Option<String>,
 }
 
@@ -89,7 +90,8 @@ pub struct OrderListParams {
     params(AccountParam), request_body = OrderRequest,
     responses((status = 201, body = Order, description = "accepted (or filled at once)"),
               (status = 200, body = Order, description = "the client id was used before: that order"),
-              (status = 422, body = Problem, description = "invalid, or rejected by a risk rule (`rule`, `order_id`)")))]
+              (status = 422, body = Problem, description = "invalid, or rejected by a risk rule (`rule`, `order_id`)"),
+              (status = 404, body = Problem, description = "No such account")))]
 async fn submit_order(
     State(state): State<AppState>,
     p: Principal,
@@ -138,7 +140,7 @@ async fn submit_order(
 
 /// Orders of an account: open ones (default) or all, oldest first.
 #[utoipa::path(get, path = "/api/v1/trading/orders", tag = "trading", security(("bearer" = [])),
-    params(OrderListParams), responses((status = 200, body = Vec<Order>)))]
+    params(OrderListParams), responses((status = 200, body = Vec<Order>), (status = 404, body = Problem, description = "No such account")))]
 async fn list_orders(
     State(state): State<AppState>,
     p: Principal,
@@ -190,7 +192,7 @@ async fn cancel_order(
 
 /// Fills of an account, oldest first.
 #[utoipa::path(get, path = "/api/v1/trading/fills", tag = "trading", security(("bearer" = [])),
-    params(AccountParam), responses((status = 200, body = Vec<Fill>)))]
+    params(AccountParam), responses((status = 200, body = Vec<Fill>), (status = 404, body = Problem, description = "No such account")))]
 async fn list_fills(
     State(state): State<AppState>,
     p: Principal,
@@ -204,7 +206,7 @@ async fn list_fills(
 /// Positions: the account's net positions (`strategy` null), then each
 /// strategy's (manual orders under `manual`).
 #[utoipa::path(get, path = "/api/v1/trading/positions", tag = "trading", security(("bearer" = [])),
-    params(AccountParam), responses((status = 200, body = Vec<PositionView>)))]
+    params(AccountParam), responses((status = 200, body = Vec<PositionView>), (status = 404, body = Problem, description = "No such account")))]
 async fn list_positions(
     State(state): State<AppState>,
     p: Principal,
@@ -217,7 +219,7 @@ async fn list_positions(
 
 /// Cash, equity, margin, PnL by strategy, HALTED state, limits.
 #[utoipa::path(get, path = "/api/v1/trading/account", tag = "trading", security(("bearer" = [])),
-    params(AccountParam), responses((status = 200, body = AccountView)))]
+    params(AccountParam), responses((status = 200, body = AccountView), (status = 404, body = Problem, description = "No such account")))]
 async fn get_account(
     State(state): State<AppState>,
     p: Principal,
@@ -244,6 +246,8 @@ async fn list_accounts(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
+    /// 1 to 32 of `A-Z a-z 0-9 . _ - /`.
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub name: String,
     #[schema(value_type = String)]
     pub initial_cash: Decimal,
@@ -380,7 +384,7 @@ pub struct KillReport {
 /// cancels pass until an admin resumes it). Any trader the account is
 /// granted to may press it.
 #[utoipa::path(post, path = "/api/v1/trading/kill", tag = "trading", security(("bearer" = [])),
-    params(KillParams), responses((status = 200, body = KillReport)))]
+    params(KillParams), responses((status = 200, body = KillReport), (status = 404, body = Problem, description = "No such account")))]
 async fn kill(
     State(state): State<AppState>,
     p: Principal,
@@ -415,7 +419,7 @@ async fn kill(
 
 /// Lift HALTED (admin).
 #[utoipa::path(post, path = "/api/v1/trading/resume", tag = "trading", security(("bearer" = [])),
-    params(AccountParam), responses((status = 200, body = AccountView), (status = 403, body = Problem)))]
+    params(AccountParam), responses((status = 200, body = AccountView), (status = 403, body = Problem), (status = 404, body = Problem, description = "No such account")))]
 async fn resume(
     State(state): State<AppState>,
     p: Principal,

@@ -36,7 +36,11 @@ pub fn check_username(name: &str) -> Result<(), String> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// 3 to 64 of `A-Z a-z 0-9 . _ -`.
+    #[schema(min_length = 3, max_length = 64, pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     pub username: String,
+    /// At least 12 characters, not the username.
+    #[schema(min_length = 12)]
     pub password: String,
     pub role: Role,
 }
@@ -46,7 +50,9 @@ pub struct NewUser {
 pub struct UserPatch {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
-    /// Sets a new password (and revokes the user's refresh tokens).
+    /// Sets a new password (and revokes the user's refresh tokens): at
+    /// least 12 characters, not the username.
+    #[schema(min_length = 12)]
     pub password: Option<String>,
     /// The feed permission: may post live ticks and run replays (they
     /// drive paper fills). Admins have it whatever this says.
