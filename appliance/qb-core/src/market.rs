@@ -185,6 +185,23 @@ pub fn check_symbol(s: &str) -> Result<(), String> {
     }
 }
 
+/// The tick times the stores take, in nanoseconds: 1900-01-01 (inclusive)
+/// to 2200-01-01 (exclusive), UTC. Stores turn tick times into timestamps
+/// (DuckDB's `make_timestamp_ns` in exports and bars), which do not reach
+/// the ends of `i64`.
+pub const TS_RANGE: std::ops::Range<Nanos> = -2_208_988_800_000_000_000..7_258_118_400_000_000_000;
+
+/// Checks a tick time against [`TS_RANGE`].
+pub fn check_ts(ts: Nanos) -> Result<(), String> {
+    if TS_RANGE.contains(&ts) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{ts} is outside 1900-01-01 to 2200-01-01 (nanoseconds since the epoch)"
+        ))
+    }
+}
+
 /// One market data tick.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tick {

@@ -59,7 +59,8 @@ fn rfc3339(ns: Nanos) -> String {
 
 // ---------------------------------------------------------------- ingest
 
-/// A time in a tick: RFC 3339 text or integer nanoseconds.
+/// A time in a tick: RFC 3339 text or integer nanoseconds, from 1900-01-01
+/// to 2200-01-01 UTC.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum TimeIn {
@@ -98,6 +99,7 @@ impl TickIn {
                 .and_then(|t| t.timestamp_nanos_opt())
                 .ok_or_else(|| format!("ts: {s:?} is not an RFC 3339 time"))?,
         };
+        check_ts(ts).map_err(|e| format!("ts: {e}"))?;
         if !self.price.is_finite() {
             return Err("price: not finite".into());
         }
