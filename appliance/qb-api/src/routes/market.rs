@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Principal;
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, FieldError, Problem};
+use crate::problem::{ApiBytes, ApiError, ApiJson, ApiQuery, ApiResult, FieldError, Problem};
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -270,7 +270,7 @@ async fn ingest_ticks(
     State(state): State<AppState>,
     p: Principal,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<Json<IngestResult>> {
     // Live ticks drive the paper broker's fills: trusted input.
     p.require_feed()?;
