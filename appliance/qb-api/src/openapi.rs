@@ -71,7 +71,7 @@ const SHARED: [(&str, &str, &str); 9] = [
     (
         "400",
         "BadRequest",
-        "Malformed: a query string or body that does not parse",
+        "Malformed: a query string, path segment or body that does not parse",
     ),
     (
         "401",
@@ -147,8 +147,12 @@ fn shared_statuses(path: &str, op: &Operation) -> Vec<&'static str> {
     let has_body = op.request_body.is_some();
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let mut out = Vec::new();
+    if has_query || has_path || has_body {
+        // A query, path segment or body that does not parse.
+        out.push("400");
+    }
     if has_query || has_body {
-        out.extend(["400", "422"]);
+        out.push("422");
     }
     if secured {
         // The guard: authentication, then "viewers never mutate".

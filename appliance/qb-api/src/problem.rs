@@ -253,6 +253,29 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
     }
 }
 
+/// `Path<T>` whose rejections (a segment that is not UTF-8 once decoded)
+/// are problem documents.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(r) => Err(ApiError::new(
+                r.status(),
+                "bad-path",
+                format!("invalid path: {}", r.body_text()),
+            )),
+        }
+    }
+}
+
 /// `Query<T>` whose rejections are problem documents.
 pub struct ApiQuery<T>(pub T);
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use qb_backtest::export::DOWNLOADS;
@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use super::PageParams;
 use super::market::parse_time;
 use crate::auth::Principal;
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -187,7 +187,7 @@ async fn list_backtests(
 async fn get_backtest(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Backtest>> {
     Ok(Json(view(backtest_job(&state, &id).await?)))
 }
@@ -228,7 +228,7 @@ async fn artifact(state: &AppState, id: &str, name: &str) -> ApiResult<Vec<u8>> 
 async fn backtest_fills(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<FillOut>>> {
     let bytes = artifact(&state, &id, "fills.json").await?;
     let fills: Vec<qb_backtest::ledger::Fill> =
@@ -263,7 +263,7 @@ async fn backtest_fills(
 async fn backtest_file(
     State(state): State<AppState>,
     _p: Principal,
-    Path((id, name)): Path<(String, String)>,
+    ApiPath((id, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let Some((_, mime)) = DOWNLOADS.iter().find(|(n, _)| *n == name) else {
         let names: Vec<&str> = DOWNLOADS.iter().map(|(n, _)| *n).collect();
@@ -304,7 +304,7 @@ fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
 async fn report(
     State(state): State<AppState>,
     _p: Principal,
-    Path(file): Path<String>,
+    ApiPath(file): ApiPath<String>,
 ) -> ApiResult<Response> {
     let Some(id) = file.strip_suffix(".html") else {
         return Err(ApiError::not_found("reports are at /reports/<id>.html"));
@@ -407,7 +407,7 @@ pub struct SweepQuery {
 async fn get_sweep(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SweepQuery>,
 ) -> ApiResult<Json<Sweep>> {
     let job = match state.jobs.get(&id).await? {

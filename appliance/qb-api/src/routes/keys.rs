@@ -1,7 +1,7 @@
 //! `/api/v1/api-keys`: keys for programs. The key is shown once.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use qb_core::model::{ApiKey, Page, Role};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use super::PageParams;
 use crate::auth::Principal;
 use crate::auth::guard::Credential;
 use crate::auth::tokens::{API_KEY_PREFIX, random_token, token_hash};
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -114,7 +114,7 @@ async fn create_key(
 async fn revoke_key(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ApiKey>> {
     let owner = (p.role != Role::Admin).then_some(p.user_id);
     Ok(Json(state.meta.revoke_api_key(&id, owner).await?))

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use qb_core::model::{Page, PluginInfo, Role};
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::auth::{AuditNote, Principal};
-use crate::problem::{ApiError, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 /// Multipart framing allowed on top of the module size cap.
@@ -180,7 +180,7 @@ async fn list_plugins(
 async fn get_plugin(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<PluginInfo>> {
     Ok(Json(state.plugins.resolve(&id).await?))
 }
@@ -193,7 +193,7 @@ async fn get_plugin(
 async fn delete_plugin(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     p.require(Role::Trader)?;
     let info = state.plugins.resolve(&id).await?;

@@ -10,7 +10,7 @@
 //! (`order_id`) and the call is audited with the rule.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use qb_core::model::{AccountGrant, Role};
@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Principal;
 use crate::auth::guard::AuditNote;
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -167,7 +167,7 @@ async fn list_orders(
 async fn get_order(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Order>> {
     let account = q.name(&state);
@@ -181,7 +181,7 @@ async fn get_order(
 async fn cancel_order(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Order>> {
     let account = q.name(&state);
@@ -284,7 +284,7 @@ async fn create_account(
 async fn list_grants(
     State(state): State<AppState>,
     p: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Vec<AccountGrant>>> {
     p.require(Role::Admin)?;
     state.desk()?.account(&name).await?;
@@ -310,7 +310,7 @@ async fn user_id_of(state: &AppState, username: &str) -> ApiResult<i64> {
 async fn grant_account(
     State(state): State<AppState>,
     p: Principal,
-    Path((name, username)): Path<(String, String)>,
+    ApiPath((name, username)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<AccountGrant>> {
     p.require(Role::Admin)?;
     state.desk()?.account(&name).await?;
@@ -328,7 +328,7 @@ async fn grant_account(
 async fn revoke_grant(
     State(state): State<AppState>,
     p: Principal,
-    Path((name, username)): Path<(String, String)>,
+    ApiPath((name, username)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     p.require(Role::Admin)?;
     let user = user_id_of(&state, &username).await?;
@@ -351,7 +351,7 @@ pub struct LimitsUpdate {
 async fn set_limits(
     State(state): State<AppState>,
     p: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(u): ApiJson<LimitsUpdate>,
 ) -> ApiResult<Json<AccountView>> {
     p.require(Role::Admin)?;

@@ -1,7 +1,7 @@
 //! `/api/v1/users`: user management (admin only).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use qb_core::model::{Page, Role, User, UserUpdate};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::auth::{Principal, password};
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -104,7 +104,7 @@ async fn create_user(
 async fn get_user(
     State(state): State<AppState>,
     p: Principal,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> ApiResult<Json<User>> {
     p.require(Role::Admin)?;
     let creds = state
@@ -122,7 +122,7 @@ async fn get_user(
 async fn update_user(
     State(state): State<AppState>,
     p: Principal,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiJson(req): ApiJson<UserPatch>,
 ) -> ApiResult<Json<User>> {
     p.require(Role::Admin)?;
@@ -155,7 +155,7 @@ async fn update_user(
 async fn delete_user(
     State(state): State<AppState>,
     p: Principal,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     p.require(Role::Admin)?;
     state.meta.delete_user(&username).await?;

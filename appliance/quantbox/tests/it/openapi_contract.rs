@@ -220,6 +220,14 @@ fn document_references_resolve_and_errors_are_problem_documents() {
             if path.starts_with("/api/") {
                 assert!(statuses.contains_key("429"), "{method} {path}: no 429");
             }
+            if path.contains('{') {
+                for status in ["400", "404"] {
+                    assert!(
+                        statuses.contains_key(status),
+                        "{method} {path}: no {status}"
+                    );
+                }
+            }
             if op.get("requestBody").is_some() {
                 for status in ["400", "413", "415", "422"] {
                     assert!(
