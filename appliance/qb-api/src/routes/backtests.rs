@@ -256,7 +256,8 @@ async fn backtest_fills(
 /// A file of a finished backtest: fills, equity curve and round trips as
 /// CSV or Parquet.
 #[utoipa::path(get, path = "/api/v1/backtests/{id}/files/{name}", tag = "backtests", security(("bearer" = [])),
-    params(("id" = String, Path), ("name" = String, Path, description = "fills.csv, equity.csv, trades.csv, fills.parquet, equity.parquet or trades.parquet")),
+    params(("id" = String, Path), ("name" = String, Path, pattern = r"^(fills|equity|trades)\.(csv|parquet)$",
+        description = "fills.csv, equity.csv, trades.csv, fills.parquet, equity.parquet or trades.parquet")),
     responses((status = 200, description = "CSV or Parquet, as an attachment",
                 content((String = "text/csv"), (crate::openapi::Binary = "application/vnd.apache.parquet"))),
                (status = 404, body = Problem), (status = 409, body = Problem, description = "The backtest has not succeeded (yet)")))]
@@ -298,7 +299,7 @@ fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
 
 /// The self-contained HTML report of a finished backtest, as a download.
 #[utoipa::path(get, path = "/reports/{file}", tag = "backtests", security(("bearer" = [])),
-    params(("file" = String, Path, description = "`<id>.html`")),
+    params(("file" = String, Path, pattern = r"\.html$", description = "`<id>.html`")),
     responses((status = 200, description = "HTML report", content_type = "text/html"), (status = 404, body = Problem),
                (status = 409, body = Problem, description = "The backtest has not succeeded (yet)")))]
 async fn report(

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::support::Server;
+use reqwest::blocking::multipart::{Form, Part};
+
+use crate::support::{Server, component, trend_bars_csv};
 
 /// The version `dev.sh` installs; the test refuses another, so that what
 /// it checks does not change under it.
@@ -83,6 +85,56 @@ fn schemathesis(s: &Server, credential: &str, extra: &[&str], dir: &Path) {
     );
 }
 
+/// Bars of `rb`, the SMA plugin and a finished backtest of it, so that
+/// the routes reading them answer with what they hold (files in CSV and
+/// Parquet, the HTML report) and not only 404. Returns the backtest's id.
+fn seed_backtest(s: &Server, token: &str) -> String {
+    let form = Form::new()
+        .part(
+            "file",
+            Part::text(trend_bars_csv(600)).file_name("bars.csv"),
+        )
+        .text("format", "bars_csv")
+        .text("interval", "1m")
+        .text("ts_unit", "s");
+    let r = s
+        .post("/api/v1/market/imports")
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().unwrap();
+    let done = |j: &Value| j["state"] != "queued" && j["state"] != "running";
+    let job = s.wait_job(token, job["id"].as_str().unwrap(), done);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let r = s
+        .post("/api/v1/plugins")
+        .bearer_auth(token)
+        .header("content-type", "application/wasm")
+        .body(component("sma_crossover"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = s
+        .post("/api/v1/backtests")
+        .bearer_auth(token)
+        .json(
+            &json!({"plugin": "sma-crossover@0.1.0", "params": {"fast": 5, "slow": 20},
+                      "symbols": ["rb"]}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = s.wait_job(token, &id, done);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    id
+}
+
 #[test]
 fn schemathesis_finds_no_contract_violation() {
     let version = Command::new("schemathesis")
@@ -122,6 +174,7 @@ fn schemathesis_finds_no_contract_violation() {
     // names and ids it read in earlier answers, and deleting the admin or
     // revoking the run's own key would leave the rest of the run with a
     // dead credential (401 everywhere).
+    let backtest = seed_backtest(&s, &token);
     s.user_token(&token, "contract-scratch", "trader");
     let scratch_key = new_key("contract-scratch");
     std::fs::write(
@@ -134,9 +187,18 @@ parameters = {{ "path.username" = "contract-scratch" }}
 
 [[operations]]
 include-name = "DELETE /api/v1/api-keys/{{id}}"
-parameters = {{ "path.id" = "{}" }}
+parameters = {{ "path.id" = "{key}" }}
+
+# The seeded backtest's files and report.
+[[operations]]
+include-name = "GET /api/v1/backtests/{{id}}/files/{{name}}"
+parameters = {{ "path.id" = "{backtest}" }}
+
+[[operations]]
+include-name = "GET /reports/{{file}}"
+parameters = {{ "path.file" = "{backtest}.html" }}
 "#,
-            scratch_key["api_key"]["id"].as_str().unwrap()
+            key = scratch_key["api_key"]["id"].as_str().unwrap()
         ),
     )
     .unwrap();
