@@ -50,6 +50,7 @@ pub struct BacktestRequest {
     pub end: Option<String>,
     /// Bar interval, e.g. `1m` (default), `5m`, `1h`, `1d`; `tick` replays
     /// stored ticks with their best bid/ask (tick mode).
+    #[schema(pattern = r"^(tick|[0-9]+[smhd])$")]
     pub interval: Option<String>,
     /// Default 1,000,000.
     #[schema(value_type = Option<String>)]

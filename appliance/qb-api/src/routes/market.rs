@@ -581,6 +581,7 @@ pub struct TickParams {
     /// Exclusive.
     pub end: Option<String>,
     /// Cursor from the previous page (`next`).
+    #[param(pattern = "^-?[0-9]+:-?[0-9]+$")]
     pub after: Option<String>,
     /// Ticks per page (default 1000, at most 10000).
     #[param(minimum = 1, maximum = 10000)]

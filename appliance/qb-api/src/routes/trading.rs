@@ -65,6 +65,7 @@ impl From<LiveError> for ApiError {
 #[into_params(parameter_in = Query)]
 pub struct AccountParam {
     /// The account (default: the configured default account).
+    #[param(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub account: Option<String>,
 }
 
@@ -79,6 +80,7 @@ impl AccountParam {
 #[derive(Debug, Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct OrderListParams {
+    #[param(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub account: Option<String>,
     /// `open` (default) or `all`.
     #[param(pattern = r"^(open|all)$")]
@@ -365,6 +367,7 @@ async fn set_limits(
 #[derive(Debug, Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct KillParams {
+    #[param(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub account: Option<String>,
     /// Kept with the HALTED state and in the audit log.
     pub reason: Option<String>,
