@@ -32,10 +32,11 @@ fn schemathesis(s: &Server, credential: &str, extra: &[&str], dir: &Path) {
         .args(["run", &schema, "--url", &s.base, "-H", &auth])
         .args([
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_schema_conformance,response_headers_conformance",
             "--phases",
             "examples,coverage,fuzzing,stateful",
-            // Bounded (well under a minute on two cores) and reproducible:
+            // Bounded (about a minute on two cores) and reproducible:
             // deterministic generation sends the same cases every run.
             "--max-examples",
             "60",
