@@ -81,7 +81,10 @@ fi
 "$BIN" --version
 mkdir -p "$WORK/data"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/secret_key"
-export QUANTBOX_SECRET_KEY_FILE="$WORK/secret_key" QUANTBOX_DATA_DIR="$WORK/data" QUANTBOX_BIND=127.0.0.1:18799
+# The packaged configuration serves /metrics on metrics.listen; moved to a
+# port of this check's own.
+export QUANTBOX_SECRET_KEY_FILE="$WORK/secret_key" QUANTBOX_DATA_DIR="$WORK/data" QUANTBOX_BIND=127.0.0.1:18799 \
+    QUANTBOX_METRICS__LISTEN=127.0.0.1:18797
 "$BIN" --config "$WORK/root/etc/quantbox/quantbox.toml" config check >/dev/null
 "$BIN" --config "$WORK/root/etc/quantbox/quantbox.toml" serve 2>"$WORK/serve.log" &
 PIDS+=($!)
@@ -93,8 +96,10 @@ curl -sf http://127.0.0.1:18799/ >"$WORK/index.html" || fail "no dashboard at /"
 ASSET="$(grep -o '/assets/index-[A-Za-z0-9_-]*\.js' "$WORK/index.html" | head -1)"
 [ -n "$ASSET" ] || fail "the dashboard page names no bundle: $(cat "$WORK/index.html")"
 curl -sfI "http://127.0.0.1:18799$ASSET" | grep -qi '^content-type: text/javascript' || fail "$ASSET is not served as JavaScript"
+curl -sf http://127.0.0.1:18797/metrics | grep -q '^quantbox_build_info' || fail "no metrics on metrics.listen"
+[ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18799/metrics)" = 404 ] || fail "/metrics served on the API address"
 kill -TERM "${PIDS[-1]}"; wait "${PIDS[-1]}" || fail "unclean exit"
-unset QUANTBOX_SECRET_KEY_FILE QUANTBOX_DATA_DIR QUANTBOX_BIND
+unset QUANTBOX_SECRET_KEY_FILE QUANTBOX_DATA_DIR QUANTBOX_BIND QUANTBOX_METRICS__LISTEN
 
 step "systemd-analyze verify"
 mkdir -p "$WORK/units"

@@ -3,7 +3,7 @@
 //! seams, and every error leaves as `application/problem+json`.
 //!
 //! Layers, outermost first: request metrics and log, CORS, compression,
-//! security headers, body limit, client address, rate limit; then per route
+//! security headers, body deadline, body limit, client address, rate limit; then per route
 //! group the auth guard (authentication, viewer rule, audit).
 
 pub mod auth;
@@ -11,6 +11,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 use std::time::Duration;
@@ -131,7 +132,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::client_ip::client_ip,
         ))
-        .layer(DefaultBodyLimit::max(c.limits.json_bytes));
+        .layer(DefaultBodyLimit::max(c.limits.json_bytes))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::body_deadline::body_deadline,
+        ));
     let headers: [(&str, &str); 5] = [
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
@@ -158,6 +163,14 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::http_metrics::track,
         ))
+        .with_state(state)
+}
+
+/// What `metrics.listen` serves: `/metrics` alone.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(routes::health::metrics))
+        .layer(axum::Extension(routes::health::MetricsListener))
         .with_state(state)
 }
 

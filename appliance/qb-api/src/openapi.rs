@@ -67,7 +67,7 @@ impl Modify for BearerAuth {
 
 /// The answers that come from the layers and extractors around the
 /// handlers rather than from one handler: `(status, component name, when)`.
-const SHARED: [(&str, &str, &str); 9] = [
+const SHARED: [(&str, &str, &str); 10] = [
     (
         "400",
         "BadRequest",
@@ -87,6 +87,11 @@ const SHARED: [(&str, &str, &str); 9] = [
         "404",
         "NotFound",
         "Nothing of that name or id (or a file not there)",
+    ),
+    (
+        "408",
+        "RequestTimeout",
+        "The body did not arrive within http.body_timeout_secs of the headers",
     ),
     (
         "413",
@@ -162,7 +167,8 @@ fn shared_statuses(path: &str, op: &Operation) -> Vec<&'static str> {
         out.push("404");
     }
     if has_body {
-        out.extend(["413", "415"]);
+        // The body deadline, the body limits, the content type.
+        out.extend(["408", "413", "415"]);
     }
     // The rate limiter covers everything under /api/ (login included).
     if path.starts_with("/api/") {
@@ -180,7 +186,8 @@ fn shared_statuses(path: &str, op: &Operation) -> Vec<&'static str> {
 /// - problem answers declared by the handlers (`body = Problem`) are
 ///   `application/problem+json`, as [`crate::problem::ApiError`] sends them;
 /// - every operation declares the answers of the layers around it (the
-///   guard's 401/403, the rate limiter's 429, the body limit's 413, the
+///   guard's 401/403, the rate limiter's 429, the body deadline's 408 and
+///   the body limit's 413, the
 ///   extractors' 400/415/422, the role gate's 503, 404 for a path naming
 ///   nothing), as shared response components;
 /// - `page_size` says the configured maximum.

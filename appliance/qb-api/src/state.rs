@@ -14,6 +14,7 @@ use qb_core::{
 use qb_jobs::{Registry, Scheduler};
 use qb_plugin_host::registry::PluginRegistry;
 
+use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenKeys;
 use crate::middleware::rate_limit::RateLimits;
 use crate::problem::{ApiError, ApiResult};
@@ -60,6 +61,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub tokens: Arc<TokenKeys>,
     pub limits: Arc<RateLimits>,
+    /// Password guesses per (user name, client address).
+    pub logins: LoginThrottle,
     pub readiness: Arc<Readiness>,
     /// Which backend serves each store.
     pub backends: Arc<Backends>,
@@ -104,6 +107,7 @@ impl AppState {
             d.config.auth.refresh_ttl_secs,
         ));
         Self {
+            logins: LoginThrottle::new(d.kv.clone(), d.config.auth.clone()),
             config: d.config,
             meta: d.meta,
             jobs: d.jobs,

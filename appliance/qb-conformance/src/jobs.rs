@@ -149,6 +149,22 @@ pub async fn suite(open: JobQueueFactory) {
         .await
         .unwrap();
     assert_eq!(cancelled.total, 2);
+    let mut other = new_job("late", 6);
+    other.created_by = Some("someone-else".into());
+    q.enqueue(other).await.unwrap();
+    let mut by_key = new_job("late", 7);
+    by_key.created_by = Some("tester/apikey:ci".into());
+    q.enqueue(by_key).await.unwrap();
+    let by = |who: &str| JobFilter {
+        queue: Some("late".into()),
+        created_by: Some(who.into()),
+        ..Default::default()
+    };
+    assert_eq!(q.list(&by("tester"), page(1, 10)).await.unwrap().total, 2);
+    assert_eq!(q.list(&by("test"), page(1, 10)).await.unwrap().total, 0);
+    let theirs = q.list(&by("someone-else"), page(1, 10)).await.unwrap();
+    assert_eq!(theirs.total, 1);
+    assert_eq!(theirs.items[0].created_by.as_deref(), Some("someone-else"));
     assert!(q.get("no-such-job").await.unwrap().is_none());
 
     // Schedules fire once per due instant.

@@ -271,8 +271,6 @@ pub async fn suite(src: Tables, dst: Tables) {
         Cell::Text("h".into()),
         Cell::Text("viewer".into()),
         Cell::Bool(false),
-        Cell::Int(0),
-        Cell::Null,
         Cell::Int(1),
         Cell::Int(1),
         Cell::Int(0),

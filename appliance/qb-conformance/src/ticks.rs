@@ -158,13 +158,15 @@ pub fn tick(symbol: &str, ts: i64, price: f64, size: f64) -> Tick {
 pub fn request(path: &Path, format: ImportFormat) -> ImportRequest {
     ImportRequest {
         path: path.to_string_lossy().into_owned(),
-        format,
-        mode: ImportMode::Strict,
-        timezone: None,
-        mapping: Default::default(),
-        symbol: None,
-        interval: None,
-        ts_unit: None,
+        options: ImportOptions {
+            format,
+            mode: ImportMode::Strict,
+            timezone: None,
+            mapping: Default::default(),
+            symbol: None,
+            interval: None,
+            ts_unit: None,
+        },
     }
 }
 
@@ -414,11 +416,15 @@ pub async fn appends(s: Arc<dyn TickStore>) {
         tick("rb", DAY0 + S, 3902.0, 3.0),
         tick("cu", DAY0, 70000.0, 1.0),
     ];
+    let prices = |r: &AppendReport| r.new.iter().map(|t| t.price).collect::<Vec<f64>>();
     let r = s.append(batch.clone()).await.unwrap();
-    assert_eq!((r.stored, r.duplicates, r.new), (4, 0, vec![0, 1, 2, 3]));
+    assert_eq!((r.stored, r.duplicates), (4, 0));
+    assert_eq!(prices(&r), vec![3900.0, 3901.0, 3902.0, 70000.0]);
+    assert_eq!(r.new[1].seq, 1, "handed back numbered");
     // Sending the same batch again (a retry) stores nothing.
     let r = s.append(batch.clone()).await.unwrap();
-    assert_eq!((r.stored, r.duplicates, r.new), (0, 4, vec![]));
+    assert_eq!((r.stored, r.duplicates), (0, 4));
+    assert!(r.new.is_empty());
     let got = all_ticks(&s, "rb").await;
     let seen: Vec<(i64, i32, f64)> = got.iter().map(|t| (t.ts, t.seq, t.price)).collect();
     assert_eq!(
@@ -496,7 +502,8 @@ pub async fn appends(s: Arc<dyn TickStore>) {
         tick("ni", DAY0, 3.0, 1.0), // seq 2: new
     ];
     let r = s.append(grown).await.unwrap();
-    assert_eq!((r.stored, r.duplicates, r.new), (2, 2, vec![0, 3]));
+    assert_eq!((r.stored, r.duplicates), (2, 2));
+    assert_eq!(prices(&r), vec![5.0, 3.0]);
 
     // A later batch numbers its same-time ticks from 0 again: the first
     // two are taken for the stored ones (a re-send), the third is new.

@@ -133,6 +133,9 @@ pub struct QueuesConfig {
     pub data: usize,
     /// How often a job is retried after the process died while running it.
     pub max_attempts: u32,
+    /// Jobs one user (not an admin) may have queued or running on one
+    /// queue, a sweep's backtests included; more are refused with 429.
+    pub max_active_per_user: u64,
 }
 
 impl Default for QueuesConfig {
@@ -141,6 +144,7 @@ impl Default for QueuesConfig {
             backtest: 2,
             data: 4,
             max_attempts: 3,
+            max_active_per_user: 100,
         }
     }
 }
@@ -238,6 +242,45 @@ impl Default for BodyLimits {
     }
 }
 
+/// Bounds of the HTTP listener (see `qb_api::server`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, from the
+    /// connection's start or the previous response (idle keep-alive
+    /// connections close after it too).
+    pub header_timeout_secs: u64,
+    /// Seconds a request's body has to arrive, in all.
+    pub body_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_timeout_secs: 30,
+            body_timeout_secs: 120,
+        }
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on this address only (and not on `bind`), e.g. a
+    /// private interface Prometheus scrapes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on `/metrics`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
 /// The tick store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -286,6 +329,14 @@ pub struct PluginsConfig {
     pub compile_timeout_secs: u64,
     /// Address-space cap of the compiling child process.
     pub compile_memory_mib: u64,
+    /// Uploads compiled at once; more are answered 503 before their body
+    /// is read.
+    pub max_compiles: usize,
+    /// Keys a strategy's state may hold, in backtests and live.
+    pub state_max_keys: usize,
+    /// Size of a strategy's state (keys and values), and of the snapshot
+    /// it hands to its next instance.
+    pub state_max_kib: u32,
 }
 
 impl Default for PluginsConfig {
@@ -300,6 +351,9 @@ impl Default for PluginsConfig {
             max_instances: 64,
             compile_timeout_secs: 120,
             compile_memory_mib: 4096,
+            max_compiles: 2,
+            state_max_keys: 1024,
+            state_max_kib: 4096,
         }
     }
 }
@@ -456,6 +510,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub limits: BodyLimits,
+    pub http: HttpConfig,
+    pub metrics: MetricsConfig,
     pub retention: RetentionConfig,
     pub market: MarketConfig,
     pub plugins: PluginsConfig,
@@ -492,6 +548,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
             limits: BodyLimits::default(),
+            http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
             retention: RetentionConfig::default(),
             market: MarketConfig::default(),
             plugins: PluginsConfig::default(),
@@ -627,6 +685,9 @@ const STRING_KEYS: &[&str] = &[
     "database_url_file",
     "database_read_url_file",
     "redis_url_file",
+    "listen",
+    "token",
+    "token_file",
 ];
 
 fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
@@ -730,7 +791,7 @@ impl Config {
 
     fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
         let mut issues = Vec::new();
-        let slots: [(&str, &Option<PathBuf>, &mut Option<Secret>); 5] = [
+        let slots: [(&str, &Option<PathBuf>, &mut Option<Secret>); 6] = [
             ("secret_key", &self.secret_key_file, &mut self.secret_key),
             (
                 "admin_password",
@@ -748,6 +809,11 @@ impl Config {
                 &mut self.database_read_url,
             ),
             ("redis_url", &self.redis_url_file, &mut self.redis_url),
+            (
+                "metrics.token",
+                &self.metrics.token_file,
+                &mut self.metrics.token,
+            ),
         ];
         for (key, file, slot) in slots {
             if let Some(path) = file {
@@ -914,6 +980,30 @@ impl Config {
                 "ws_* limits must be at least 1 (ws_message_bytes at least 256)".into(),
             );
         }
+        let h = &self.http;
+        if h.max_connections == 0 || h.header_timeout_secs == 0 || h.body_timeout_secs == 0 {
+            bad(
+                "http",
+                "max_connections and the timeouts must be at least 1".into(),
+            );
+        }
+        if self.metrics.listen.is_some_and(|a| a == self.bind) {
+            bad(
+                "metrics.listen",
+                format!(
+                    "{} is `bind` itself; give another port or leave it unset",
+                    self.bind
+                ),
+            );
+        }
+        if self
+            .metrics
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            bad("metrics.token", "must be at least 16 characters".into());
+        }
         if let Err(reason) = crate::market::check_symbol(&self.trading.default_account) {
             bad("trading.default_account", reason);
         }
@@ -1072,6 +1162,11 @@ impl Config {
             database_read_url_file: file(),
             redis_url: secret(),
             redis_url_file: file(),
+            metrics: MetricsConfig {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+                token: secret(),
+                token_file: file(),
+            },
             ..Config::default()
         };
         let mut out: Vec<String> = SEED_ENV.iter().map(|(n, _)| n.to_string()).collect();

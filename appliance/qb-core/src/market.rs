@@ -466,12 +466,32 @@ pub enum ImportMode {
     Skip,
 }
 
-/// An import to run.
+/// An import to run: a file the server holds (an upload, or a path given
+/// to the CLI on the box; never a path from an API caller) and how to read
+/// it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRequest {
+    pub path: String,
+    pub options: ImportOptions,
+}
+
+impl std::ops::Deref for ImportRequest {
+    type Target = ImportOptions;
+    fn deref(&self) -> &ImportOptions {
+        &self.options
+    }
+}
+
+impl std::ops::DerefMut for ImportRequest {
+    fn deref_mut(&mut self) -> &mut ImportOptions {
+        &mut self.options
+    }
+}
+
+/// How to read a file of market data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ImportRequest {
-    /// Server-side path of the file.
-    pub path: String,
+pub struct ImportOptions {
     pub format: ImportFormat,
     #[serde(default)]
     pub mode: ImportMode,
@@ -496,7 +516,7 @@ pub struct ImportRequest {
     pub ts_unit: Option<String>,
 }
 
-impl ImportRequest {
+impl ImportOptions {
     /// Checks what can be checked without the file; the error names the field.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if let Some(s) = &self.symbol {
@@ -554,15 +574,44 @@ pub struct ImportReport {
 }
 
 /// Result of appending ticks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, Default)]
 pub struct AppendReport {
     pub stored: u64,
     pub duplicates: u64,
-    /// Positions in the appended batch of the ticks this call stored, in
-    /// batch order (the others were stored already): what may be
-    /// published as new.
+    /// The ticks this call stored, numbered, in batch order (the others
+    /// were stored already): what may be published as new. Moved out of
+    /// the batch, not copied.
     #[serde(skip)]
-    pub new: Vec<u32>,
+    pub new: Vec<Tick>,
+}
+
+impl AppendReport {
+    /// The report of a batch of `n` ticks of which `stored` (moved out of
+    /// the batch) were new.
+    pub fn of(n: usize, stored: Vec<Tick>) -> Self {
+        Self {
+            stored: stored.len() as u64,
+            duplicates: (n - stored.len()) as u64,
+            new: stored,
+        }
+    }
+}
+
+/// The ticks of `batch` at `positions` (ascending), moved out in order.
+pub fn take_positions(batch: Vec<Tick>, positions: &[u32]) -> Vec<Tick> {
+    if positions.len() == batch.len() {
+        // All of them (the usual case): the batch itself.
+        return batch;
+    }
+    let mut out = Vec::with_capacity(positions.len());
+    let mut want = positions.iter().peekable();
+    for (i, t) in batch.into_iter().enumerate() {
+        if want.peek().is_some_and(|&&p| p as usize == i) {
+            want.next();
+            out.push(t);
+        }
+    }
+    out
 }
 
 /// A range of ticks, keyset-paginated by `(ts, seq)`.

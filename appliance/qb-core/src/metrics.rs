@@ -54,6 +54,12 @@ pub struct Metrics {
     /// `quantbox_desk_epoch`: the desk lease epoch last held here (grows
     /// at every takeover).
     pub desk_epoch: prometheus::IntGauge,
+    /// `quantbox_http_connections`: HTTP connections open (upgraded `/ws`
+    /// sockets included).
+    pub http_connections: prometheus::IntGauge,
+    /// `quantbox_http_connections_refused_total`: connections closed on
+    /// arrival because `http.max_connections` were open.
+    pub http_connections_refused: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -166,6 +172,16 @@ impl Metrics {
             "Epoch of the desk lease last held by this node",
         )
         .unwrap();
+        let http_connections = prometheus::IntGauge::new(
+            "quantbox_http_connections",
+            "HTTP connections open, /ws sockets included",
+        )
+        .unwrap();
+        let http_connections_refused = prometheus::IntCounter::new(
+            "quantbox_http_connections_refused_total",
+            "Connections closed on arrival because http.max_connections were open",
+        )
+        .unwrap();
         // Series exist from the start (at 0), so rates and alerts see them.
         for zone in ["api", "trading"] {
             rate_limited.with_label_values(&[zone]);
@@ -193,6 +209,8 @@ impl Metrics {
             Box::new(node_info.clone()),
             Box::new(desk_held.clone()),
             Box::new(desk_epoch.clone()),
+            Box::new(http_connections.clone()),
+            Box::new(http_connections_refused.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -221,6 +239,8 @@ impl Metrics {
             node_info,
             desk_held,
             desk_epoch,
+            http_connections,
+            http_connections_refused,
         }
     }
 

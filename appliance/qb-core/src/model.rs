@@ -81,8 +81,6 @@ pub struct User {
 pub struct UserCredentials {
     pub user: User,
     pub password_hash: String,
-    pub failed_logins: u32,
-    pub locked_until: Option<DateTime<Utc>>,
 }
 
 /// Changes to a user; `None` leaves a field as it is.
@@ -299,6 +297,10 @@ pub struct JobFilter {
     pub queue: Option<String>,
     pub state: Option<JobState>,
     pub kind: Option<String>,
+    /// Who enqueued the job: a user name matches the user's own jobs and
+    /// those of their API keys (`name/apikey:key`); any other actor
+    /// (`schedule:name`) matches exactly.
+    pub created_by: Option<String>,
 }
 
 /// Counts of one queue.

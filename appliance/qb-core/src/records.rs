@@ -146,8 +146,6 @@ pub const USERS: Table = Table {
         ("password_hash", Text),
         ("role", Text),
         ("disabled", Bool),
-        ("failed_logins", Int),
-        ("locked_until", Int),
         ("created_at", Int),
         ("updated_at", Int),
         ("token_version", Int),

@@ -63,13 +63,6 @@ pub trait MetaStore: Send + Sync {
     async fn update_user(&self, username: &str, update: UserUpdate) -> StoreResult<User>;
     async fn delete_user(&self, username: &str) -> StoreResult<()>;
     async fn count_admins(&self) -> StoreResult<u64>;
-    /// Counts a failed login; locks the account until `lock_until(failures)`.
-    async fn login_failed(
-        &self,
-        user_id: i64,
-        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Sync),
-    ) -> StoreResult<u32>;
-    async fn login_succeeded(&self, user_id: i64) -> StoreResult<()>;
 
     async fn create_api_key(
         &self,
@@ -320,6 +313,9 @@ pub async fn tick_pages(
     }
 }
 
+/// Ticks per published event of a large ingest.
+const PUBLISH_SLICE: usize = 10_000;
+
 /// Live ingest: stores `ticks`, then publishes the ticks this call stored,
 /// in batch order, on [`TICKS_TOPIC`] (grouped per symbol). A retried
 /// request stores nothing twice and publishes nothing twice, so the desk
@@ -329,17 +325,16 @@ pub async fn ingest_ticks(
     pubsub: &dyn PubSub,
     ticks: Vec<Tick>,
 ) -> StoreResult<AppendReport> {
-    // `append` numbers same-time ticks in batch order; published ticks
-    // carry the same order (their seq is not part of the event).
-    let kept = ticks.clone();
-    let report = store.append(ticks).await?;
-    let fresh: Vec<Tick> = report
-        .new
-        .iter()
-        .filter_map(|&i| kept.get(i as usize).cloned())
-        .collect();
-    for batch in TickBatch::group(&fresh) {
-        pubsub.publish(TICKS_TOPIC, serde_json::to_value(batch).unwrap_or_default());
+    // `append` numbers same-time ticks in batch order and hands back the
+    // ones it stored, in that order (their seq is not part of the event).
+    // Published in slices, so a large request never holds its whole
+    // batch as JSON at once.
+    let mut report = store.append(ticks).await?;
+    let fresh = std::mem::take(&mut report.new);
+    for slice in fresh.chunks(PUBLISH_SLICE) {
+        for batch in TickBatch::group(slice) {
+            pubsub.publish(TICKS_TOPIC, serde_json::to_value(batch).unwrap_or_default());
+        }
     }
     Ok(report)
 }

@@ -64,7 +64,7 @@ pub struct Retention {
 const SCRATCH_AGE: Duration = Duration::from_secs(3600);
 
 impl Retention {
-    /// Paths that queued or running import jobs still need.
+    /// Uploads that queued or running import jobs still need.
     fn pending_paths(&self, ctx: &JobContext<'_>) -> Result<Vec<String>, JobError> {
         use qb_core::model::{JobFilter, JobState, PageRequest};
         let mut paths = Vec::new();
@@ -83,11 +83,12 @@ impl Retention {
                     },
                 ))
                 .map_err(JobError::failed)?;
-            paths.extend(page.items.iter().flat_map(|j| {
-                ["path", "blob"]
-                    .into_iter()
-                    .filter_map(|k| j.params[k].as_str().map(String::from))
-            }));
+            paths.extend(
+                page.items
+                    .iter()
+                    .filter_map(|j| ImportParams::parse(&j.params).ok())
+                    .map(|p| p.blob()),
+            );
         }
         Ok(paths)
     }
@@ -210,9 +211,6 @@ impl JobHandler for Sleep {
     fn description(&self) -> &'static str {
         "Queue probe: sleep `seconds` in `steps` with progress; fail with `fail_with` if set"
     }
-    fn trader_may_enqueue(&self) -> bool {
-        true
-    }
     async fn check(
         &self,
         params: serde_json::Value,
@@ -241,25 +239,53 @@ impl JobHandler for Sleep {
     }
 }
 
-/// Parameters of `market.import`: the import plus upload bookkeeping.
+/// Parameters of `market.import`: which upload, and how to read it. An
+/// upload, never a path: callers do not name files on the server.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportParams {
-    #[serde(flatten)]
-    pub request: qb_core::market::ImportRequest,
-    /// Delete the file afterwards (uploads).
-    #[serde(default)]
-    pub delete_after: bool,
+    /// The upload's id (`POST /api/v1/market/imports` stores the file as
+    /// the blob `uploads/<id>`, fetched by whichever node runs the import
+    /// and deleted after it).
+    pub upload: String,
+    pub options: qb_core::market::ImportOptions,
     /// The name the file was uploaded as.
     #[serde(default)]
     pub original_name: Option<String>,
-    /// An upload: the blob holding the file (`uploads/…`), fetched by
-    /// whichever node runs the import.
-    #[serde(default)]
-    pub blob: Option<String>,
 }
 
-/// `market.import`: reads a CSV, CTP, bar CSV or Parquet file into the tick
-/// store; unknown symbols are registered with default instrument settings.
+impl ImportParams {
+    /// The blob holding the upload.
+    pub fn blob(&self) -> String {
+        format!("uploads/{}", self.upload)
+    }
+
+    /// The one check of an import's parameters, whoever enqueues it.
+    pub fn parse(params: &serde_json::Value) -> Result<Self, crate::registry::FieldError> {
+        let p: ImportParams = serde_json::from_value(params.clone())
+            .map_err(|e| ("params".to_string(), e.to_string()))?;
+        let ok = !p.upload.is_empty()
+            && p.upload.len() <= 160
+            && p.upload
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && !p.upload.starts_with('.');
+        if !ok {
+            return Err((
+                "params.upload".into(),
+                "not an upload id (letters, digits, '.', '_' and '-')".into(),
+            ));
+        }
+        p.options
+            .validate()
+            .map_err(|(field, msg)| (format!("params.options.{field}"), msg))?;
+        Ok(p)
+    }
+}
+
+/// `market.import`: reads an uploaded CSV, CTP, bar CSV or Parquet file
+/// into the tick store; unknown symbols are registered with default
+/// instrument settings. The upload is deleted when the job ends.
 pub struct MarketImport {
     pub ticks: Arc<dyn qb_core::TickStore>,
     pub meta: Arc<dyn MetaStore>,
@@ -278,14 +304,13 @@ impl JobHandler for MarketImport {
         crate::QUEUE_DATA
     }
     fn description(&self) -> &'static str {
-        "Import market data from a server-side file (the upload endpoint enqueues these)"
+        "Import an uploaded market data file (the upload endpoint enqueues these)"
     }
     async fn check(
         &self,
         params: serde_json::Value,
     ) -> Result<serde_json::Value, crate::registry::FieldError> {
-        serde_json::from_value::<ImportParams>(params.clone())
-            .map_err(|e| ("params".to_string(), e.to_string()))?;
+        ImportParams::parse(&params)?;
         Ok(params)
     }
     fn run(
@@ -293,46 +318,48 @@ impl JobHandler for MarketImport {
         ctx: &JobContext<'_>,
         params: &serde_json::Value,
     ) -> Result<serde_json::Value, JobError> {
-        let mut p: ImportParams =
-            serde_json::from_value(params.clone()).map_err(JobError::failed)?;
+        let p =
+            ImportParams::parse(params).map_err(|(f, m)| JobError::Failed(format!("{f}: {m}")))?;
+        let key = p.blob();
         let mut _copy = None;
-        if let Some(key) = &p.blob {
-            let path = match self.blobs.local_path(key) {
-                Some(path) => path,
-                None => {
-                    std::fs::create_dir_all(&self.scratch).map_err(JobError::failed)?;
-                    let path = self.scratch.join(format!("import-{}", ctx.job().id));
-                    _copy = Some(RemoveOnDrop(path.clone()));
-                    if !ctx
-                        .block_on(self.blobs.get_file(key, &path))
-                        .map_err(JobError::failed)?
-                    {
-                        return Err(JobError::Failed(format!(
-                            "the uploaded file {key} is gone (imported or expired already)"
-                        )));
-                    }
-                    path
-                }
-            };
-            p.request.path = path.to_string_lossy().into_owned();
-        }
-        let outcome = self.import(ctx, p.clone());
-        if p.delete_after {
-            match &p.blob {
-                Some(key) => {
-                    let _ = ctx.block_on(self.blobs.delete_prefix(key));
-                }
-                None => {
-                    let _ = std::fs::remove_file(&p.request.path);
-                }
+        let path = match self.blobs.local_path(&key) {
+            Some(path) => path,
+            None => {
+                std::fs::create_dir_all(&self.scratch).map_err(JobError::failed)?;
+                let path = self.scratch.join(format!("import-{}", ctx.job().id));
+                _copy = Some(RemoveOnDrop(path.clone()));
+                path
             }
+        };
+        let present = match &_copy {
+            Some(_) => ctx
+                .block_on(self.blobs.get_file(&key, &path))
+                .map_err(JobError::failed)?,
+            None => path.is_file(),
+        };
+        if !present {
+            return Err(JobError::Failed(format!(
+                "upload {} is gone (imported or expired already)",
+                p.upload
+            )));
         }
+        let request = qb_core::market::ImportRequest {
+            path: path.to_string_lossy().into_owned(),
+            options: p.options.clone(),
+        };
+        let outcome = self.import(ctx, &request, p.original_name);
+        let _ = ctx.block_on(self.blobs.delete_prefix(&key));
         outcome
     }
 }
 
 impl MarketImport {
-    fn import(&self, ctx: &JobContext<'_>, p: ImportParams) -> Result<serde_json::Value, JobError> {
+    fn import(
+        &self,
+        ctx: &JobContext<'_>,
+        request: &qb_core::market::ImportRequest,
+        original_name: Option<String>,
+    ) -> Result<serde_json::Value, JobError> {
         // Progress from inside the store is recorded but cannot stop the
         // import half-way: an import is one transaction, all or nothing.
         let progress = |f: f64, msg: &str| {
@@ -340,22 +367,28 @@ impl MarketImport {
         };
         let report = self
             .ticks
-            .import(&p.request, &progress)
+            .import(request, &progress)
             .map_err(|e| JobError::Failed(format!("import failed: {e}")))?;
         let mut result = serde_json::to_value(&report).map_err(JobError::failed)?;
         if report.rows_stored == 0
             && report.rows_rejected > 0
-            && p.request.mode == qb_core::market::ImportMode::Strict
+            && request.mode == qb_core::market::ImportMode::Strict
         {
+            // Where and which field, not the values: the error is a line
+            // of text for logs and lists, never a window onto the file
+            // (each row's full reason is in the result's `rejections`).
             let first: Vec<String> = report
                 .rejections
                 .iter()
                 .take(5)
-                .map(|r| format!("line {}: {}", r.line, r.reason))
+                .map(|r| {
+                    let field = r.reason.split(':').next().unwrap_or_default();
+                    format!("line {}: {field}", r.line)
+                })
                 .collect();
             return Err(JobError::FailedWith(
                 format!(
-                    "file rejected, nothing stored: {} bad row(s); {}",
+                    "file rejected, nothing stored: {} bad row(s) ({}); see the result's rejections",
                     report.rows_rejected,
                     first.join("; ")
                 ),
@@ -366,7 +399,7 @@ impl MarketImport {
             .block_on(self.meta.ensure_instruments(&report.symbols))
             .map_err(JobError::failed)?;
         result["symbols_created"] = serde_json::json!(created);
-        if let Some(name) = p.original_name {
+        if let Some(name) = original_name {
             result["file"] = serde_json::json!(name);
         }
         Ok(result)

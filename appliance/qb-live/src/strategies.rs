@@ -702,6 +702,21 @@ impl Env for LiveEnv {
             tracing::error!(strategy = %c.doc.id, error = %e, "could not persist strategy state");
         }
     }
+
+    fn state_sizes(&mut self) -> Vec<(String, usize)> {
+        let c = &self.ctx;
+        let prefix = format!("state/{}/", c.doc.id);
+        match c.rt.block_on(c.kv.scan(NS, &prefix)) {
+            Ok(entries) => entries
+                .into_iter()
+                .map(|(k, v)| (k.strip_prefix(&prefix).unwrap_or(&k).to_string(), v.len()))
+                .collect(),
+            Err(e) => {
+                tracing::error!(strategy = %c.doc.id, error = %e, "could not read strategy state");
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// Bar strategies: one [`BarBuilder`] per symbol.

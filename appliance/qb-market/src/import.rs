@@ -30,6 +30,22 @@ fn invalid(msg: impl Into<String>) -> StoreError {
     StoreError::Invalid(msg.into())
 }
 
+/// A file the reader could not parse at all, said without the file: the
+/// reader's first line (what went wrong and on which line), never the
+/// lines of the file it quotes after it, nor where the file lies.
+fn unreadable(kind: &str, path: &str, e: duckdb::Error) -> StoreError {
+    let text = e.to_string();
+    let first: String = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .replace(path, "the file")
+        .chars()
+        .take(200)
+        .collect();
+    invalid(format!("cannot read the {kind} file: {first}"))
+}
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -67,7 +83,7 @@ fn load_csv(c: &Connection, path: &str) -> StoreResult<()> {
          SELECT * FROM read_csv({}, all_varchar = true, header = true, strict_mode = true)",
         quote(path)
     ))
-    .map_err(|e| invalid(format!("cannot read the CSV file: {e}")))?;
+    .map_err(|e| unreadable("CSV", path, e))?;
     // Insertion order is preserved, so rowid is the data row's position in
     // the file: line = rowid + 2 (line 1 is the header).
     // Rows written inside a transaction get transaction-local row ids that
@@ -316,7 +332,7 @@ fn typed_from_parquet(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
          FROM read_parquet({}, file_row_number = true)",
         quote(&req.path)
     ))
-    .map_err(|e| invalid(format!("cannot read the Parquet file: {e}")))?;
+    .map_err(|e| unreadable("Parquet", &req.path, e))?;
     let have = columns(c, "raw")?;
     let cols = Columns::new(have.clone(), &req.mapping);
     let symbol = symbol_sql(req, &cols, |c| format!("CAST({c} AS VARCHAR)"))?;

@@ -173,13 +173,12 @@ impl DuckStore {
     /// Appends ticks in one transaction (blocking).
     pub fn append_blocking(&self, mut ticks: Vec<Tick>) -> StoreResult<AppendReport> {
         number_ticks(&mut ticks);
-        let n = ticks.len() as u64;
+        let n = ticks.len();
         let new = self.store_blocking(&ticks)?;
-        Ok(AppendReport {
-            stored: new.len() as u64,
-            duplicates: n - new.len() as u64,
-            new,
-        })
+        Ok(AppendReport::of(
+            n,
+            qb_core::market::take_positions(ticks, &new),
+        ))
     }
 
     /// Stores numbered ticks in one transaction, skipping identities
@@ -314,6 +313,24 @@ pub(crate) fn append_rows(
     catalog: &str,
     ticks: &[Tick],
 ) -> StoreResult<()> {
+    let mut app = if catalog == "temp" {
+        c.appender_to_catalog_and_db(table, "temp", "main")
+    } else {
+        c.appender(table)
+    }
+    .map_err(backend)?;
+    // In slices: the Arrow copy of a batch never exceeds one slice.
+    for slice in ticks.chunks(APPEND_SLICE) {
+        app.append_record_batch(record_batch(slice)?)
+            .map_err(backend)?;
+    }
+    app.flush().map_err(backend)
+}
+
+/// Ticks handed to DuckDB per Arrow batch.
+const APPEND_SLICE: usize = 65_536;
+
+fn record_batch(ticks: &[Tick]) -> StoreResult<duckdb::arrow::record_batch::RecordBatch> {
     use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
     use duckdb::arrow::datatypes::{DataType, Field, Schema};
     use duckdb::arrow::record_batch::RecordBatch;
@@ -355,15 +372,7 @@ pub(crate) fn append_rows(
         field("ask", DataType::Float64, true),
         field("ask_size", DataType::Float64, true),
     ]));
-    let batch = RecordBatch::try_new(schema, columns).map_err(backend)?;
-    let mut app = if catalog == "temp" {
-        c.appender_to_catalog_and_db(table, "temp", "main")
-    } else {
-        c.appender(table)
-    }
-    .map_err(backend)?;
-    app.append_record_batch(batch).map_err(backend)?;
-    app.flush().map_err(backend)
+    RecordBatch::try_new(schema, columns).map_err(backend)
 }
 
 /// Numbers ticks that share `(symbol, ts)` within one batch, in batch

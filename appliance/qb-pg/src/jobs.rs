@@ -352,24 +352,26 @@ impl JobQueue for PgStore {
 
     async fn list(&self, filter: &JobFilter, page: PageRequest) -> StoreResult<Page<Job>> {
         let cond = "($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR state = $2) \
-                    AND ($3::text IS NULL OR kind = $3)";
+                    AND ($3::text IS NULL OR kind = $3) \
+                    AND ($4::text IS NULL OR created_by = $4 OR starts_with(created_by, $4 || '/'))";
         let state = filter.state.map(|s| s.as_str());
         let c = self.conn().await?;
         let total = count(
             &c,
             &format!("SELECT COUNT(*) FROM jobs WHERE {cond}"),
-            &[&filter.queue, &state, &filter.kind],
+            &[&filter.queue, &state, &filter.kind, &filter.created_by],
         )
         .await?;
         let items = rows(
             &c,
             &format!(
-                "SELECT {JOB_COLS} FROM jobs WHERE {cond} ORDER BY seq DESC LIMIT $4 OFFSET $5"
+                "SELECT {JOB_COLS} FROM jobs WHERE {cond} ORDER BY seq DESC LIMIT $5 OFFSET $6"
             ),
             &[
                 &filter.queue,
                 &state,
                 &filter.kind,
+                &filter.created_by,
                 &i64::from(page.page_size),
                 &(page.offset() as i64),
             ],

@@ -28,9 +28,6 @@ use crate::{PgStore, backend, map_pg, migrations};
 /// leave no active admin (role changes, disabling, deletions).
 const ADMIN_LOCK: i64 = 0x7162_7573_6572_0001;
 
-/// How often `login_failed` retries its compare-and-set under contention.
-const LOGIN_FAILED_TRIES: usize = 10;
-
 /// [`rows`], reporting a unique violation as `Conflict(conflict())` (a
 /// message naming what clashed rather than the constraint).
 async fn rows_unique(
@@ -265,8 +262,7 @@ impl MetaStore for PgStore {
     async fn user_credentials(&self, username: &str) -> StoreResult<Option<UserCredentials>> {
         let c = self.conn().await?;
         let sql = format!(
-            "SELECT {USER_COLS}, password_hash, failed_logins, locked_until
-             FROM users WHERE lower(username) = lower($1)"
+            "SELECT {USER_COLS}, password_hash FROM users WHERE lower(username) = lower($1)"
         );
         let Some(r) = opt_row(&c, &sql, &[&username]).await? else {
             return Ok(None);
@@ -274,8 +270,6 @@ impl MetaStore for PgStore {
         Ok(Some(UserCredentials {
             user: user_row(&r)?,
             password_hash: col(&r, 7)?,
-            failed_logins: u32::try_from(col::<i32>(&r, 8)?).unwrap_or(0),
-            locked_until: opt_time_col(&r, 9)?,
         }))
     }
 
@@ -306,15 +300,12 @@ impl MetaStore for PgStore {
         let changes =
             update.role.is_some() || update.disabled.is_some() || update.password_hash.is_some();
         if changes {
-            // A new password also clears the lock-out.
             exec(
                 &tx,
                 "UPDATE users SET
                      role = COALESCE($1, role),
                      disabled = COALESCE($2, disabled),
                      password_hash = COALESCE($3, password_hash),
-                     failed_logins = CASE WHEN $3::text IS NULL THEN failed_logins ELSE 0 END,
-                     locked_until = CASE WHEN $3::text IS NULL THEN locked_until END,
                      updated_at = $4,
                      token_version = token_version + 1
                  WHERE id = $5",
@@ -378,56 +369,6 @@ impl MetaStore for PgStore {
     async fn count_admins(&self) -> StoreResult<u64> {
         let c = self.conn().await?;
         count(&c, "SELECT COUNT(*) FROM users WHERE role = 'admin'", &[]).await
-    }
-
-    async fn login_failed(
-        &self,
-        user_id: i64,
-        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Sync),
-    ) -> StoreResult<u32> {
-        // The lock depends on the new count, computed here: compare-and-set
-        // on the count read, so concurrent failures are each counted once.
-        let c = self.conn().await?;
-        for _ in 0..LOGIN_FAILED_TRIES {
-            let current: i32 = match opt_row(
-                &c,
-                "SELECT failed_logins FROM users WHERE id = $1",
-                &[&user_id],
-            )
-            .await?
-            {
-                Some(r) => col(&r, 0)?,
-                None => return Err(StoreError::NotFound(format!("user {user_id}"))),
-            };
-            let failures = u32::try_from(current).unwrap_or(0) + 1;
-            let until = lock_until(failures).map(|t| t.timestamp_millis());
-            let n = exec(
-                &c,
-                "UPDATE users SET failed_logins = failed_logins + 1,
-                 locked_until = COALESCE($1, locked_until)
-                 WHERE id = $2 AND failed_logins = $3",
-                &[&until, &user_id, &current],
-            )
-            .await?;
-            if n == 1 {
-                return Ok(failures);
-            }
-        }
-        Err(StoreError::Conflict(format!(
-            "too many concurrent login failures for user {user_id}; try again"
-        )))
-    }
-
-    async fn login_succeeded(&self, user_id: i64) -> StoreResult<()> {
-        let c = self.conn().await?;
-        exec(
-            &c,
-            "UPDATE users SET failed_logins = 0, locked_until = NULL
-             WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)",
-            &[&user_id],
-        )
-        .await
-        .map(drop)
     }
 
     async fn create_api_key(

@@ -280,6 +280,11 @@ pub const STEPS: &[&str] = &[
     CREATE INDEX account_grants_user ON account_grants (user_id);
     ALTER TABLE users ADD COLUMN feed BOOLEAN NOT NULL DEFAULT FALSE;
     "#,
+    // 7: failed sign-ins are counted per (name, client address) in the hot
+    // state now, not per user (which let anyone lock the owner out).
+    r#"
+    ALTER TABLE users DROP COLUMN failed_logins, DROP COLUMN locked_until;
+    "#,
 ];
 
 /// The schema version this build expects.

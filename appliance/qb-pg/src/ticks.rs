@@ -1300,19 +1300,13 @@ impl TickStore for PgTicks {
             return Ok(AppendReport::default());
         }
         number_ticks(&mut ticks);
-        let n = ticks.len() as u64;
+        let n = ticks.len();
         let stored = self.retrying(|| self.append_once(&ticks)).await?;
-        let new: Vec<u32> = ticks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| stored.contains(&(t.symbol.clone(), t.ts, t.seq)))
-            .map(|(i, _)| i as u32)
+        let new: Vec<Tick> = ticks
+            .into_iter()
+            .filter(|t| stored.contains(&(t.symbol.clone(), t.ts, t.seq)))
             .collect();
-        Ok(AppendReport {
-            stored: new.len() as u64,
-            duplicates: n - new.len() as u64,
-            new,
-        })
+        Ok(AppendReport::of(n, new))
     }
 
     /// Blocking, from a thread outside the runtime (e.g. `spawn_blocking`):

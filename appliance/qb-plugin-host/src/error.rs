@@ -16,6 +16,8 @@ pub enum StopReason {
     StackOverflow,
     /// Any other trap: a panic, `unreachable`, a bad memory access.
     Trap,
+    /// Wrote more state (keys or bytes, or a larger snapshot) than allowed.
+    StateLimit,
 }
 
 impl StopReason {
@@ -26,6 +28,7 @@ impl StopReason {
             Self::OutOfMemory => "out_of_memory",
             Self::StackOverflow => "stack_overflow",
             Self::Trap => "trap",
+            Self::StateLimit => "state_limit",
         }
     }
 }

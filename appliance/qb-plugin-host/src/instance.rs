@@ -16,6 +16,55 @@ pub trait Env: Send {
     fn account(&mut self) -> Account;
     fn state_get(&mut self, key: &str) -> Option<Vec<u8>>;
     fn state_set(&mut self, key: &str, value: Vec<u8>);
+    /// The state earlier instances left (key and value size), counted
+    /// against this instance's bounds; none by default.
+    fn state_sizes(&mut self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
+}
+
+/// What a strategy's state holds, against `Limits::state_max_keys` and
+/// `Limits::state_max_bytes`: a write past either is dropped and the call
+/// stopped (`state_limit`), so neither the engine's map nor the hot-state
+/// store grows with a guest that writes without end.
+struct StateUsage {
+    sizes: std::collections::HashMap<String, usize>,
+    bytes: usize,
+    max_keys: usize,
+    max_bytes: usize,
+    /// Why the last write was dropped, until the call returns.
+    over: Option<String>,
+}
+
+impl StateUsage {
+    fn new(existing: Vec<(String, usize)>, max_keys: usize, max_bytes: usize) -> Self {
+        let bytes = existing.iter().map(|(k, v)| k.len() + v).sum();
+        Self {
+            sizes: existing.into_iter().collect(),
+            bytes,
+            max_keys,
+            max_bytes,
+            over: None,
+        }
+    }
+
+    /// Whether `key` may now hold `len` bytes; records it if so.
+    fn admit(&mut self, key: &str, len: usize) -> bool {
+        let old = self.sizes.get(key).map(|v| key.len() + v);
+        let keys = self.sizes.len() + usize::from(old.is_none());
+        let bytes = self.bytes - old.unwrap_or(0) + key.len() + len;
+        if keys > self.max_keys || bytes > self.max_bytes {
+            self.over = Some(format!(
+                "state-set {key:?} ({len} bytes) would hold {keys} keys and {bytes} bytes; \
+                 the limits are {} keys and {} bytes",
+                self.max_keys, self.max_bytes
+            ));
+            return false;
+        }
+        self.sizes.insert(key.to_string(), len);
+        self.bytes = bytes;
+        true
+    }
 }
 
 /// An environment that refuses every order and holds nothing: what
@@ -75,6 +124,7 @@ pub struct PluginState<E> {
     log_in_second: u32,
     now: i64,
     rng: u64,
+    state: StateUsage,
 }
 
 impl<E: Env> crate::quantbox::strategy::types::Host for PluginState<E> {}
@@ -115,7 +165,9 @@ impl<E: Env> crate::quantbox::strategy::host::Host for PluginState<E> {
         self.env.state_get(&key)
     }
     fn state_set(&mut self, key: String, value: Vec<u8>) {
-        self.env.state_set(&key, value)
+        if self.state.over.is_none() && self.state.admit(&key, value.len()) {
+            self.env.state_set(&key, value)
+        }
     }
     fn random_u64(&mut self) -> u64 {
         splitmix(&mut self.rng)
@@ -155,7 +207,14 @@ impl Plugin {
         let mut linker: Linker<PluginState<E>> = Linker::new(&self.engine.engine);
         Strategy::add_to_linker::<PluginState<E>, HasSelf<PluginState<E>>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Host(format!("{e:#}")))?;
+        let mut env = env;
+        let usage = StateUsage::new(
+            env.state_sizes(),
+            limits.state_max_keys,
+            limits.state_max_bytes,
+        );
         let state = PluginState {
+            state: usage,
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
                 .trap_on_grow_failure(true)
@@ -226,7 +285,11 @@ impl<E: Env + 'static> Instance<E> {
                 .set_fuel(fuel)
                 .map_err(|e| PluginError::Host(format!("{e:#}")))?;
         }
-        f(&self.bindings, &mut self.store).map_err(|e| self.stop(callback, &e))
+        let out = f(&self.bindings, &mut self.store).map_err(|e| self.stop(callback, &e))?;
+        if let Some(detail) = self.store.data_mut().state.over.take() {
+            return Err(self.stopped_for(callback, StopReason::StateLimit, detail));
+        }
+        Ok(out)
     }
 
     fn stop(&mut self, callback: &'static str, e: &wasmtime::Error) -> PluginError {
@@ -247,6 +310,15 @@ impl<E: Env + 'static> Instance<E> {
             }
             _ => (StopReason::Trap, format!("{e:#}")),
         };
+        self.stopped_for(callback, reason, detail)
+    }
+
+    fn stopped_for(
+        &mut self,
+        callback: &'static str,
+        reason: StopReason,
+        detail: String,
+    ) -> PluginError {
         self.stopped = Some(reason);
         if let Some(traps) = &self.traps {
             traps
@@ -311,10 +383,24 @@ impl<E: Env + 'static> Instance<E> {
         self.call("on_timer", now, |b, s| b.call_on_timer(s, now))
     }
 
+    /// The state the strategy hands to its next instance, at most
+    /// `Limits::state_max_bytes`.
     pub fn snapshot_state(&mut self) -> Result<Vec<u8>, PluginError> {
-        self.call("snapshot_state", self.store.data().now, |b, s| {
+        let snapshot = self.call("snapshot_state", self.store.data().now, |b, s| {
             b.call_snapshot_state(s)
-        })
+        })?;
+        let max = self.store.data().state.max_bytes;
+        if snapshot.len() > max {
+            return Err(self.stopped_for(
+                "snapshot_state",
+                StopReason::StateLimit,
+                format!(
+                    "a snapshot of {} bytes; the limit is {max} bytes",
+                    snapshot.len()
+                ),
+            ));
+        }
+        Ok(snapshot)
     }
 
     /// The engine's side of the sandbox.

@@ -24,6 +24,11 @@ pub struct Limits {
     pub log_lines_per_sec: u32,
     /// Instances that may exist at once (pooling allocator slots).
     pub max_instances: u32,
+    /// Keys a strategy's state may hold (`state-set`).
+    pub state_max_keys: usize,
+    /// Bytes a strategy's state may hold (keys and values), and the
+    /// largest snapshot it may hand over.
+    pub state_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +41,8 @@ impl Default for Limits {
             max_wasm_stack: 1 << 20,
             log_lines_per_sec: 20,
             max_instances: 64,
+            state_max_keys: 1024,
+            state_max_bytes: 4 << 20,
         }
     }
 }
@@ -50,6 +57,8 @@ impl From<&qb_core::config::PluginsConfig> for Limits {
             max_wasm_stack: (c.max_wasm_stack_kib as usize) << 10,
             log_lines_per_sec: c.log_lines_per_sec,
             max_instances: c.max_instances,
+            state_max_keys: c.state_max_keys,
+            state_max_bytes: (c.state_max_kib as usize) << 10,
         }
     }
 }

@@ -63,7 +63,13 @@ pub struct PluginRegistry {
     compiler: Compiler,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
     leases: Arc<Mutex<HashMap<String, usize>>>,
+    /// Uploads being checked (each compiles) at once.
+    compiles: Arc<tokio::sync::Semaphore>,
+    max_compiles: usize,
 }
+
+/// Room to check one upload: taken before its body is read.
+pub struct CompileSlot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
 fn param_kind(t: ParamType) -> &'static str {
     match t {
@@ -154,7 +160,31 @@ impl PluginRegistry {
             compiler,
             loaded: Mutex::new(HashMap::new()),
             leases: Arc::new(Mutex::new(HashMap::new())),
+            compiles: Arc::new(tokio::sync::Semaphore::new(2)),
+            max_compiles: 2,
         }
+    }
+
+    /// At most `n` uploads checked at once (default 2).
+    pub fn with_max_compiles(mut self, n: usize) -> Self {
+        self.compiles = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self.max_compiles = n.max(1);
+        self
+    }
+
+    /// A slot to check an upload in, or `Busy` while `max_compiles` uploads
+    /// are being checked.
+    pub fn compile_slot(&self) -> Result<CompileSlot, PluginError> {
+        self.compiles
+            .clone()
+            .try_acquire_owned()
+            .map(CompileSlot)
+            .map_err(|_| {
+                PluginError::Busy(format!(
+                    "{} plugin uploads are being checked; try again shortly",
+                    self.max_compiles
+                ))
+            })
     }
 
     pub fn engine(&self) -> &PluginEngine {
@@ -167,17 +197,38 @@ impl PluginRegistry {
         Plugin::load_hashed(&self.engine, &self.cache, &self.compiler, bytes, id)
     }
 
-    /// Validates and stores an upload. Returns the metadata and whether
-    /// the plugin is new (the same bytes uploaded again are not).
+    /// Validates and stores an upload, in a [`CompileSlot`]. Returns the
+    /// metadata and whether the plugin is new (the same bytes uploaded
+    /// again are not). A refused upload leaves no compiled artifact behind.
+    ///
+    /// The name and version a plugin claims come from its own `describe`,
+    /// so a clash with a stored plugin is known only once it is compiled;
+    /// it is refused before anything is stored or kept.
     pub async fn upload(
         self: &Arc<Self>,
         bytes: Vec<u8>,
         uploaded_by: Option<String>,
+        _slot: CompileSlot,
     ) -> Result<(PluginInfo, bool), RegistryError> {
         let id = sha256_hex(&bytes);
         if let Some(existing) = self.meta.plugin(&id).await? {
             return Ok((existing, false));
         }
+        let outcome = self.check_and_store(&id, bytes, uploaded_by).await;
+        if outcome.is_err() && self.meta.plugin(&id).await.ok().flatten().is_none() {
+            self.loaded.lock().remove(&id);
+            self.cache.remove(&id);
+        }
+        outcome
+    }
+
+    async fn check_and_store(
+        self: &Arc<Self>,
+        id: &str,
+        bytes: Vec<u8>,
+        uploaded_by: Option<String>,
+    ) -> Result<(PluginInfo, bool), RegistryError> {
+        let id = id.to_string();
         let this = self.clone();
         let key = id.clone();
         let (plugin, bytes, info) = tokio::task::spawn_blocking(move || {

@@ -168,6 +168,12 @@ pub const STEPS: &[&str] = &[
     CREATE INDEX account_grants_user ON account_grants(user_id);
     ALTER TABLE users ADD COLUMN feed INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 8: failed sign-ins are counted per (name, client address) in the hot
+    // state now, not per user (which let anyone lock the owner out).
+    r#"
+    ALTER TABLE users DROP COLUMN failed_logins;
+    ALTER TABLE users DROP COLUMN locked_until;
+    "#,
 ];
 
 /// The schema version this build expects.

@@ -410,17 +410,12 @@ impl MetaStore for Sqlite {
         let username = username.to_string();
         self.read(move |c| {
             c.query_row(
-                &format!(
-                    "SELECT {USER_COLS}, password_hash, failed_logins, locked_until
-                     FROM users WHERE username = ?1"
-                ),
+                &format!("SELECT {USER_COLS}, password_hash FROM users WHERE username = ?1"),
                 [username],
                 |r| {
                     Ok(UserCredentials {
                         user: user_row(r)?,
                         password_hash: r.get(7)?,
-                        failed_logins: r.get(8)?,
-                        locked_until: opt_time(r.get(9)?),
                     })
                 },
             )
@@ -502,8 +497,7 @@ impl MetaStore for Sqlite {
             }
             if let Some(hash) = &update.password_hash {
                 tx.execute(
-                    "UPDATE users SET password_hash = ?1, failed_logins = 0, locked_until = NULL,
-                     updated_at = ?2 WHERE id = ?3",
+                    "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3",
                     params![hash, now, user.id],
                 )
                 .map_err(map_sql)?;
@@ -555,50 +549,6 @@ impl MetaStore for Sqlite {
     async fn count_admins(&self) -> StoreResult<u64> {
         self.read(|c| count(c, "SELECT COUNT(*) FROM users WHERE role = 'admin'", &[]))
             .await
-    }
-
-    async fn login_failed(
-        &self,
-        user_id: i64,
-        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Sync),
-    ) -> StoreResult<u32> {
-        // Compute the lock for the next count up front: the closure cannot
-        // cross into the blocking pool.
-        let current: u32 = self
-            .read(move |c| {
-                c.query_row(
-                    "SELECT failed_logins FROM users WHERE id = ?1",
-                    [user_id],
-                    |r| r.get(0),
-                )
-                .map_err(backend)
-            })
-            .await?;
-        let failures = current + 1;
-        let until = lock_until(failures).map(|t| t.timestamp_millis());
-        self.write(move |c| {
-            c.execute(
-                "UPDATE users SET failed_logins = failed_logins + 1,
-                 locked_until = COALESCE(?1, locked_until) WHERE id = ?2",
-                params![until, user_id],
-            )
-            .map_err(backend)?;
-            Ok(failures)
-        })
-        .await
-    }
-
-    async fn login_succeeded(&self, user_id: i64) -> StoreResult<()> {
-        self.write(move |c| {
-            c.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL
-                 WHERE id = ?1 AND (failed_logins != 0 OR locked_until IS NOT NULL)",
-                [user_id],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
     }
 
     async fn create_api_key(
@@ -1400,21 +1350,24 @@ impl JobQueue for Sqlite {
         let f = filter.clone();
         self.read(move |c| {
             let state = f.state.map(|s| s.as_str());
-            let cond = "(?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3)";
+            let cond = "(?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR state = ?2) \
+                        AND (?3 IS NULL OR kind = ?3) \
+                        AND (?4 IS NULL OR created_by = ?4 OR substr(created_by, 1, length(?4) + 1) = ?4 || '/')";
             let total = count(
                 c,
                 &format!("SELECT COUNT(*) FROM jobs WHERE {cond}"),
-                &[&f.queue, &state, &f.kind],
+                &[&f.queue, &state, &f.kind, &f.created_by],
             )?;
             let items = collect(
                 c,
                 &format!(
-                    "SELECT {JOB_COLS} FROM jobs WHERE {cond} ORDER BY seq DESC LIMIT ?4 OFFSET ?5"
+                    "SELECT {JOB_COLS} FROM jobs WHERE {cond} ORDER BY seq DESC LIMIT ?5 OFFSET ?6"
                 ),
                 &[
                     &f.queue,
                     &state,
                     &f.kind,
+                    &f.created_by,
                     &page.page_size,
                     &(page.offset() as i64),
                 ],

@@ -36,9 +36,10 @@ pub fn plugin_registry(
         timeout: std::time::Duration::from_secs(c.plugins.compile_timeout_secs),
         memory_bytes: c.plugins.compile_memory_mib << 20,
     };
-    Ok(qb_plugin_host::registry::PluginRegistry::new(
-        meta, engine, cache, compiler,
-    ))
+    Ok(
+        qb_plugin_host::registry::PluginRegistry::new(meta, engine, cache, compiler)
+            .with_max_compiles(c.plugins.max_compiles),
+    )
 }
 
 pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use qb_core::config::Config;
-use qb_core::market::{ImportMode, ImportRequest};
+use qb_core::market::{ImportMode, ImportOptions, ImportRequest};
 
 use crate::cli::ImportArgs;
 
@@ -19,8 +19,7 @@ pub fn run(config: &Config, args: ImportArgs) -> anyhow::Result<ExitCode> {
     }
     let path = std::fs::canonicalize(&args.file)
         .with_context(|| format!("{} is not readable", args.file.display()))?;
-    let request: ImportRequest = serde_json::from_value(serde_json::json!({
-        "path": path.to_string_lossy(),
+    let options: ImportOptions = serde_json::from_value(serde_json::json!({
         "format": args.format,
         "mode": args.mode,
         "timezone": args.timezone,
@@ -29,6 +28,10 @@ pub fn run(config: &Config, args: ImportArgs) -> anyhow::Result<ExitCode> {
         "ts_unit": args.ts_unit,
         "mapping": mapping,
     }))?;
+    let request = ImportRequest {
+        path: path.to_string_lossy().into_owned(),
+        options,
+    };
     // Multi-threaded: the PostgreSQL tick store runs an import's database
     // work on the runtime while this thread parses.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -12,7 +12,6 @@
 //! hand back their current job step, the metadata store is checkpointed, all
 //! within `shutdown_timeout_secs`.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -201,18 +200,39 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let app = qb_api::app(state.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .await
-    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let bounds = qb_api::server::Bounds::from_config(&config.http);
+    let gauges: Arc<dyn qb_api::server::ConnectionGauges> =
+        Arc::new(ConnectionGauges(metrics.clone()));
+    let metrics_server = match config.metrics.listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (metrics.listen)"))?;
+            info!("metrics on http://{}/metrics", l.local_addr()?);
+            Some(tokio::spawn(qb_api::server::serve(
+                l,
+                qb_api::metrics_app(state.clone()),
+                bounds,
+                gauges.clone(),
+                stopped(),
+            )))
+        }
+        None => None,
+    };
+    let server = tokio::spawn(qb_api::server::serve(
+        listener,
+        qb_api::app(state.clone()),
+        bounds,
+        gauges,
+        stopped(),
+    ));
     info!("listening on http://{addr}");
     let housekeeping = qb_api::spawn_housekeeping(state.clone());
 
@@ -285,10 +305,12 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     let left = deadline.saturating_duration_since(Instant::now());
     let workers_done = tokio::task::spawn_blocking(move || workers.shutdown(left));
     match tokio::time::timeout(left, server).await {
-        Ok(Ok(Ok(()))) => info!("HTTP server drained"),
-        Ok(Ok(Err(e))) => error!(error = %e, "HTTP server error"),
+        Ok(Ok(())) => info!("HTTP server drained"),
         Ok(Err(e)) => error!(error = %e, "HTTP server task failed"),
         Err(_) => warn!("in-flight requests did not finish within the bound; closing"),
+    }
+    if let Some(m) = metrics_server {
+        m.abort();
     }
     match workers_done.await {
         Ok(0) => info!("job workers stopped"),
@@ -308,6 +330,21 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Open and refused HTTP connections as metrics.
+struct ConnectionGauges(Metrics);
+
+impl qb_api::server::ConnectionGauges for ConnectionGauges {
+    fn opened(&self) {
+        self.0.http_connections.inc();
+    }
+    fn closed(&self) {
+        self.0.http_connections.dec();
+    }
+    fn refused(&self) {
+        self.0.http_connections_refused.inc();
+    }
 }
 
 /// The desk lease as metrics.

@@ -2,7 +2,8 @@
 //! 0 behaves (logs a line per bar, to test the log limit), 1 loops forever,
 //! 2 allocates without bound, 3 traps (panics) in every callback,
 //! 4 recurses without bound, 5 is slow (about 100,000 steps per bar,
-//! for cancelling long runs). The host must stop and report each and keep
+//! for cancelling long runs), 6 hoards state (16 new 64 KiB keys per
+//! call, and a 8 MiB snapshot). The host must stop and report each and keep
 //! serving. Built for wasm32-wasip2 too, it is also the plugin that
 //! imports WASI (which the host refuses).
 
@@ -52,6 +53,13 @@ impl Misbehave {
                     }
                 }
             }
+            6 => {
+                let first = ctx.state_get("next").map_or(0, |b| b.len());
+                for i in first..first + 16 {
+                    ctx.state_set(&format!("hoard-{i}"), &vec![7u8; 64 << 10]);
+                }
+                ctx.state_set("next", &vec![0u8; first + 16]);
+            }
             _ => {
                 for i in 0..n {
                     ctx.log(LogLevel::Info, &format!("fine {i}"));
@@ -72,8 +80,8 @@ impl Strategy for Misbehave {
                 ParamType::Integer,
                 0.0,
                 Some(0.0),
-                Some(5.0),
-                "0 ok, 1 loop, 2 memory, 3 trap, 4 recursion, 5 slow",
+                Some(6.0),
+                "0 ok, 1 loop, 2 memory, 3 trap, 4 recursion, 5 slow, 6 state",
             )],
         )
     }
@@ -94,6 +102,14 @@ impl Strategy for Misbehave {
 
     fn on_timer(&mut self, ctx: &mut dyn Ctx, _now: i64) {
         self.act(ctx, 1);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        if self.mode == 6 {
+            vec![7u8; 8 << 20]
+        } else {
+            Vec::new()
+        }
     }
 }
 

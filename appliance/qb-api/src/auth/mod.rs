@@ -5,6 +5,7 @@ pub mod access;
 pub mod guard;
 pub mod password;
 pub mod routes;
+pub mod throttle;
 pub mod tokens;
 
 pub use access::Reach;

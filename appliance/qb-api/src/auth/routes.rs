@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use qb_core::model::{NewAuditEntry, RefreshToken, User, UserUpdate};
-use qb_core::seams::lockout_until;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -128,7 +127,7 @@ async fn issue_pair(state: &AppState, user: &User, family: &str) -> ApiResult<To
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
         (status = 401, description = "Wrong username or password", body = Problem),
-        (status = 429, description = "Locked after repeated failures; see Retry-After", body = Problem),
+        (status = 429, description = "Too many wrong passwords for this name from this address; see Retry-After", body = Problem),
     ))]
 async fn login(
     State(state): State<AppState>,
@@ -136,52 +135,45 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     const WRONG: &str = "invalid username or password";
+    let attempt = match state.logins.attempt(&req.username, ip.0).await {
+        Ok(a) => a,
+        Err(waiting) => {
+            audit_login(&state, &req.username, "locked", &ip, "throttled").await;
+            return Err(waiting);
+        }
+    };
     let creds = state.meta.user_credentials(&req.username).await?;
     let Some(creds) = creds else {
         // Spend the same time as a real check so names cannot be probed.
         verify_blocking(req.password, password::dummy_hash().to_string()).await;
-        audit_login(&state, &req.username, "failure", &ip, "unknown user").await;
-        return Err(ApiError::unauthorized(WRONG));
-    };
-    let now = Utc::now();
-    if let Some(until) = creds.locked_until.filter(|t| *t > now) {
-        let wait = (until - now).num_seconds().max(1) as u64;
         audit_login(
             &state,
-            &creds.user.username,
-            "locked",
+            &req.username,
+            "failure",
             &ip,
-            "account locked",
+            &format!(
+                "unknown user ({} in a row from this address)",
+                attempt.failures
+            ),
         )
         .await;
-        return Err(ApiError::too_many(
-            format!("too many failed logins; try again in {wait} s"),
-            wait,
-        ));
-    }
+        return Err(ApiError::unauthorized(WRONG));
+    };
     if !verify_blocking(req.password, creds.password_hash.clone()).await {
-        let a = &state.config.auth;
-        let (threshold, base, max) = (
-            a.lockout_threshold,
-            Duration::from_secs(a.lockout_base_secs),
-            Duration::from_secs(a.lockout_max_secs),
-        );
-        let failures = state
-            .meta
-            .login_failed(creds.user.id, &move |n| {
-                lockout_until(n, threshold, base, max, Utc::now())
-            })
-            .await?;
         audit_login(
             &state,
             &creds.user.username,
             "failure",
             &ip,
-            &format!("wrong password ({failures} in a row)"),
+            &format!(
+                "wrong password ({} in a row from this address)",
+                attempt.failures
+            ),
         )
         .await;
         return Err(ApiError::unauthorized(WRONG));
     }
+    attempt.succeeded().await?;
     if creds.user.disabled {
         audit_login(
             &state,
@@ -193,7 +185,6 @@ async fn login(
         .await;
         return Err(ApiError::unauthorized("user disabled"));
     }
-    state.meta.login_succeeded(creds.user.id).await?;
     let family = uuid::Uuid::new_v4().to_string();
     let pair = issue_pair(&state, &creds.user, &family).await?;
     audit_login(&state, &creds.user.username, "ok", &ip, "logged in").await;
@@ -343,12 +334,16 @@ async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Js
 /// Change my password; every session of mine ends (log in again).
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
     request_body = PasswordChange,
-    responses((status = 204, description = "Changed"), (status = 422, body = Problem)))]
+    responses((status = 204, description = "Changed"), (status = 422, body = Problem),
+        (status = 429, description = "Too many wrong current passwords from this address; see Retry-After", body = Problem)))]
 async fn change_password(
     State(state): State<AppState>,
     principal: Principal,
+    ip: ClientIp,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
+    // A stolen session must not become a way to guess the password.
+    let attempt = state.logins.attempt(&principal.username, ip.0).await?;
     let creds = state
         .meta
         .user_credentials(&principal.username)
@@ -357,6 +352,7 @@ async fn change_password(
     if !verify_blocking(req.current_password, creds.password_hash).await {
         return Err(ApiError::invalid("current_password", "does not match"));
     }
+    attempt.succeeded().await?;
     password::check_policy(&principal.username, &req.new_password)
         .map_err(|e| ApiError::invalid("new_password", e))?;
     let new = req.new_password;

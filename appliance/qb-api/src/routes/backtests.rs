@@ -152,12 +152,7 @@ async fn create_backtest(
         queue: None,
         params: serde_json::to_value(&spec).map_err(ApiError::internal)?,
     };
-    let new = state
-        .registry
-        .prepare(&job, Some(p.actor()), state.config.queues.max_attempts)
-        .await
-        .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
-    let job = state.jobs.enqueue(new).await?;
+    let job = super::jobs::submit(&state, &p, &job).await?;
     Ok((StatusCode::ACCEPTED, Json(view(job))))
 }
 
@@ -372,12 +367,7 @@ async fn create_sweep(
         queue: None,
         params: serde_json::to_value(&spec).map_err(ApiError::internal)?,
     };
-    let new = state
-        .registry
-        .prepare(&job, Some(p.actor()), state.config.queues.max_attempts)
-        .await
-        .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
-    let job = state.jobs.enqueue(new).await?;
+    let job = super::jobs::submit(&state, &p, &job).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Sweep {

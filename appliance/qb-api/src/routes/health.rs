@@ -12,7 +12,9 @@ use utoipa_axum::routes;
 
 use qb_core::config::NodeRole;
 
+use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
+use sha2::Digest;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -127,10 +129,53 @@ async fn ready(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Prometheus text exposition.
+/// Marks requests that came in on `metrics.listen`, the listener serving
+/// only `/metrics`.
+#[derive(Clone, Copy)]
+pub struct MetricsListener;
+
+/// Whether this request may read the metrics: on `metrics.listen` when it
+/// is set (and nowhere else), with `Authorization: Bearer <metrics.token>`
+/// when a token is set.
+fn metrics_allowed(state: &AppState, req: &axum::http::request::Parts) -> Result<(), ApiError> {
+    let m = &state.config.metrics;
+    if m.listen.is_some() && req.extensions.get::<MetricsListener>().is_none() {
+        return Err(ApiError::not_found(
+            "/metrics is served on metrics.listen only",
+        ));
+    }
+    if let Some(token) = &m.token {
+        let given = req
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Compared as digests: equal-length inputs, no early exit on a
+        // matching prefix.
+        let digest = |s: &str| sha2::Sha256::digest(s.as_bytes());
+        if digest(given) != digest(token.expose()) {
+            return Err(ApiError::unauthorized(
+                "/metrics needs Authorization: Bearer <metrics.token>",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Prometheus text exposition. Where `metrics.listen` is set it is served
+/// there only; with `metrics.token` it needs that bearer token.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses(
-    (status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> Response {
+    (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    (status = 401, description = "metrics.token is set and was not given", body = Problem),
+    (status = 404, description = "Served on metrics.listen only", body = Problem)))]
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+) -> Response {
+    if let Err(e) = metrics_allowed(&state, &parts) {
+        return e.into_response();
+    }
     if let Ok(stats) = state.jobs.stats(qb_jobs::QUEUES).await {
         for s in stats {
             state

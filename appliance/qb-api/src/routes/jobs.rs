@@ -35,6 +35,9 @@ pub struct JobListParams {
     pub queue: Option<String>,
     pub state: Option<JobState>,
     pub kind: Option<String>,
+    /// Jobs enqueued by this user (and their API keys), or by another
+    /// actor (`schedule:name`).
+    pub created_by: Option<String>,
 }
 
 /// List jobs, newest first.
@@ -54,6 +57,7 @@ async fn list_jobs(
         queue: q.queue,
         state: q.state,
         kind: q.kind,
+        created_by: q.created_by,
     };
     Ok(Json(state.jobs.list(&filter, page).await?))
 }
@@ -61,7 +65,8 @@ async fn list_jobs(
 /// Enqueue a job of a registered kind.
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])),
     request_body = JobSpec,
-    responses((status = 202, body = Job), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 202, body = Job), (status = 403, body = Problem), (status = 422, body = Problem),
+        (status = 429, description = "queues.max_active_per_user of your jobs are queued or running on that queue", body = Problem)))]
 async fn enqueue(
     State(state): State<AppState>,
     p: Principal,
@@ -74,13 +79,48 @@ async fn enqueue(
             Role::Admin
         })?;
     }
+    Ok((StatusCode::ACCEPTED, Json(submit(&state, &p, &spec).await?)))
+}
+
+/// How every route starts a job for a caller: the kind's one check, then,
+/// for anyone but an admin, room under `queues.max_active_per_user` on the
+/// job's queue (the user's jobs and their API keys' together; checked
+/// before the enqueue, so parallel requests may pass it together by a
+/// few), then the enqueue.
+pub(crate) async fn submit(state: &AppState, p: &Principal, spec: &JobSpec) -> ApiResult<Job> {
     let new = state
         .registry
-        .prepare(&spec, Some(p.actor()), state.config.queues.max_attempts)
+        .prepare(spec, Some(p.actor()), state.config.queues.max_attempts)
         .await
         .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
-    let job = state.jobs.enqueue(new).await?;
-    Ok((StatusCode::ACCEPTED, Json(job)))
+    if p.role != Role::Admin {
+        let cap = state.config.queues.max_active_per_user;
+        let mut active = 0;
+        for s in [JobState::Queued, JobState::Running] {
+            let filter = JobFilter {
+                queue: Some(new.queue.clone()),
+                state: Some(s),
+                created_by: Some(p.username.clone()),
+                ..JobFilter::default()
+            };
+            let one = qb_core::model::PageRequest {
+                page: 1,
+                page_size: 1,
+            };
+            active += state.jobs.list(&filter, one).await?.total;
+        }
+        if active >= cap {
+            return Err(ApiError::too_many(
+                format!(
+                    "{active} of your jobs are queued or running on the {} queue (at most {cap}); \
+                     wait for some to finish",
+                    new.queue
+                ),
+                5,
+            ));
+        }
+    }
+    Ok(state.jobs.enqueue(new).await?)
 }
 
 #[derive(Serialize, ToSchema)]

@@ -17,8 +17,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::tick_input::{self, TickIn};
 use crate::auth::Principal;
-use crate::problem::{ApiBytes, ApiError, ApiJson, ApiQuery, ApiResult, FieldError, Problem};
+use crate::problem::{ApiError, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -59,197 +60,6 @@ fn rfc3339(ns: Nanos) -> String {
 
 // ---------------------------------------------------------------- ingest
 
-/// A time in a tick: RFC 3339 text or integer nanoseconds, from 1900-01-01
-/// to 2200-01-01 UTC.
-#[derive(Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum TimeIn {
-    Nanos(i64),
-    Text(String),
-}
-
-/// One tick as sent to the ingest endpoint.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TickIn {
-    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
-    pub symbol: String,
-    pub ts: TimeIn,
-    pub price: f64,
-    #[schema(minimum = 0)]
-    pub size: f64,
-    pub bid: Option<f64>,
-    pub bid_size: Option<f64>,
-    pub ask: Option<f64>,
-    pub ask_size: Option<f64>,
-    /// Cumulative volume as the source reports it.
-    pub volume: Option<f64>,
-    /// Amount traded with this tick.
-    pub turnover: Option<f64>,
-    pub open_interest: Option<f64>,
-}
-
-impl TickIn {
-    fn into_tick(self) -> Result<Tick, String> {
-        check_symbol(&self.symbol)?;
-        let ts = match self.ts {
-            TimeIn::Nanos(n) => n,
-            TimeIn::Text(s) => DateTime::parse_from_rfc3339(&s)
-                .ok()
-                .and_then(|t| t.timestamp_nanos_opt())
-                .ok_or_else(|| format!("ts: {s:?} is not an RFC 3339 time"))?,
-        };
-        check_ts(ts).map_err(|e| format!("ts: {e}"))?;
-        if !self.price.is_finite() {
-            return Err("price: not finite".into());
-        }
-        if !self.size.is_finite() || self.size < 0.0 {
-            return Err("size: must be a finite number >= 0".into());
-        }
-        for (name, v) in [
-            ("bid", self.bid),
-            ("bid_size", self.bid_size),
-            ("ask", self.ask),
-            ("ask_size", self.ask_size),
-            ("volume", self.volume),
-            ("turnover", self.turnover),
-            ("open_interest", self.open_interest),
-        ] {
-            if v.is_some_and(|v| !v.is_finite()) {
-                return Err(format!("{name}: not finite"));
-            }
-        }
-        Ok(Tick {
-            symbol: self.symbol,
-            ts,
-            seq: 0,
-            price: self.price,
-            size: self.size,
-            volume: self.volume,
-            turnover: self.turnover,
-            open_interest: self.open_interest,
-            bid: self.bid,
-            bid_size: self.bid_size,
-            ask: self.ask,
-            ask_size: self.ask_size,
-        })
-    }
-}
-
-fn row_error(kind: &str, at: usize, msg: String) -> ApiError {
-    let (field, detail) = match kind {
-        "index" => (format!("[{at}]"), format!("tick at index {at}: {msg}")),
-        _ => (format!("line {at}"), format!("line {at}: {msg}")),
-    };
-    let mut e = ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation",
-        format!("{detail}; nothing was stored"),
-    );
-    e.errors.push(FieldError {
-        field,
-        message: msg,
-    });
-    e
-}
-
-fn parse_json_array(body: &[u8]) -> ApiResult<Vec<Tick>> {
-    let values: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            format!("body is not a JSON array: {e}"),
-        )
-    })?;
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            serde_json::from_value::<TickIn>(v)
-                .map_err(|e| e.to_string())
-                .and_then(TickIn::into_tick)
-                .map_err(|e| row_error("index", i, e))
-        })
-        .collect()
-}
-
-fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Tick>> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ApiError::bad_request(format!("body is not UTF-8: {e}")))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str::<TickIn>(l)
-                .map_err(|e| e.to_string())
-                .and_then(TickIn::into_tick)
-                .map_err(|e| row_error("line", i + 1, e))
-        })
-        .collect()
-}
-
-fn parse_csv(body: &[u8]) -> ApiResult<Vec<Tick>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(body);
-    let headers = reader
-        .headers()
-        .map_err(|e| row_error("line", 1, e.to_string()))?
-        .clone();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    for required in ["symbol", "ts", "price", "size"] {
-        if col(required).is_none() {
-            return Err(row_error("line", 1, format!("missing column {required:?}")));
-        }
-    }
-    let mut out = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let record = record.map_err(|e| row_error("line", line, e.to_string()))?;
-        let get = |name: &str| {
-            col(name)
-                .and_then(|c| record.get(c))
-                .filter(|s| !s.is_empty())
-        };
-        let num = |name: &str| -> Result<Option<f64>, String> {
-            match get(name) {
-                None => Ok(None),
-                Some(s) if !fits_f64(s) => Err(format!(
-                    "{name}: {s:?} is not a number a double holds exactly"
-                )),
-                Some(s) => s
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| format!("{name}: {s:?} is not a number")),
-            }
-        };
-        let tick = (|| -> Result<Tick, String> {
-            let ts_text = get("ts").ok_or("ts: missing")?;
-            let ts = match ts_text.parse::<i64>() {
-                Ok(n) => TimeIn::Nanos(n),
-                Err(_) => TimeIn::Text(ts_text.to_string()),
-            };
-            TickIn {
-                symbol: get("symbol").ok_or("symbol: missing")?.to_string(),
-                ts,
-                price: num("price")?.ok_or("price: missing")?,
-                size: num("size")?.ok_or("size: missing")?,
-                bid: num("bid")?,
-                bid_size: num("bid_size")?,
-                ask: num("ask")?,
-                ask_size: num("ask_size")?,
-                volume: num("volume")?,
-                turnover: num("turnover")?,
-                open_interest: num("open_interest")?,
-            }
-            .into_tick()
-        })()
-        .map_err(|e| row_error("line", line, e))?;
-        out.push(tick);
-    }
-    Ok(out)
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct IngestResult {
     /// Ticks stored now.
@@ -270,36 +80,17 @@ async fn ingest_ticks(
     State(state): State<AppState>,
     p: Principal,
     headers: axum::http::HeaderMap,
-    ApiBytes(body): ApiBytes,
+    body: Body,
 ) -> ApiResult<Json<IngestResult>> {
     // Live ticks drive the paper broker's fills: trusted input.
-    p.require_feed()?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_ascii_lowercase();
-    let ticks = if ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl") {
-        parse_ndjson(&body)?
-    } else if ct.starts_with("text/csv") {
-        parse_csv(&body)?
-    } else if ct.starts_with("application/json") {
-        parse_json_array(&body)?
-    } else {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            format!("{ct} is not application/json, application/x-ndjson or text/csv"),
-        ));
+    p.require_feed().map_err(ApiError::before_body)?;
+    let format =
+        tick_input::Format::of(headers.get(header::CONTENT_TYPE)).map_err(ApiError::before_body)?;
+    let caps = tick_input::Caps {
+        rows: state.config.market.max_ingest_rows,
+        bytes: state.config.limits.upload_bytes,
     };
-    let max = state.config.market.max_ingest_rows;
-    if ticks.len() > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            format!("{} ticks in one request; at most {max}", ticks.len()),
-        ));
-    }
+    let ticks = tick_input::read(body, format, caps).await?;
     let report =
         qb_core::seams::ingest_ticks(state.ticks.as_ref(), state.pubsub.as_ref(), ticks).await?;
     state.metrics.ticks_ingested.inc_by(report.stored);
@@ -348,10 +139,10 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-/// An upload received: the import it asks for, the name it was sent as,
-/// and the blob holding it (`uploads/<uuid>-<name>`).
+/// An upload received: how to read it, the name it was sent as, and the
+/// blob holding it (`uploads/<uuid>-<name>`).
 struct Upload {
-    request: ImportRequest,
+    options: ImportOptions,
     original: String,
     blob: String,
 }
@@ -432,7 +223,7 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<Upload
     }
     let (path, original, blob) = file
         .ok_or_else(|| ApiError::invalid("file", "missing: attach the file as the `file` field"))?;
-    let mut req = serde_json::json!({ "path": path.to_string_lossy() });
+    let mut req = serde_json::json!({});
     for (k, v) in &fields {
         let text = serde_json::Value::String(v.trim().to_string());
         match k.as_str() {
@@ -466,9 +257,11 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<Upload
             "missing: csv, ctp, bars_csv or parquet",
         ));
     }
-    let request: ImportRequest =
+    let options: ImportOptions =
         serde_json::from_value(req).map_err(|e| ApiError::invalid("body", e.to_string()))?;
-    check_request(&request)?;
+    options
+        .validate()
+        .map_err(|(field, msg)| ApiError::invalid(field, msg))?;
     // Stored where every node can read it (a no-op on one box, where the
     // file is the blob and stays; elsewhere the scratch copy goes).
     state.blobs.put_file(&blob, &path).await?;
@@ -476,25 +269,19 @@ async fn receive_upload(state: &AppState, mut mp: Multipart) -> ApiResult<Upload
         received.keep();
     }
     Ok(Upload {
-        request,
+        options,
         original,
         blob,
     })
 }
 
-fn check_request(r: &ImportRequest) -> ApiResult<()> {
-    r.validate()
-        .map_err(|(field, msg)| ApiError::invalid(field, msg))
-}
-
-/// Import a file as a job on the `data` queue: a multipart upload (traders),
-/// or a JSON body naming a file on the server (admins).
+/// Import an uploaded file as a job on the `data` queue (any trader). The
+/// file travels in the request: nobody names a file on the server (on the
+/// box itself, `quantbox import FILE` does that).
 #[utoipa::path(post, path = "/api/v1/market/imports", tag = "market", security(("bearer" = [])),
-    request_body(content(
-        (ImportUpload = "multipart/form-data"),
-        (ImportRequest = "application/json"),
-    )),
-    responses((status = 202, body = Job), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    request_body(content((ImportUpload = "multipart/form-data"))),
+    responses((status = 202, body = Job), (status = 403, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem)))]
 async fn create_import(
     State(state): State<AppState>,
     p: Principal,
@@ -506,35 +293,23 @@ async fn create_import(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (request, original, blob) = if multipart {
-        let mp = Multipart::from_request(req, &state).await.map_err(|e| {
-            ApiError::bad_request(format!("not a multipart body: {}", e.body_text()))
-        })?;
-        let u = receive_upload(&state, mp).await?;
-        (u.request, Some(u.original), Some(u.blob))
-    } else {
-        p.require(Role::Admin).map_err(|_| {
-            ApiError::forbidden(
-                "importing a server-side path needs the admin role; upload the file instead",
-            )
-        })?;
-        let ApiJson(r) = ApiJson::<ImportRequest>::from_request(req, &state).await?;
-        if !std::path::Path::new(&r.path).is_file() {
-            return Err(ApiError::invalid(
-                "path",
-                format!("{} is not a file on the server", r.path),
-            ));
-        }
-        check_request(&r)?;
-        (r, None, None)
-    };
-    let uploaded = blob.clone();
+    if !multipart {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the file as multipart/form-data (field `file`, and `format`)",
+        ));
+    }
+    let mp = Multipart::from_request(req, &state)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("not a multipart body: {}", e.body_text())))?;
+    let u = receive_upload(&state, mp).await?;
+    let uploaded = u.blob.clone();
     let enqueued = async {
         let params = serde_json::to_value(qb_jobs::handlers::ImportParams {
-            request,
-            delete_after: blob.is_some(),
-            original_name: original,
-            blob,
+            upload: u.blob.trim_start_matches("uploads/").to_string(),
+            options: u.options,
+            original_name: Some(u.original),
         })
         .map_err(ApiError::internal)?;
         let spec = JobSpec {
@@ -542,21 +317,14 @@ async fn create_import(
             queue: None,
             params,
         };
-        let new = state
-            .registry
-            .prepare(&spec, Some(p.actor()), state.config.queues.max_attempts)
-            .await
-            .map_err(|(field, msg)| ApiError::invalid(&field, msg))?;
-        Ok::<_, ApiError>(state.jobs.enqueue(new).await?)
+        super::jobs::submit(&state, &p, &spec).await
     }
     .await;
     match enqueued {
         Ok(job) => Ok((StatusCode::ACCEPTED, Json(job))),
         Err(e) => {
             // No job will ever read the upload: it goes now.
-            if let Some(key) = uploaded {
-                let _ = state.blobs.delete_prefix(&key).await;
-            }
+            let _ = state.blobs.delete_prefix(&uploaded).await;
             Err(e)
         }
     }

@@ -12,6 +12,7 @@ pub mod plugins;
 pub mod schedules;
 pub mod strategies;
 pub mod system;
+pub mod tick_input;
 pub mod trading;
 pub mod users;
 pub mod ws;

@@ -41,7 +41,10 @@ impl From<RegistryError> for ApiError {
                     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", p.to_string())
                 }
                 PluginError::Busy(_) => {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", p.to_string())
+                    let mut e =
+                        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", p.to_string());
+                    e.retry_after = Some(5);
+                    e
                 }
                 PluginError::Host(m) => ApiError::internal(m),
                 PluginError::Invalid(_) => ApiError::invalid("file", p.to_string()),
@@ -124,26 +127,34 @@ async fn body_bytes(state: &AppState, req: Request) -> ApiResult<Bytes> {
         (status = 201, body = PluginInfo, description = "Stored"),
         (status = 200, body = PluginInfo, description = "Already stored"),
         (status = 409, body = Problem, description = "Name and version taken by other bytes"),
-        (status = 413, body = Problem), (status = 422, body = Problem)))]
+        (status = 413, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem, description = "plugins.max_compiles uploads are being checked; see Retry-After")))]
 async fn upload_plugin(State(state): State<AppState>, p: Principal, req: Request) -> Response {
-    if let Err(e) = p.require(Role::Trader) {
-        // Refused before the body is read: what is left of it is still on
-        // the connection, which the server closes; saying so keeps a client
-        // from sending its next request on it.
-        let mut resp = e.into_response();
-        resp.headers_mut().insert(
-            header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-        return resp;
-    }
+    // A slot to check the upload in (`plugins.max_compiles`), taken before
+    // its body is read: uploads beyond it cost neither memory nor a
+    // compiler.
+    let slot = p.require(Role::Trader).and_then(|()| {
+        state
+            .plugins
+            .compile_slot()
+            .map_err(|e| ApiError::from(RegistryError::Plugin(e)))
+    });
+    let slot = match slot {
+        Ok(slot) => slot,
+        // Refused before the body is read: the connection closes after.
+        Err(e) => return e.before_body().into_response(),
+    };
     let bytes = match body_bytes(&state, req).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     let sha = sha256_hex(&bytes);
     let size = bytes.len();
-    let mut resp = match state.plugins.upload(bytes.to_vec(), Some(p.actor())).await {
+    let mut resp = match state
+        .plugins
+        .upload(bytes.to_vec(), Some(p.actor()), slot)
+        .await
+    {
         Ok((info, created)) => {
             let status = if created {
                 StatusCode::CREATED

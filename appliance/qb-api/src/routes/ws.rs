@@ -188,6 +188,7 @@ impl Channel {
 pub async fn handler(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    connection: Option<axum::Extension<crate::server::ConnectionSlot>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -212,7 +213,11 @@ pub async fn handler(
     let max = l.ws_message_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session(state, socket, pre_auth, address_slot))
+        .on_upgrade(move |socket| async move {
+            // The socket keeps its place under http.max_connections.
+            let _connection = connection;
+            session(state, socket, pre_auth, address_slot).await
+        })
 }
 
 /// Who is listening: the principal, the credential to check it again

@@ -25,12 +25,20 @@ fn with_custom_section(mut bytes: Vec<u8>) -> Vec<u8> {
 
 fn registry(dir: &std::path::Path) -> Arc<PluginRegistry> {
     let meta = Arc::new(qb_store::Sqlite::open(dir.join("meta.sqlite")).unwrap());
-    Arc::new(PluginRegistry::new(
-        meta,
-        engine(Limits::default()),
-        ArtifactCache::open(dir.join("cache")).unwrap(),
-        Compiler::InProcess,
-    ))
+    Arc::new(
+        PluginRegistry::new(
+            meta,
+            engine(Limits::default()),
+            ArtifactCache::open(dir.join("cache")).unwrap(),
+            Compiler::InProcess,
+        )
+        .with_max_compiles(1),
+    )
+}
+
+/// Compiled artifacts in the cache directory.
+fn artifacts(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("cache")).unwrap().count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,26 +46,38 @@ async fn uploads_leases_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
     let bytes = rust_plugin("sma_crossover");
+    let slot = reg.compile_slot().unwrap();
+    // One upload checked at a time: the next waits for the slot.
+    assert!(matches!(reg.compile_slot(), Err(PluginError::Busy(_))));
     let (info, created) = reg
-        .upload(bytes.clone(), Some("tina".into()))
+        .upload(bytes.clone(), Some("tina".into()), slot)
         .await
         .unwrap();
+    assert_eq!(artifacts(dir.path()), 1);
     assert!(created);
     assert_eq!(
         (info.name.as_str(), info.version.as_str()),
         ("sma-crossover", "0.1.0")
     );
-    let (again, created) = reg.upload(bytes.clone(), None).await.unwrap();
+    let slot = reg.compile_slot().unwrap();
+    let (again, created) = reg.upload(bytes.clone(), None, slot).await.unwrap();
     assert!(!created);
     assert_eq!(again, info);
 
     // Other bytes claiming the same name and version are refused.
     let twin = with_custom_section(bytes.clone());
     Plugin::compile(reg.engine(), &twin).expect("still a valid component");
-    let e = reg.upload(twin, None).await.unwrap_err();
+    let slot = reg.compile_slot().unwrap();
+    let e = reg.upload(twin, None, slot).await.unwrap_err();
     assert!(
         matches!(e, RegistryError::Store(StoreError::Conflict(_))),
         "{e}"
+    );
+    // Nothing of the refused upload is kept.
+    assert_eq!(
+        artifacts(dir.path()),
+        1,
+        "the refused twin left its artifact"
     );
 
     // A plugin in use cannot be deleted; released, it can.

@@ -43,6 +43,14 @@ fn each_hostile_plugin_is_stopped_with_its_reason() {
     .unwrap();
     let engine = engine(limits()).with_trap_counter(traps.clone());
     let plugin = Plugin::compile(&engine, &rust_plugin("misbehave")).unwrap();
+    // The same limits with a deadline no busy machine reaches: the bombs
+    // below must meet their own bound, not the clock.
+    let patient = crate::support::engine(Limits {
+        call_timeout: Duration::from_secs(30),
+        ..limits()
+    })
+    .with_trap_counter(traps.clone());
+    let bomb = Plugin::compile(&patient, &rust_plugin("misbehave")).unwrap();
     let b = bars("x", 0, &[1.0, 2.0]);
 
     // A well-behaved strategy runs on another thread the whole time.
@@ -79,11 +87,11 @@ fn each_hostile_plugin_is_stopped_with_its_reason() {
 
     // Memory bomb, repeatedly: stopped at the cap each time, and the
     // process does not keep the memory.
-    let (reason, _) = stop_reason(misbehaving(&plugin, 2.0).on_bars(0, &b).unwrap_err());
+    let (reason, _) = stop_reason(misbehaving(&bomb, 2.0).on_bars(0, &b).unwrap_err());
     assert_eq!(reason, StopReason::OutOfMemory);
     let before = rss_bytes();
     for _ in 0..10 {
-        let (reason, stop) = stop_reason(misbehaving(&plugin, 2.0).on_bars(0, &b).unwrap_err());
+        let (reason, stop) = stop_reason(misbehaving(&bomb, 2.0).on_bars(0, &b).unwrap_err());
         assert_eq!(reason, StopReason::OutOfMemory, "{stop}");
     }
     let grown = rss_bytes().saturating_sub(before);
@@ -118,6 +126,34 @@ fn each_hostile_plugin_is_stopped_with_its_reason() {
     // Unbounded recursion hits the WebAssembly stack limit, not the thread's.
     let (reason, stop) = stop_reason(misbehaving(&plugin, 4.0).on_bars(0, &b).unwrap_err());
     assert_eq!(reason, StopReason::StackOverflow, "{stop}");
+
+    // State without end: stopped at the bound, which the environment's
+    // store never passes; the snapshot is bounded too.
+    let mut inst = misbehaving(&bomb, 6.0);
+    let mut calls = 0;
+    let err = loop {
+        match inst.on_timer(0) {
+            Ok(()) => calls += 1,
+            Err(e) => break e,
+        }
+        assert!(calls < 100, "never stopped");
+    };
+    let (reason, stop) = stop_reason(err);
+    assert_eq!(reason, StopReason::StateLimit, "{stop}");
+    assert!(stop.detail.contains("the limits are"), "{}", stop.detail);
+    let held: usize = inst
+        .env()
+        .state
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    assert!(held <= limits().state_max_bytes, "{held} bytes held");
+    assert!(inst.env().state.len() <= limits().state_max_keys);
+    // 4 MiB of 64 KiB values: 63 or so fit, then the call stops.
+    assert!((3..=4).contains(&calls), "{calls} calls");
+    let mut inst = misbehaving(&bomb, 6.0);
+    let (reason, stop) = stop_reason(inst.snapshot_state().unwrap_err());
+    assert_eq!(reason, StopReason::StateLimit, "{stop}");
 
     // Every stop was counted with its labels.
     let count = |cb: &str, r: &str| traps.with_label_values(&["misbehave", cb, r]).get();

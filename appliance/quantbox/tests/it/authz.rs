@@ -6,7 +6,7 @@
 //!
 //! The objects: paper account `alpha` (granted to the owner `ann` and, for
 //! reading, to the viewer `vera`; not to `ben`), an order and a strategy on
-//! it, and research `ann` made (a job, a plugin, an API key). `ann` has the
+//! it, and research `ann` made (a backtest job, a plugin, an API key). `ann` has the
 //! feed permission, `ben` has not.
 
 use std::collections::BTreeSet;
@@ -153,7 +153,8 @@ const RULES: &[Row] = &[
     row!("get" "/api/v1/audit" Admin),
     // Research: read by the team, changed by traders, their own by owner.
     row!("get" "/api/v1/jobs" User),
-    row!("post" "/api/v1/jobs" Trader, "/api/v1/jobs",
+    // Diagnostic kinds are for admins (traders enqueue backtests).
+    row!("post" "/api/v1/jobs" Admin, "/api/v1/jobs",
         || Body::Json(json!({"kind": "diag.sleep", "params": {"seconds": 0}}))),
     row!("get" "/api/v1/jobs/kinds" User),
     row!("get" "/api/v1/jobs/{id}" User, "/api/v1/jobs/{job}"),
@@ -324,9 +325,12 @@ fn every_operation_against_every_kind_of_caller() {
         "strategy",
     );
     let job = created(
-        s.post("/api/v1/jobs")
+        s.post("/api/v1/backtests")
             .bearer_auth(&ann)
-            .json(&json!({"kind": "diag.sleep", "params": {"seconds": 60}}))
+            .json(
+                &json!({"plugin": "sma-crossover", "params": {"fast": 5, "slow": 20, "size": 1},
+                          "symbols": ["IF2409"], "interval": "tick"}),
+            )
             .send()
             .unwrap(),
         "job",

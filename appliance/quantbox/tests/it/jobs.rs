@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, problem};
+use crate::support::{Server, component, problem};
 
 fn enqueue(s: &Server, t: &str, spec: Value) -> String {
     let r = s
@@ -293,21 +293,42 @@ fn schedules_fire_once_per_due_time() {
 }
 
 /// Jobs (backtests and sweeps included) are read by the whole team but
-/// cancelled only by their submitter or an admin.
+/// cancelled only by their submitter or an admin; a trader keeps at most
+/// `queues.max_active_per_user` of them queued or running on a queue.
 #[test]
-fn only_the_submitter_or_an_admin_cancels_a_job() {
-    let s = Server::start(&[]);
+fn jobs_are_cancelled_by_their_submitter_or_an_admin_and_capped_per_user() {
+    let s = Server::start(&[
+        ("QUANTBOX_QUEUES__BACKTEST", "1"),
+        ("QUANTBOX_QUEUES__MAX_ACTIVE_PER_USER", "2"),
+    ]);
     let admin = s.admin_token();
     let ann = s.user_token(&admin, "ann", "trader");
     let ben = s.user_token(&admin, "ben", "trader");
-    let long = json!({"kind": "diag.sleep", "params": {"seconds": 60, "steps": 600}});
+    let r = s
+        .post("/api/v1/plugins")
+        .bearer_auth(&admin)
+        .header("content-type", "application/wasm")
+        .body(component("sma_crossover"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    // The one backtest worker is busy (admins are not capped): the
+    // traders' backtests stay queued.
+    let busy = enqueue(
+        &s,
+        &admin,
+        json!({"kind": "diag.sleep", "queue": "backtest", "params": {"seconds": 60, "steps": 600}}),
+    );
+    s.wait_job(&admin, &busy, |j| j["state"] == "running");
+    let backtest = json!({"kind": "backtest.run", "params": {"plugin": "sma-crossover",
+        "params": {"fast": 5, "slow": 20, "size": 1}, "symbols": ["CAP1"]}});
     let cancel = |token: &str, id: &str| {
         s.post(&format!("/api/v1/jobs/{id}/cancel"))
             .bearer_auth(token)
             .send()
             .unwrap()
     };
-    let id = enqueue(&s, &ann, long.clone());
+    let id = enqueue(&s, &ann, backtest.clone());
     // Ben reads Ann's job, but may not cancel it.
     assert_eq!(
         s.get_json(&ben, &format!("/api/v1/jobs/{id}"))["id"],
@@ -318,9 +339,37 @@ fn only_the_submitter_or_an_admin_cancels_a_job() {
         doc["detail"].as_str().unwrap().contains("belongs to ann"),
         "{doc}"
     );
+    // Ann's second is taken, her third (through an API key of hers, too)
+    // is refused until one of hers ends; Ben has room of his own.
+    enqueue(&s, &ann, backtest.clone());
+    let submit = |token: &str| {
+        s.post("/api/v1/jobs")
+            .bearer_auth(token)
+            .json(&backtest)
+            .send()
+            .unwrap()
+    };
+    let doc = problem(submit(&ann), 429);
+    assert!(
+        doc["detail"].as_str().unwrap().contains("2 of your jobs"),
+        "{doc}"
+    );
+    let key: Value = s
+        .post("/api/v1/api-keys")
+        .bearer_auth(&ann)
+        .json(&json!({"name": "ann-key", "role": "trader"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    problem(submit(key["key"].as_str().unwrap()), 429);
+    let mine = s.get_json(&admin, "/api/v1/jobs?created_by=ann&state=queued");
+    assert_eq!(mine["total"], 2, "{mine}");
     assert_eq!(cancel(&ann, &id).status(), 200);
+    assert_eq!(submit(&ann).status(), 202);
     // An admin cancels anyone's.
-    let id = enqueue(&s, &ben, long);
+    let id = enqueue(&s, &ben, backtest);
     assert_eq!(cancel(&admin, &id).status(), 200);
     s.wait_job(&admin, &id, |j| j["state"] == "cancelled");
+    assert_eq!(cancel(&admin, &busy).status(), 200);
 }

@@ -7,6 +7,7 @@ mod accounts;
 mod auth;
 mod authz;
 mod backtest;
+mod bounds;
 mod cli;
 mod cluster;
 mod cluster_import;

@@ -120,15 +120,65 @@ fn uploads_become_import_jobs_with_line_numbers() {
         422,
     );
     assert_eq!(doc["errors"][0]["field"], "mapping");
-    // A server-side path is for admins only.
-    let trader = s.user_token(&t, "tina", "trader");
+    // Nobody names a file on the server, admins included: not to the
+    // imports route, not in a job's parameters.
     let r = s
         .post("/api/v1/market/imports")
-        .bearer_auth(&trader)
+        .bearer_auth(&t)
         .json(&json!({"path": "/etc/passwd", "format": "csv"}))
         .send()
         .unwrap();
-    problem(r, 403);
+    problem(r, 415);
+    let job = |params: Value| {
+        s.post("/api/v1/jobs")
+            .bearer_auth(&t)
+            .json(&json!({"kind": "market.import", "params": params}))
+            .send()
+            .unwrap()
+    };
+    let doc = problem(
+        job(json!({"path": "/etc/passwd", "upload": "x", "options": {"format": "csv"}})),
+        422,
+    );
+    assert!(doc["detail"].as_str().unwrap().contains("path"), "{doc}");
+    let doc = problem(
+        job(json!({"upload": "../../etc/passwd", "options": {"format": "csv"}})),
+        422,
+    );
+    assert_eq!(doc["errors"][0]["field"], "params.upload", "{doc}");
+    let r = job(json!({"upload": "no-such-upload", "options": {"format": "csv"}}));
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let failed = s.wait_job(&t, &id, |j| j["state"] == "failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("upload no-such-upload is gone"),
+        "{failed}"
+    );
+    // A job's error says where a file is wrong, not what it holds, nor
+    // where the server keeps it: a bad row, and a file the reader cannot
+    // read at all.
+    let data_dir = s.data_dir().display().to_string();
+    let ragged = "symbol,ts,price,size\ncu,2024-01-02T01:00:00Z,70000,1\ncu,\"SECRET-LINE,1,1\n";
+    for (format, expect) in [
+        ("csv", "line 3: ts"),
+        ("parquet", "cannot read the Parquet file"),
+    ] {
+        let r = upload(&s, &t, "secret.csv", ragged, &[("format", format)]);
+        let id = r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let failed = s.wait_job(&t, &id, |j| j["state"] == "failed");
+        let err = failed["error"].as_str().unwrap();
+        assert!(err.contains(expect), "{err}");
+        assert!(!err.contains("SECRET") && !err.contains(&data_dir), "{err}");
+    }
     // Uploads are not left behind: not as blobs (files under uploads/ on
     // one box), not as scratch copies (cluster mode).
     for dir in ["uploads", "scratch"] {

@@ -292,7 +292,7 @@ fn document_references_resolve_and_errors_are_problem_documents() {
                 }
             }
             if op.get("requestBody").is_some() {
-                for status in ["400", "413", "415", "422"] {
+                for status in ["400", "408", "413", "415", "422"] {
                     assert!(
                         statuses.contains_key(status),
                         "{method} {path}: no {status}"

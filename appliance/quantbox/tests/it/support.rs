@@ -163,6 +163,9 @@ impl Server {
             log,
             http: Client::builder()
                 .timeout(Duration::from_secs(30))
+                // Below the server's idle bound (http.header_timeout_secs):
+                // the client lets a connection go before the server does.
+                .pool_idle_timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
         };
@@ -193,6 +196,35 @@ impl Server {
 
     pub fn data_dir(&self) -> std::path::PathBuf {
         self.dir.clone()
+    }
+
+    /// The server process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A line of `/proc/<pid>/status` in bytes (`VmRSS`, `VmHWM`).
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in the status of the server"));
+        kib << 10
+    }
+
+    /// Starts the peak resident size (`VmHWM`) over from the current one.
+    pub fn reset_peak_memory(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").unwrap();
+    }
+
+    /// File descriptors the server holds open (sockets included).
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
     }
 
     pub fn log(&self) -> String {

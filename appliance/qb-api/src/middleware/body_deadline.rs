@@ -1,0 +1,83 @@
+//! A request body must arrive within `http.body_timeout_secs` of its
+//! headers, in all: a client trickling a byte every few seconds is cut off
+//! with 408 and the connection closed, instead of holding a handler (and
+//! its buffer) for as long as it likes. Bodies that are already complete
+//! (no body, or fully buffered) pay nothing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub async fn body_deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use http_body::Body as _;
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let secs = state.config.http.body_timeout_secs;
+    let expired = Arc::new(AtomicBool::new(false));
+    let (parts, body) = req.into_parts();
+    let body = Body::new(Deadline {
+        inner: body,
+        sleep: Box::pin(tokio::time::sleep(Duration::from_secs(secs))),
+        expired: expired.clone(),
+    });
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if !expired.load(Ordering::Acquire) {
+        return response;
+    }
+    // The rest of the body is still on its way: this connection is done.
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request-timeout",
+        format!("the request body did not arrive within {secs} s (http.body_timeout_secs)"),
+    )
+    .before_body()
+    .into_response()
+}
+
+struct Deadline {
+    inner: Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Deadline {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            this.expired.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err(axum::Error::new("request body timed out"))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
