@@ -222,6 +222,46 @@ pub async fn suite(open: JobQueueFactory) {
         .unwrap();
     assert!(!u.enabled);
     assert_eq!(u.cron, "0 30 3 * * *");
+    assert_eq!(u.disabled_reason, None);
+    // The scheduler's reason stays until the schedule is enabled again.
+    let off = |reason: &str| ScheduleUpdate {
+        enabled: Some(false),
+        disabled_reason: Some(reason.into()),
+        ..Default::default()
+    };
+    let u = q.update_schedule(&s.id, off("cron: bad")).await.unwrap();
+    assert_eq!(u.disabled_reason.as_deref(), Some("cron: bad"));
+    let u = q
+        .update_schedule(
+            &s.id,
+            ScheduleUpdate {
+                cron: Some("0 0 4 * * *".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(u.disabled_reason.as_deref(), Some("cron: bad"));
+    assert_eq!(
+        q.get_schedule(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled_reason
+            .as_deref(),
+        Some("cron: bad")
+    );
+    let u = q
+        .update_schedule(
+            &s.id,
+            ScheduleUpdate {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(u.enabled && u.disabled_reason.is_none());
     assert_eq!(q.all_schedules().await.unwrap().len(), 1);
     assert_eq!(q.list_schedules(page(1, 10)).await.unwrap().total, 1);
     q.delete_schedule(&s.id).await.unwrap();

@@ -343,6 +343,9 @@ pub struct Schedule {
     pub created_at: DateTime<Utc>,
     pub last_run_at: Option<DateTime<Utc>>,
     pub last_job_id: Option<String>,
+    /// Why the scheduler turned the schedule off (its cron expression or
+    /// job no longer checks); cleared when it is enabled again.
+    pub disabled_reason: Option<String>,
     /// Filled in by the scheduler from the cron expression.
     pub next_run_at: Option<DateTime<Utc>>,
 }
@@ -361,7 +364,11 @@ pub struct NewSchedule {
 pub struct ScheduleUpdate {
     pub cron: Option<String>,
     pub job: Option<JobSpec>,
+    /// `Some(true)` also clears `disabled_reason`.
     pub enabled: Option<bool>,
+    /// Recorded as the schedule's `disabled_reason` (with `enabled:
+    /// Some(false)`, by the scheduler).
+    pub disabled_reason: Option<String>,
 }
 
 /// A page request: 1-based page number and a validated page size.

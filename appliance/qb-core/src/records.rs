@@ -226,6 +226,7 @@ pub const SCHEDULES: Table = Table {
         ("created_at", Int),
         ("last_run_at", Int),
         ("last_job_id", Text),
+        ("disabled_reason", Text),
     ],
     key: 1,
     generated_key: false,

@@ -125,6 +125,15 @@ impl Scheduler {
                 return;
             }
         };
+        // A cron expression that no longer checks (stored by an older
+        // version, or edited behind the API's back) turns the schedule off
+        // with the reason, where the API and the dashboard show it.
+        if let Err(e) = normalize_cron(&schedule.cron) {
+            drop(runner);
+            drop(registered);
+            self.turn_off(&schedule, format!("cron: {e}")).await;
+            return;
+        }
         let this = Arc::downgrade(self);
         let (id, cron) = (schedule.id.clone(), schedule.cron.clone());
         let job = CronJob::new_async(schedule.cron.as_str(), move |_uuid, _lock| {
@@ -236,6 +245,8 @@ impl Scheduler {
         {
             Ok(job) => job,
             Err((field, e)) => {
+                // Not turned off: the check may have failed for a moment
+                // (a store unreachable); the next firing tries again.
                 warn!(schedule = %schedule.name, field, error = %e, "schedule has an invalid job spec");
                 return;
             }
@@ -247,6 +258,19 @@ impl Scheduler {
             }
             Ok(None) => {}
             Err(e) => warn!(schedule = %schedule.name, error = %e, "cannot enqueue scheduled job"),
+        }
+    }
+
+    /// Disables a schedule and records why.
+    async fn turn_off(&self, schedule: &Schedule, reason: String) {
+        warn!(schedule = %schedule.name, %reason, "schedule turned off");
+        let off = qb_core::model::ScheduleUpdate {
+            enabled: Some(false),
+            disabled_reason: Some(reason),
+            ..Default::default()
+        };
+        if let Err(e) = self.queue.update_schedule(&schedule.id, off).await {
+            warn!(schedule = %schedule.name, error = %e, "cannot turn the schedule off");
         }
     }
 

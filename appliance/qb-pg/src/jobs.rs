@@ -67,7 +67,8 @@ const JOB_COLS: &str = "id, queue, kind, params, state, progress, message, resul
      attempts, max_attempts, cancel_requested, created_by, schedule_id, node, created_at, \
      started_at, finished_at";
 
-const SCHEDULE_COLS: &str = "id, name, cron, job, enabled, created_at, last_run_at, last_job_id";
+const SCHEDULE_COLS: &str =
+    "id, name, cron, job, enabled, created_at, last_run_at, last_job_id, disabled_reason";
 
 /// Upserts the heartbeat of instance `$1` of node `$2`, once per row of
 /// `from` (`""` for exactly once).
@@ -124,6 +125,7 @@ fn schedule_row(r: &Row) -> StoreResult<Schedule> {
         created_at: to_utc(col(r, 5)?),
         last_run_at: opt_time(col(r, 6)?),
         last_job_id: col(r, 7)?,
+        disabled_reason: col(r, 8)?,
         next_run_at: None,
     })
 }
@@ -560,14 +562,21 @@ impl JobQueue for PgStore {
             .map_err(backend)?;
         let sql = format!(
             "UPDATE schedules SET cron = COALESCE($2::text, cron), job = COALESCE($3::text, job),
-                    enabled = COALESCE($4::boolean, enabled)
+                    enabled = COALESCE($4::boolean, enabled),
+                    disabled_reason = CASE WHEN $5::text IS NOT NULL THEN $5::text
+                                           WHEN $4::boolean THEN NULL
+                                           ELSE disabled_reason END
              WHERE id = $1 RETURNING {SCHEDULE_COLS}"
         );
         let c = self.conn().await?;
-        opt_row(&c, &sql, &[&id, &u.cron, &job, &u.enabled])
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("schedule {id}")))
-            .and_then(|r| schedule_row(&r))
+        opt_row(
+            &c,
+            &sql,
+            &[&id, &u.cron, &job, &u.enabled, &u.disabled_reason],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("schedule {id}")))
+        .and_then(|r| schedule_row(&r))
     }
 
     async fn delete_schedule(&self, id: &str) -> StoreResult<()> {

@@ -285,6 +285,10 @@ pub const STEPS: &[&str] = &[
     r#"
     ALTER TABLE users DROP COLUMN failed_logins, DROP COLUMN locked_until;
     "#,
+    // 8: why the scheduler turned a schedule off.
+    r#"
+    ALTER TABLE schedules ADD COLUMN disabled_reason TEXT;
+    "#,
 ];
 
 /// The schema version this build expects.

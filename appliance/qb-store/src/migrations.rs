@@ -174,6 +174,10 @@ pub const STEPS: &[&str] = &[
     ALTER TABLE users DROP COLUMN failed_logins;
     ALTER TABLE users DROP COLUMN locked_until;
     "#,
+    // 9: why the scheduler turned a schedule off.
+    r#"
+    ALTER TABLE schedules ADD COLUMN disabled_reason TEXT;
+    "#,
 ];
 
 /// The schema version this build expects.

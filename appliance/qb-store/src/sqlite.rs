@@ -250,7 +250,8 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-const SCHEDULE_COLS: &str = "id, name, cron, job, enabled, created_at, last_run_at, last_job_id";
+const SCHEDULE_COLS: &str =
+    "id, name, cron, job, enabled, created_at, last_run_at, last_job_id, disabled_reason";
 
 fn schedule_row(r: &Row<'_>) -> rusqlite::Result<Schedule> {
     let job: String = r.get(3)?;
@@ -265,6 +266,7 @@ fn schedule_row(r: &Row<'_>) -> rusqlite::Result<Schedule> {
         created_at: to_utc(r.get(5)?),
         last_run_at: opt_time(r.get(6)?),
         last_job_id: r.get(7)?,
+        disabled_reason: r.get(8)?,
         next_run_at: None,
     })
 }
@@ -1589,8 +1591,17 @@ impl JobQueue for Sqlite {
             }
             if let Some(enabled) = u.enabled {
                 tx.execute(
-                    "UPDATE schedules SET enabled = ?2 WHERE id = ?1",
+                    "UPDATE schedules SET enabled = ?2,
+                     disabled_reason = CASE WHEN ?2 THEN NULL ELSE disabled_reason END
+                     WHERE id = ?1",
                     params![id, enabled],
+                )
+                .map_err(backend)?;
+            }
+            if let Some(reason) = &u.disabled_reason {
+                tx.execute(
+                    "UPDATE schedules SET disabled_reason = ?2 WHERE id = ?1",
+                    params![id, reason],
                 )
                 .map_err(backend)?;
             }

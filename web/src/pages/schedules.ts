@@ -12,6 +12,8 @@ interface Schedule {
   enabled: boolean;
   last_run_at: string | null;
   last_job_id: string | null;
+  /** Why the scheduler turned it off (a cron that no longer parses). */
+  disabled_reason: string | null;
   next_run_at: string | null;
 }
 
@@ -38,7 +40,13 @@ export const schedulesPage: Page = async (root) => {
           { title: "Name", value: (s: Schedule) => s.name, sort: (s) => s.name },
           { title: "Cron (UTC)", value: (s: Schedule) => h("code", null, s.cron) },
           { title: "Job", value: (s: Schedule) => [h("code", null, s.job.kind), h("div", { class: "muted small" }, JSON.stringify(s.job.params))] },
-          { title: "State", value: (s: Schedule) => badge(s.enabled ? "enabled" : "disabled") },
+          {
+            title: "State",
+            value: (s: Schedule) =>
+              s.disabled_reason
+                ? [badge("disabled"), h("div", { class: "muted small" }, s.disabled_reason)]
+                : badge(s.enabled ? "enabled" : "disabled"),
+          },
           { title: "Last run", value: (s: Schedule) => time(s.last_run_at), sort: (s) => s.last_run_at ?? "" },
           { title: "Next run", value: (s: Schedule) => time(s.next_run_at), sort: (s) => s.next_run_at ?? "" },
           {

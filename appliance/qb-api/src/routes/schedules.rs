@@ -160,6 +160,7 @@ async fn update_schedule(
                 cron,
                 job,
                 enabled: req.enabled,
+                disabled_reason: None,
             },
         )
         .await?;

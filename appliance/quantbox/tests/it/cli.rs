@@ -263,3 +263,60 @@ fn import_command_runs_the_import_code() {
         "09:00 Shanghai = 01:00 UTC"
     );
 }
+
+/// A cron expression stored that no longer checks (written by an older
+/// version, or behind the API's back) turns its schedule off with the
+/// reason, shown by the API until the schedule is fixed and enabled.
+#[test]
+fn a_schedule_whose_cron_no_longer_parses_is_turned_off_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(dir.path(), &[]);
+    let admin = s.admin_token();
+    let r = s
+        .post("/api/v1/schedules")
+        .bearer_auth(&admin)
+        .json(
+            &serde_json::json!({"name": "nightly", "cron": "0 0 3 * * *",
+                                  "job": {"kind": "maintenance.checkpoint"}}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let id = r.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(s.terminate().0.success());
+    let db = rusqlite::Connection::open(dir.path().join("quantbox.sqlite")).unwrap();
+    db.execute(
+        "UPDATE schedules SET cron = '0 0 27 * * * * *' WHERE id = ?1",
+        [&id],
+    )
+    .unwrap();
+    drop(db);
+
+    let s = Server::start_in(dir.path(), &[]);
+    let admin = s.admin_token();
+    let path = format!("/api/v1/schedules/{id}");
+    let got = s.get_json(&admin, &path);
+    assert_eq!(got["enabled"], false, "{got}");
+    let reason = got["disabled_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("cron: "), "{got}");
+    assert!(s.log().contains("schedule turned off"), "{}", s.log());
+    // Fixed and enabled again: the reason goes.
+    let r = s
+        .http
+        .patch(s.url(&path))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"cron": "0 0 4 * * *", "enabled": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let got = s.get_json(&admin, &path);
+    assert_eq!(
+        (got["enabled"].as_bool(), got["disabled_reason"].as_str()),
+        (Some(true), None),
+        "{got}"
+    );
+    assert!(got["next_run_at"].is_string(), "{got}");
+}
