@@ -20,14 +20,20 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 # (packaging/scripts/check-deploy.sh).
 DEB_PACKAGES=(prometheus prometheus-alertmanager nginx-light lintian chromium docker-compose shellcheck yamllint)
 DEB_COMMANDS=(promtool amtool nginx lintian chromium docker-compose shellcheck yamllint)
-# PyPI tools of the deployment checks, pinned.
-PIP_TOOLS=(kubernetes-validate==1.32.0)
-PIP_COMMANDS=(kubernetes-validate)
+# PyPI tools, pinned: the deployment checks' manifest validator, and
+# schemathesis, which checks the running server against its OpenAPI
+# document (appliance/quantbox/tests/it/openapi_contract.rs).
+PIP_TOOLS=(kubernetes-validate==1.32.0 schemathesis==4.32.5)
+PIP_COMMANDS=(kubernetes-validate schemathesis)
 
 ensure_pip_tools() {
     local missing=()
     for i in "${!PIP_COMMANDS[@]}"; do
-        command -v "${PIP_COMMANDS[$i]}" >/dev/null 2>&1 || missing+=("${PIP_TOOLS[$i]}")
+        local name="${PIP_TOOLS[$i]%%==*}" version="${PIP_TOOLS[$i]#*==}"
+        if ! command -v "${PIP_COMMANDS[$i]}" >/dev/null 2>&1 ||
+            ! python3 -m pip show "$name" 2>/dev/null | grep -qx "Version: $version"; then
+            missing+=("${PIP_TOOLS[$i]}")
+        fi
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing from PyPI: ${missing[*]}"

@@ -64,9 +64,16 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(protected)
 }
 
+/// The API's routes and their finished OpenAPI document.
+fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = api_routes(state).split_for_parts();
+    openapi::finish(&mut doc, state.config.max_page_size);
+    (router, doc)
+}
+
 /// The OpenAPI document, as served at `/api/openapi.json`.
 pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
-    api_routes(state).split_for_parts().1
+    api(state).1
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -106,7 +113,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = api_routes(&state).split_for_parts();
+    let (router, api) = api(&state);
     let c = &state.config;
     let mut router = router
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", api))

@@ -2,6 +2,7 @@
 //! Every error says what was wrong and, where it can, where (`errors[].field`
 //! as a JSON pointer-like path, or a line/column in the body).
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
@@ -236,6 +237,56 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             format!("request body too large: {text}"),
         ),
         _ => ApiError::new(status, "bad-request", text),
+    }
+}
+
+/// The raw body, whose rejections (over the body limit, a broken stream)
+/// are problem documents.
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|r| {
+                let status = r.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "payload-too-large"
+                } else {
+                    "bad-request"
+                };
+                ApiError::new(
+                    status,
+                    code,
+                    format!("cannot read the body: {}", r.body_text()),
+                )
+            })
+    }
+}
+
+/// `Path<T>` whose rejections (a segment that is not UTF-8 once decoded)
+/// are problem documents.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(r) => Err(ApiError::new(
+                r.status(),
+                "bad-path",
+                format!("invalid path: {}", r.body_text()),
+            )),
+        }
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Instrument {
+    /// 1 to 32 of `A-Z a-z 0-9 . _ - /`.
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub symbol: String,
     #[serde(default)]
     pub exchange: String,
@@ -179,6 +181,23 @@ pub fn check_symbol(s: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{s:?} is not a symbol (1 to 32 of A-Z, a-z, 0-9, '.', '_', '-', '/')"
+        ))
+    }
+}
+
+/// The tick times the stores take, in nanoseconds: 1900-01-01 (inclusive)
+/// to 2200-01-01 (exclusive), UTC. Stores turn tick times into timestamps
+/// (DuckDB's `make_timestamp_ns` in exports and bars), which do not reach
+/// the ends of `i64`.
+pub const TS_RANGE: std::ops::Range<Nanos> = -2_208_988_800_000_000_000..7_258_118_400_000_000_000;
+
+/// Checks a tick time against [`TS_RANGE`].
+pub fn check_ts(ts: Nanos) -> Result<(), String> {
+    if TS_RANGE.contains(&ts) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{ts} is outside 1900-01-01 to 2200-01-01 (nanoseconds since the epoch)"
         ))
     }
 }
@@ -485,12 +504,15 @@ pub struct ImportOptions {
     pub mapping: std::collections::BTreeMap<String, String>,
     /// Symbol for files without a symbol column.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub symbol: Option<String>,
     /// Bar interval for `bars_csv` files (e.g. `1m`).
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]+[smhd]$")]
     pub interval: Option<String>,
     /// Unit of integer timestamps: `ns` (default), `us`, `ms` or `s`.
     #[serde(default)]
+    #[schema(pattern = "^(ns|us|ms|s)$")]
     pub ts_unit: Option<String>,
 }
 

@@ -109,10 +109,10 @@ impl Registry {
             }
             None => handler.queue().to_string(),
         };
-        let params = if spec.params.is_null() {
-            serde_json::json!({})
-        } else {
-            spec.params.clone()
+        let params = match &spec.params {
+            serde_json::Value::Null => serde_json::json!({}),
+            p @ serde_json::Value::Object(_) => p.clone(),
+            _ => return Err(("params".into(), "must be a JSON object".into())),
         };
         let params = handler.check(params).await?;
         Ok(NewJob {

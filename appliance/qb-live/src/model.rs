@@ -39,7 +39,9 @@ pub enum OrderType {
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
     /// Unique per account and source; the same id twice is one order.
+    #[schema(min_length = 1, max_length = 64)]
     pub client_id: String,
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub symbol: String,
     pub side: Side,
     #[schema(value_type = String)]

@@ -17,6 +17,8 @@ const PAGE: u32 = 10_000;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaySpec {
+    /// At least one.
+    #[schema(min_items = 1)]
     pub symbols: Vec<String>,
     /// Unix ns, inclusive; default: the beginning.
     pub start: Option<i64>,
@@ -25,6 +27,7 @@ pub struct ReplaySpec {
     /// Market seconds per wall second (1 = real time); 0 = as fast as the
     /// subscribers take them.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub speed: f64,
 }
 

@@ -57,11 +57,15 @@ pub struct StrategySpec {
     pub plugin: String,
     #[serde(default)]
     pub params: BTreeMap<String, f64>,
+    /// At least one.
+    #[schema(min_items = 1)]
     pub symbols: Vec<String>,
     /// Default: the configured default account.
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub account: Option<String>,
     /// `tick` for `on-ticks`, or a bar interval (bars aggregated from
     /// ticks). Default: the plugin's first declared interval, else `tick`.
+    #[schema(pattern = r"^(tick|[0-9]+[smhd])$")]
     pub interval: Option<String>,
     /// Risk limits of this strategy within its account.
     pub limits: Option<RiskLimits>,

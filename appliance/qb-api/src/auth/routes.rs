@@ -16,7 +16,7 @@ use super::guard::{Credential, Principal};
 use super::password;
 use super::tokens::{DENY_NS, REFRESH_PREFIX, random_token, session_key, token_hash};
 use crate::middleware::client_ip::ClientIp;
-use crate::problem::{ApiError, ApiJson, ApiResult, Problem};
+use crate::problem::{ApiBytes, ApiError, ApiJson, ApiResult, Problem};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -54,6 +54,8 @@ pub struct LogoutRequest {
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
+    /// At least 12 characters, not the username.
+    #[schema(min_length = 12)]
     pub new_password: String,
 }
 
@@ -263,7 +265,7 @@ async fn refresh(
 async fn logout(
     State(state): State<AppState>,
     principal: Principal,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<StatusCode> {
     let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LogoutRequest::default()

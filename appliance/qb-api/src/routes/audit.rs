@@ -20,7 +20,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    /// Items per page (default `DEFAULT_PAGE_SIZE`, at most `MAX_PAGE_SIZE`).
+    #[param(minimum = 1)]
     pub page_size: Option<u32>,
     /// Exact actor.
     pub actor: Option<String>,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use qb_backtest::export::DOWNLOADS;
@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use super::PageParams;
 use super::market::parse_time;
 use crate::auth::Principal;
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -50,6 +50,7 @@ pub struct BacktestRequest {
     pub end: Option<String>,
     /// Bar interval, e.g. `1m` (default), `5m`, `1h`, `1d`; `tick` replays
     /// stored ticks with their best bid/ask (tick mode).
+    #[schema(pattern = r"^(tick|[0-9]+[smhd])$")]
     pub interval: Option<String>,
     /// Default 1,000,000.
     #[schema(value_type = Option<String>)]
@@ -182,7 +183,7 @@ async fn list_backtests(
 async fn get_backtest(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Backtest>> {
     Ok(Json(view(backtest_job(&state, &id).await?)))
 }
@@ -223,7 +224,7 @@ async fn artifact(state: &AppState, id: &str, name: &str) -> ApiResult<Vec<u8>> 
 async fn backtest_fills(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<FillOut>>> {
     let bytes = artifact(&state, &id, "fills.json").await?;
     let fills: Vec<qb_backtest::ledger::Fill> =
@@ -251,12 +252,15 @@ async fn backtest_fills(
 /// A file of a finished backtest: fills, equity curve and round trips as
 /// CSV or Parquet.
 #[utoipa::path(get, path = "/api/v1/backtests/{id}/files/{name}", tag = "backtests", security(("bearer" = [])),
-    params(("id" = String, Path), ("name" = String, Path, description = "fills.csv, equity.csv, trades.csv, fills.parquet, equity.parquet or trades.parquet")),
-    responses((status = 200, description = "CSV or Parquet"), (status = 404, body = Problem)))]
+    params(("id" = String, Path), ("name" = String, Path, pattern = r"^(fills|equity|trades)\.(csv|parquet)$",
+        description = "fills.csv, equity.csv, trades.csv, fills.parquet, equity.parquet or trades.parquet")),
+    responses((status = 200, description = "CSV or Parquet, as an attachment",
+                content((String = "text/csv"), (crate::openapi::Binary = "application/vnd.apache.parquet"))),
+               (status = 404, body = Problem), (status = 409, body = Problem, description = "The backtest has not succeeded (yet)")))]
 async fn backtest_file(
     State(state): State<AppState>,
     _p: Principal,
-    Path((id, name)): Path<(String, String)>,
+    ApiPath((id, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let Some((_, mime)) = DOWNLOADS.iter().find(|(n, _)| *n == name) else {
         let names: Vec<&str> = DOWNLOADS.iter().map(|(n, _)| *n).collect();
@@ -291,12 +295,13 @@ fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
 
 /// The self-contained HTML report of a finished backtest, as a download.
 #[utoipa::path(get, path = "/reports/{file}", tag = "backtests", security(("bearer" = [])),
-    params(("file" = String, Path, description = "`<id>.html`")),
-    responses((status = 200, description = "HTML report", content_type = "text/html"), (status = 404, body = Problem)))]
+    params(("file" = String, Path, pattern = r"\.html$", description = "`<id>.html`")),
+    responses((status = 200, description = "HTML report", content_type = "text/html"), (status = 404, body = Problem),
+               (status = 409, body = Problem, description = "The backtest has not succeeded (yet)")))]
 async fn report(
     State(state): State<AppState>,
     _p: Principal,
-    Path(file): Path<String>,
+    ApiPath(file): ApiPath<String>,
 ) -> ApiResult<Response> {
     let Some(id) = file.strip_suffix(".html") else {
         return Err(ApiError::not_found("reports are at /reports/<id>.html"));
@@ -383,6 +388,7 @@ pub struct SweepQuery {
     /// A metric name, e.g. `sharpe` (default), `total_return`, `max_drawdown`.
     pub sort: Option<String>,
     /// `desc` (default) or `asc`.
+    #[param(pattern = r"^(asc|desc)$")]
     pub order: Option<String>,
 }
 
@@ -393,7 +399,7 @@ pub struct SweepQuery {
 async fn get_sweep(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SweepQuery>,
 ) -> ApiResult<Json<Sweep>> {
     let job = match state.jobs.get(&id).await? {

@@ -1,7 +1,7 @@
 //! `/api/v1/instruments`: the instrument registry (changes: trader or admin).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use qb_core::market::Instrument;
 use qb_core::model::{Page, Role};
@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::auth::Principal;
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -66,7 +66,7 @@ async fn create_instrument(
 async fn get_instrument(
     State(state): State<AppState>,
     _p: Principal,
-    Path(symbol): Path<String>,
+    ApiPath(symbol): ApiPath<String>,
 ) -> ApiResult<Json<Instrument>> {
     state
         .meta
@@ -83,7 +83,7 @@ async fn get_instrument(
 async fn put_instrument(
     State(state): State<AppState>,
     p: Principal,
-    Path(symbol): Path<String>,
+    ApiPath(symbol): ApiPath<String>,
     ApiJson(i): ApiJson<Instrument>,
 ) -> ApiResult<Json<Instrument>> {
     p.require(Role::Trader)?;
@@ -103,7 +103,7 @@ async fn put_instrument(
 async fn delete_instrument(
     State(state): State<AppState>,
     p: Principal,
-    Path(symbol): Path<String>,
+    ApiPath(symbol): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     p.require(Role::Trader)?;
     state.meta.delete_instrument(&symbol).await?;

@@ -1,7 +1,7 @@
 //! `/api/v1/jobs` and `/api/v1/queues`: the job queues.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use qb_core::model::{Job, JobFilter, JobSpec, JobState, Page, QueueStats, Role};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::auth::Principal;
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -26,7 +26,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct JobListParams {
+    /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    /// Items per page (default `DEFAULT_PAGE_SIZE`, at most `MAX_PAGE_SIZE`).
+    #[param(minimum = 1)]
     pub page_size: Option<u32>,
     pub queue: Option<String>,
     pub state: Option<JobState>,
@@ -152,7 +156,7 @@ async fn job_kinds(State(state): State<AppState>, _p: Principal) -> Json<Vec<Job
 async fn get_job(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Job>> {
     state
         .jobs
@@ -170,7 +174,7 @@ async fn get_job(
 async fn cancel_job(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Job>> {
     p.require(Role::Trader)?;
     let job = state

@@ -1,7 +1,7 @@
 //! `/api/v1/api-keys`: keys for programs. The key is shown once.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use qb_core::model::{ApiKey, Page, Role};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use super::PageParams;
 use crate::auth::Principal;
 use crate::auth::guard::Credential;
 use crate::auth::tokens::{API_KEY_PREFIX, random_token, token_hash};
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,6 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// 1 to 100 characters (surrounding spaces trimmed).
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// At most your own role (the default).
     pub role: Option<Role>,
@@ -40,7 +42,11 @@ pub struct CreatedKey {
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct KeyListParams {
+    /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    /// Items per page (default `DEFAULT_PAGE_SIZE`, at most `MAX_PAGE_SIZE`).
+    #[param(minimum = 1)]
     pub page_size: Option<u32>,
     /// Admins: list every user's keys.
     pub all: Option<bool>,
@@ -108,7 +114,7 @@ async fn create_key(
 async fn revoke_key(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ApiKey>> {
     let owner = (p.role != Role::Admin).then_some(p.user_id);
     Ok(Json(state.meta.revoke_api_key(&id, owner).await?))

@@ -342,14 +342,17 @@ async fn symbols(State(state): State<AppState>, _p: Principal) -> ApiResult<Json
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TickParams {
+    #[param(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub symbol: String,
     /// Inclusive; RFC 3339 or integer nanoseconds.
     pub start: Option<String>,
     /// Exclusive.
     pub end: Option<String>,
     /// Cursor from the previous page (`next`).
+    #[param(pattern = "^-?[0-9]+:-?[0-9]+$")]
     pub after: Option<String>,
     /// Ticks per page (default 1000, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 
@@ -404,8 +407,10 @@ async fn list_ticks(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BarParams {
+    #[param(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub symbol: String,
     /// `1s` to `1d`, dividing a day: `1m`, `5m`, `1h`, `1d`, ...
+    #[param(pattern = r"^[0-9]+[smhd]$")]
     pub interval: String,
     pub start: Option<String>,
     pub end: Option<String>,
@@ -479,12 +484,16 @@ async fn bars(
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `ticks` or `bars`.
+    #[param(pattern = r"^(ticks|bars)$")]
     pub kind: String,
+    #[param(inline)]
     pub format: ExportFormat,
+    #[param(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub symbol: String,
     pub start: Option<String>,
     pub end: Option<String>,
-    /// For bars.
+    /// For bars (`1s` to `1d`, dividing a day).
+    #[param(pattern = r"^[0-9]+[smhd]$")]
     pub interval: Option<String>,
     pub tz: Option<String>,
 }
@@ -492,7 +501,8 @@ pub struct ExportParams {
 /// Download ticks or bars as CSV or Parquet.
 #[utoipa::path(get, path = "/api/v1/market/export", tag = "market", security(("bearer" = [])),
     params(ExportParams),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream"),
+    responses((status = 200, description = "The file, as an attachment",
+                content((String = "text/csv"), (crate::openapi::Binary = "application/vnd.apache.parquet"))),
                (status = 422, body = Problem)))]
 async fn export(
     State(state): State<AppState>,

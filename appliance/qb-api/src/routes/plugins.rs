@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use qb_core::model::{Page, PluginInfo, Role};
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::auth::{AuditNote, Principal};
-use crate::problem::{ApiError, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 /// Multipart framing allowed on top of the module size cap.
@@ -120,7 +120,8 @@ async fn body_bytes(state: &AppState, req: Request) -> ApiResult<Bytes> {
 #[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins", security(("bearer" = [])),
     request_body(content(
         (PluginUpload = "multipart/form-data"),
-        (Vec<u8> = "application/wasm"),
+        (crate::openapi::Binary = "application/wasm"),
+        (crate::openapi::Binary = "application/octet-stream"),
     )),
     responses(
         (status = 201, body = PluginInfo, description = "Stored"),
@@ -190,7 +191,7 @@ async fn list_plugins(
 async fn get_plugin(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<PluginInfo>> {
     Ok(Json(state.plugins.resolve(&id).await?))
 }
@@ -203,7 +204,7 @@ async fn get_plugin(
 async fn delete_plugin(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     p.require(Role::Trader)?;
     let info = state.plugins.resolve(&id).await?;

@@ -1,7 +1,7 @@
 //! `/api/v1/schedules`: persisted cron schedules (changes: admin only).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use qb_core::model::{JobSpec, NewSchedule, Page, Role, Schedule, ScheduleUpdate};
 use qb_jobs::{Scheduler, normalize_cron};
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::auth::Principal;
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -24,6 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewScheduleRequest {
+    /// 1 to 100 characters (surrounding spaces trimmed).
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// `sec min hour dom month dow` (UTC); 5-field expressions get second 0.
     pub cron: String,
@@ -119,7 +121,7 @@ async fn create_schedule(
 async fn get_schedule(
     State(state): State<AppState>,
     _p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Schedule>> {
     state
         .jobs
@@ -136,7 +138,7 @@ async fn get_schedule(
 async fn update_schedule(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<SchedulePatch>,
 ) -> ApiResult<Json<Schedule>> {
     p.require(Role::Admin)?;
@@ -172,7 +174,7 @@ async fn update_schedule(
 async fn delete_schedule(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     p.require(Role::Admin)?;
     state.jobs.delete_schedule(&id).await?;

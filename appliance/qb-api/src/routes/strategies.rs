@@ -8,7 +8,7 @@
 //! and stopping one needs the feed permission.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use qb_core::model::Role;
 use qb_live::replay::{ReplaySpec, ReplayStatus};
@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Principal;
-use crate::problem::{ApiError, ApiJson, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -82,7 +82,7 @@ async fn strategy_for(
 async fn get_strategy(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<StrategyDoc>> {
     Ok(Json(strategy_for(&state, &p, &id, Role::Viewer).await?))
 }
@@ -93,7 +93,7 @@ async fn get_strategy(
 async fn stop_strategy(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<StrategyDoc>> {
     strategy_for(&state, &p, &id, Role::Trader).await?;
     let reason = format!("stopped by {}", p.username);
@@ -106,7 +106,7 @@ async fn stop_strategy(
 async fn restart_strategy(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<StrategyDoc>> {
     strategy_for(&state, &p, &id, Role::Trader).await?;
     Ok(Json(state.strategies()?.restart(&id).await?))
@@ -127,7 +127,7 @@ pub struct SwapRequest {
 async fn swap_strategy(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(r): ApiJson<SwapRequest>,
 ) -> ApiResult<Json<StrategyDoc>> {
     strategy_for(&state, &p, &id, Role::Trader).await?;
@@ -140,7 +140,7 @@ async fn swap_strategy(
 async fn strategy_logs(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<serde_json::Value>>> {
     strategy_for(&state, &p, &id, Role::Viewer).await?;
     Ok(Json(state.strategies()?.logs(&id)?))
@@ -174,7 +174,7 @@ async fn list_replays(State(state): State<AppState>, _p: Principal) -> Json<Vec<
 async fn stop_replay(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ReplayStatus>> {
     p.require_feed()?;
     if !state.replays.stop(&id) {

@@ -12,14 +12,15 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
 use chrono::DateTime;
 use futures_util::TryStreamExt;
-use qb_core::market::{Tick, check_symbol, fits_f64};
+use qb_core::market::{Tick, check_symbol, check_ts, fits_f64};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use utoipa::ToSchema;
 
 use crate::problem::{ApiError, ApiResult, FieldError};
 
-/// A time in a tick: RFC 3339 text or integer nanoseconds.
+/// A time in a tick: RFC 3339 text or integer nanoseconds, from 1900-01-01
+/// to 2200-01-01 UTC.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum TimeIn {
@@ -31,9 +32,11 @@ pub enum TimeIn {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TickIn {
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub symbol: String,
     pub ts: TimeIn,
     pub price: f64,
+    #[schema(minimum = 0)]
     pub size: f64,
     pub bid: Option<f64>,
     pub bid_size: Option<f64>,
@@ -56,6 +59,7 @@ impl TickIn {
                 .and_then(|t| t.timestamp_nanos_opt())
                 .ok_or_else(|| format!("ts: {s:?} is not an RFC 3339 time"))?,
         };
+        check_ts(ts).map_err(|e| format!("ts: {e}"))?;
         if !self.price.is_finite() {
             return Err("price: not finite".into());
         }

@@ -10,7 +10,7 @@
 //! (`order_id`) and the call is audited with the rule.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use qb_core::model::{AccountGrant, Role};
@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Principal;
 use crate::auth::guard::AuditNote;
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -65,6 +65,7 @@ impl From<LiveError> for ApiError {
 #[into_params(parameter_in = Query)]
 pub struct AccountParam {
     /// The account (default: the configured default account).
+    #[param(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub account: Option<String>,
 }
 
@@ -79,8 +80,10 @@ impl AccountParam {
 #[derive(Debug, Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct OrderListParams {
+    #[param(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub account: Option<String>,
     /// `open` (default) or `all`.
+    #[param(pattern = r"^(open|all)$")]
     pub status: Option<String>,
 }
 
@@ -89,7 +92,8 @@ pub struct OrderListParams {
     params(AccountParam), request_body = OrderRequest,
     responses((status = 201, body = Order, description = "accepted (or filled at once)"),
               (status = 200, body = Order, description = "the client id was used before: that order"),
-              (status = 422, body = Problem, description = "invalid, or rejected by a risk rule (`rule`, `order_id`)")))]
+              (status = 422, body = Problem, description = "invalid, or rejected by a risk rule (`rule`, `order_id`)"),
+              (status = 404, body = Problem, description = "No such account")))]
 async fn submit_order(
     State(state): State<AppState>,
     p: Principal,
@@ -138,7 +142,7 @@ async fn submit_order(
 
 /// Orders of an account: open ones (default) or all, oldest first.
 #[utoipa::path(get, path = "/api/v1/trading/orders", tag = "trading", security(("bearer" = [])),
-    params(OrderListParams), responses((status = 200, body = Vec<Order>)))]
+    params(OrderListParams), responses((status = 200, body = Vec<Order>), (status = 404, body = Problem, description = "No such account")))]
 async fn list_orders(
     State(state): State<AppState>,
     p: Principal,
@@ -165,7 +169,7 @@ async fn list_orders(
 async fn get_order(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Order>> {
     let account = q.name(&state);
@@ -179,7 +183,7 @@ async fn get_order(
 async fn cancel_order(
     State(state): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AccountParam>,
 ) -> ApiResult<Json<Order>> {
     let account = q.name(&state);
@@ -190,7 +194,7 @@ async fn cancel_order(
 
 /// Fills of an account, oldest first.
 #[utoipa::path(get, path = "/api/v1/trading/fills", tag = "trading", security(("bearer" = [])),
-    params(AccountParam), responses((status = 200, body = Vec<Fill>)))]
+    params(AccountParam), responses((status = 200, body = Vec<Fill>), (status = 404, body = Problem, description = "No such account")))]
 async fn list_fills(
     State(state): State<AppState>,
     p: Principal,
@@ -204,7 +208,7 @@ async fn list_fills(
 /// Positions: the account's net positions (`strategy` null), then each
 /// strategy's (manual orders under `manual`).
 #[utoipa::path(get, path = "/api/v1/trading/positions", tag = "trading", security(("bearer" = [])),
-    params(AccountParam), responses((status = 200, body = Vec<PositionView>)))]
+    params(AccountParam), responses((status = 200, body = Vec<PositionView>), (status = 404, body = Problem, description = "No such account")))]
 async fn list_positions(
     State(state): State<AppState>,
     p: Principal,
@@ -217,7 +221,7 @@ async fn list_positions(
 
 /// Cash, equity, margin, PnL by strategy, HALTED state, limits.
 #[utoipa::path(get, path = "/api/v1/trading/account", tag = "trading", security(("bearer" = [])),
-    params(AccountParam), responses((status = 200, body = AccountView)))]
+    params(AccountParam), responses((status = 200, body = AccountView), (status = 404, body = Problem, description = "No such account")))]
 async fn get_account(
     State(state): State<AppState>,
     p: Principal,
@@ -244,6 +248,8 @@ async fn list_accounts(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
+    /// 1 to 32 of `A-Z a-z 0-9 . _ - /`.
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub name: String,
     #[schema(value_type = String)]
     pub initial_cash: Decimal,
@@ -280,7 +286,7 @@ async fn create_account(
 async fn list_grants(
     State(state): State<AppState>,
     p: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Vec<AccountGrant>>> {
     p.require(Role::Admin)?;
     state.desk()?.account(&name).await?;
@@ -306,7 +312,7 @@ async fn user_id_of(state: &AppState, username: &str) -> ApiResult<i64> {
 async fn grant_account(
     State(state): State<AppState>,
     p: Principal,
-    Path((name, username)): Path<(String, String)>,
+    ApiPath((name, username)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<AccountGrant>> {
     p.require(Role::Admin)?;
     state.desk()?.account(&name).await?;
@@ -324,7 +330,7 @@ async fn grant_account(
 async fn revoke_grant(
     State(state): State<AppState>,
     p: Principal,
-    Path((name, username)): Path<(String, String)>,
+    ApiPath((name, username)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     p.require(Role::Admin)?;
     let user = user_id_of(&state, &username).await?;
@@ -347,7 +353,7 @@ pub struct LimitsUpdate {
 async fn set_limits(
     State(state): State<AppState>,
     p: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(u): ApiJson<LimitsUpdate>,
 ) -> ApiResult<Json<AccountView>> {
     p.require(Role::Admin)?;
@@ -361,6 +367,7 @@ async fn set_limits(
 #[derive(Debug, Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct KillParams {
+    #[param(pattern = r"^[A-Za-z0-9._/-]{1,32}$")]
     pub account: Option<String>,
     /// Kept with the HALTED state and in the audit log.
     pub reason: Option<String>,
@@ -380,7 +387,7 @@ pub struct KillReport {
 /// cancels pass until an admin resumes it). Any trader the account is
 /// granted to may press it.
 #[utoipa::path(post, path = "/api/v1/trading/kill", tag = "trading", security(("bearer" = [])),
-    params(KillParams), responses((status = 200, body = KillReport)))]
+    params(KillParams), responses((status = 200, body = KillReport), (status = 404, body = Problem, description = "No such account")))]
 async fn kill(
     State(state): State<AppState>,
     p: Principal,
@@ -415,7 +422,7 @@ async fn kill(
 
 /// Lift HALTED (admin).
 #[utoipa::path(post, path = "/api/v1/trading/resume", tag = "trading", security(("bearer" = [])),
-    params(AccountParam), responses((status = 200, body = AccountView), (status = 403, body = Problem)))]
+    params(AccountParam), responses((status = 200, body = AccountView), (status = 403, body = Problem), (status = 404, body = Problem, description = "No such account")))]
 async fn resume(
     State(state): State<AppState>,
     p: Principal,

@@ -1,7 +1,7 @@
 //! `/api/v1/users`: user management (admin only).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use qb_core::model::{Page, Role, User, UserUpdate};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::auth::{Principal, password};
-use crate::problem::{ApiError, ApiJson, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -36,7 +36,11 @@ pub fn check_username(name: &str) -> Result<(), String> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// 3 to 64 of `A-Z a-z 0-9 . _ -`.
+    #[schema(min_length = 3, max_length = 64, pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     pub username: String,
+    /// At least 12 characters, not the username.
+    #[schema(min_length = 12)]
     pub password: String,
     pub role: Role,
 }
@@ -46,7 +50,9 @@ pub struct NewUser {
 pub struct UserPatch {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
-    /// Sets a new password (and revokes the user's refresh tokens).
+    /// Sets a new password (and revokes the user's refresh tokens): at
+    /// least 12 characters, not the username.
+    #[schema(min_length = 12)]
     pub password: Option<String>,
     /// The feed permission: may post live ticks and run replays (they
     /// drive paper fills). Admins have it whatever this says.
@@ -98,7 +104,7 @@ async fn create_user(
 async fn get_user(
     State(state): State<AppState>,
     p: Principal,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> ApiResult<Json<User>> {
     p.require(Role::Admin)?;
     let creds = state
@@ -116,7 +122,7 @@ async fn get_user(
 async fn update_user(
     State(state): State<AppState>,
     p: Principal,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiJson(req): ApiJson<UserPatch>,
 ) -> ApiResult<Json<User>> {
     p.require(Role::Admin)?;
@@ -149,7 +155,7 @@ async fn update_user(
 async fn delete_user(
     State(state): State<AppState>,
     p: Principal,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     p.require(Role::Admin)?;
     state.meta.delete_user(&username).await?;

@@ -44,6 +44,17 @@ fn bad_input_gets_problem_json_saying_where() {
     problem(r, 415);
     let big = format!("{{\"kind\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
     problem(post(&big), 413);
+    // A path segment that is not UTF-8 once decoded.
+    let r = s.get("/api/v1/users/%FF").bearer_auth(&t).send().unwrap();
+    problem(r, 400);
+    // Routes that read the raw body answer a body over the limit alike.
+    let r = s
+        .post("/api/v1/auth/logout")
+        .bearer_auth(&t)
+        .body(" ".repeat(2 * 1024 * 1024))
+        .send()
+        .unwrap();
+    problem(r, 413);
 
     // Paging limits.
     let doc = problem(

@@ -17,6 +17,7 @@ mod http;
 mod jobs;
 mod market;
 mod observability;
+mod openapi_contract;
 mod packaging;
 mod plugins;
 mod strategies;
