@@ -94,24 +94,30 @@ async fn body_bytes(state: &AppState, req: Request) -> ApiResult<Bytes> {
     let mut mp = Multipart::from_request(req, state)
         .await
         .map_err(|e| ApiError::bad_request(format!("not a multipart body: {}", e.body_text())))?;
-    while let Some(field) = mp.next_field().await.map_err(|e| {
+    let read_error = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large(&e.body_text())
         } else {
             ApiError::bad_request(format!("cannot read the upload: {}", e.body_text()))
         }
-    })? {
+    };
+    // The whole form is read (within the size limit) before answering, so
+    // the client is not cut off mid-send.
+    let (mut file, mut files) = (None, 0);
+    while let Some(field) = mp.next_field().await.map_err(read_error)? {
         if field.name() == Some("file") {
-            return field.bytes().await.map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large(&e.body_text())
-                } else {
-                    ApiError::bad_request(format!("cannot read the upload: {}", e.body_text()))
-                }
-            });
+            files += 1;
+            let bytes = field.bytes().await.map_err(read_error)?;
+            file.get_or_insert(bytes);
         }
     }
-    Err(ApiError::invalid("file", "the form has no `file` field"))
+    if files > 1 {
+        return Err(ApiError::invalid(
+            "file",
+            format!("one component per upload: the form has {files} `file` fields"),
+        ));
+    }
+    file.ok_or_else(|| ApiError::invalid("file", "the form has no `file` field"))
 }
 
 /// Upload a strategy plugin (a WebAssembly component). Validated before it

@@ -106,6 +106,30 @@ fn upload_list_inspect_delete() {
     );
 
     // Bad uploads: each says what is wrong, and nothing is stored.
+    let two = Form::new()
+        .part(
+            "file",
+            Part::bytes(component("bollinger_reversion")).file_name("a.wasm"),
+        )
+        .part(
+            "file",
+            Part::bytes(component("pairs_spread")).file_name("b.wasm"),
+        );
+    let doc = problem(
+        s.post("/api/v1/plugins")
+            .bearer_auth(&trader)
+            .multipart(two)
+            .send()
+            .unwrap(),
+        422,
+    );
+    assert!(
+        doc["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the form has 2 `file` fields"),
+        "{doc}"
+    );
     let doc = problem(
         upload_raw(&s, &trader, b"MZ\x90\x00 not wasm".to_vec()),
         422,
