@@ -50,10 +50,6 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
     pub www_authenticate: bool,
-    /// Answered before the request's body was read to its end: the
-    /// connection is closed after the answer (`Connection: close`), so the
-    /// client does not send its next request behind the unread rest.
-    pub close: bool,
     /// For risk rejections: the rule and the rejected order's id (boxed:
     /// errors stay small on every other path).
     pub rejection: Option<Box<(String, String)>>,
@@ -70,16 +66,10 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             www_authenticate: false,
-            close: false,
             rejection: None,
         }
     }
 
-    /// This answer leaves part of the body unread: see [`ApiError::close`].
-    pub fn before_body(mut self) -> Self {
-        self.close = true;
-        self
-    }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
     }
@@ -172,9 +162,6 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"quantbox\""),
             );
-        }
-        if self.close {
-            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

@@ -3,6 +3,11 @@
 //! with 408 and the connection closed, instead of holding a handler (and
 //! its buffer) for as long as it likes. Bodies that are already complete
 //! (no body, or fully buffered) pay nothing.
+//!
+//! And an answer given before the body was read to its end (a refusal by
+//! the guard, a role check, a cap) says `Connection: close`: the server
+//! drops the connection with the unread rest on it, and a client that
+//! reused it for its next request would get a broken answer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,30 +33,44 @@ pub async fn body_deadline(State(state): State<AppState>, req: Request, next: Ne
     }
     let secs = state.config.http.body_timeout_secs;
     let expired = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicBool::new(false));
     let (parts, body) = req.into_parts();
     let body = Body::new(Deadline {
         inner: body,
         sleep: Box::pin(tokio::time::sleep(Duration::from_secs(secs))),
         expired: expired.clone(),
+        finished: finished.clone(),
     });
-    let response = next.run(Request::from_parts(parts, body)).await;
+    let mut response = next.run(Request::from_parts(parts, body)).await;
     if !expired.load(Ordering::Acquire) {
+        if !finished.load(Ordering::Acquire) {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         return response;
     }
     // The rest of the body is still on its way: this connection is done.
-    ApiError::new(
+    let mut late = ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
         "request-timeout",
         format!("the request body did not arrive within {secs} s (http.body_timeout_secs)"),
     )
-    .before_body()
-    .into_response()
+    .into_response();
+    late.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    late
 }
 
 struct Deadline {
     inner: Body,
     sleep: Pin<Box<tokio::time::Sleep>>,
     expired: Arc<AtomicBool>,
+    /// Read to its end.
+    finished: Arc<AtomicBool>,
 }
 
 impl http_body::Body for Deadline {
@@ -64,6 +83,9 @@ impl http_body::Body for Deadline {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if frame.is_none() || this.inner.is_end_stream() {
+                this.finished.store(true, Ordering::Release);
+            }
             return Poll::Ready(frame);
         }
         if this.sleep.as_mut().poll(cx).is_ready() {

@@ -83,9 +83,8 @@ async fn ingest_ticks(
     body: Body,
 ) -> ApiResult<Json<IngestResult>> {
     // Live ticks drive the paper broker's fills: trusted input.
-    p.require_feed().map_err(ApiError::before_body)?;
-    let format =
-        tick_input::Format::of(headers.get(header::CONTENT_TYPE)).map_err(ApiError::before_body)?;
+    p.require_feed()?;
+    let format = tick_input::Format::of(headers.get(header::CONTENT_TYPE))?;
     let caps = tick_input::Caps {
         rows: state.config.market.max_ingest_rows,
         bytes: state.config.limits.upload_bytes,

@@ -147,8 +147,9 @@ async fn upload_plugin(State(state): State<AppState>, p: Principal, req: Request
     });
     let slot = match slot {
         Ok(slot) => slot,
-        // Refused before the body is read: the connection closes after.
-        Err(e) => return e.before_body().into_response(),
+        // Refused before the body is read (the body deadline layer closes
+        // the connection after the answer).
+        Err(e) => return e.into_response(),
     };
     let bytes = match body_bytes(&state, req).await {
         Ok(b) => b,

@@ -161,34 +161,29 @@ pub async fn read(body: Body, format: Format, caps: Caps) -> ApiResult<Vec<Tick>
         };
         parsed.map_err(|e| match e {
             Failure::Row(e) => e,
-            Failure::TooMany => refused_unread(ApiError::new(
+            // Refused before the rest of the body was read: the body
+            // deadline layer closes the connection after the answer.
+            Failure::TooMany => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 format!(
                     "more than {} ticks in one request (market.max_ingest_rows); nothing was stored",
                     caps.rows
                 ),
-            )),
-            Failure::Io(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
-                refused_unread(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload-too-large",
-                    format!(
-                        "the body is larger than {} bytes (limits.upload_bytes); nothing was stored",
-                        caps.bytes
-                    ),
-                ))
-            }
+            ),
+            Failure::Io(e) if e.kind() == std::io::ErrorKind::FileTooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!(
+                    "the body is larger than {} bytes (limits.upload_bytes); nothing was stored",
+                    caps.bytes
+                ),
+            ),
             Failure::Io(e) => ApiError::bad_request(format!("cannot read the body: {e}")),
         })
     })
     .await
     .map_err(ApiError::internal)?
-}
-
-/// A refusal sent before the whole body was read.
-fn refused_unread(e: ApiError) -> ApiError {
-    e.before_body()
 }
 
 enum Failure {

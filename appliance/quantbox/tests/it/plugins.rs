@@ -84,8 +84,11 @@ fn upload_list_inspect_delete() {
     let donchian: Value = r.json().unwrap();
     assert_eq!(donchian["name"], "donchian-breakout");
 
-    // Viewers read but cannot upload.
-    problem(upload_raw(&s, &viewer, sma.clone()), 403);
+    // Viewers read but cannot upload; refused before its body is read, the
+    // answer closes the connection (the unread rest is on it).
+    let r = upload_raw(&s, &viewer, sma.clone());
+    assert_eq!(r.headers()["connection"], "close");
+    problem(r, 403);
     let list = s.get_json(&viewer, "/api/v1/plugins");
     assert_eq!(list["total"], 2);
     assert_eq!(
