@@ -111,7 +111,7 @@ const SHARED: [(&str, &str, &str); 10] = [
     (
         "429",
         "TooManyRequests",
-        "Over the client's rate limit (or, for login, the account is locked); see Retry-After",
+        "Over the client's rate limit (for login: too many wrong passwords for this name from this address; for jobs: too many queued); see Retry-After",
     ),
     (
         "503",

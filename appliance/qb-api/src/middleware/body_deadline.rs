@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,45 +32,44 @@ pub async fn body_deadline(State(state): State<AppState>, req: Request, next: Ne
         return next.run(req).await;
     }
     let secs = state.config.http.body_timeout_secs;
-    let expired = Arc::new(AtomicBool::new(false));
-    let finished = Arc::new(AtomicBool::new(false));
+    let read = Arc::new(AtomicU8::new(READING));
     let (parts, body) = req.into_parts();
     let body = Body::new(Deadline {
         inner: body,
         sleep: Box::pin(tokio::time::sleep(Duration::from_secs(secs))),
-        expired: expired.clone(),
-        finished: finished.clone(),
+        read: read.clone(),
     });
-    let mut response = next.run(Request::from_parts(parts, body)).await;
-    if !expired.load(Ordering::Acquire) {
-        if !finished.load(Ordering::Acquire) {
-            response.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-        }
-        return response;
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let read = read.load(Ordering::Acquire);
+    let mut response = if read == EXPIRED {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            format!("the request body did not arrive within {secs} s (http.body_timeout_secs)"),
+        )
+        .into_response()
+    } else {
+        response
+    };
+    if read != FINISHED {
+        // The rest of the body is still on its way: this connection is done.
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
     }
-    // The rest of the body is still on its way: this connection is done.
-    let mut late = ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "request-timeout",
-        format!("the request body did not arrive within {secs} s (http.body_timeout_secs)"),
-    )
-    .into_response();
-    late.headers_mut().insert(
-        axum::http::header::CONNECTION,
-        axum::http::HeaderValue::from_static("close"),
-    );
-    late
+    response
 }
+
+/// How far a body was read: still reading, to its end, or cut at the deadline.
+const READING: u8 = 0;
+const FINISHED: u8 = 1;
+const EXPIRED: u8 = 2;
 
 struct Deadline {
     inner: Body,
     sleep: Pin<Box<tokio::time::Sleep>>,
-    expired: Arc<AtomicBool>,
-    /// Read to its end.
-    finished: Arc<AtomicBool>,
+    read: Arc<AtomicU8>,
 }
 
 impl http_body::Body for Deadline {
@@ -84,12 +83,12 @@ impl http_body::Body for Deadline {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             if frame.is_none() || this.inner.is_end_stream() {
-                this.finished.store(true, Ordering::Release);
+                this.read.store(FINISHED, Ordering::Release);
             }
             return Poll::Ready(frame);
         }
         if this.sleep.as_mut().poll(cx).is_ready() {
-            this.expired.store(true, Ordering::Release);
+            this.read.store(EXPIRED, Ordering::Release);
             return Poll::Ready(Some(Err(axum::Error::new("request body timed out"))));
         }
         Poll::Pending

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::auth::{AuditNote, Principal};
-use crate::problem::{ApiError, ApiPath, ApiQuery, ApiResult, Problem};
+use crate::problem::{ApiBytes, ApiError, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::AppState;
 
 /// Multipart framing allowed on top of the module size cap.
@@ -84,12 +84,11 @@ async fn body_bytes(state: &AppState, req: Request) -> ApiResult<Bytes> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     if !multipart {
-        return Bytes::from_request(req, state)
-            .await
-            .map_err(|e| match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => too_large(&e.body_text()),
-                _ => ApiError::bad_request(format!("cannot read the body: {}", e.body_text())),
-            });
+        return match ApiBytes::from_request(req, state).await {
+            Ok(ApiBytes(bytes)) => Ok(bytes),
+            Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(&e.detail)),
+            Err(e) => Err(e),
+        };
     }
     let mut mp = Multipart::from_request(req, state)
         .await

@@ -144,15 +144,21 @@ pub async fn read(body: Body, format: Format, caps: Caps) -> ApiResult<Vec<Tick>
         .size_hint()
         .upper()
         .map_or(caps.rows, |bytes| (bytes as usize / 16).min(caps.rows));
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    // The byte cap as http-body-util's limit; passing it reads as an I/O
+    // error of kind `FileTooLarge`.
+    let stream = Body::new(http_body_util::Limited::new(body, caps.bytes))
+        .into_data_stream()
+        .map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                std::io::Error::new(std::io::ErrorKind::FileTooLarge, e)
+            } else {
+                std::io::Error::other(e)
+            }
+        });
     let bridge = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     tokio::task::spawn_blocking(move || {
-        let mut input = Capped {
-            inner: bridge,
-            left: caps.bytes,
-            cap: caps.bytes,
-        };
-        let reader = BufReader::with_capacity(64 << 10, &mut input);
+        let reader = BufReader::with_capacity(64 << 10, bridge);
         let out = Vec::with_capacity(room);
         let parsed = match format {
             Format::JsonArray => json_array(reader, caps.rows, out),
@@ -199,34 +205,6 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// A reader that fails with `FileTooLarge` past `cap` bytes.
-struct Capped<R> {
-    inner: R,
-    left: usize,
-    cap: usize,
-}
-
-impl<R: Read> Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.left == 0 {
-            // One byte more tells a body of exactly `cap` bytes from a
-            // larger one.
-            let mut probe = [0u8; 1];
-            return match self.inner.read(&mut probe)? {
-                0 => Ok(0),
-                _ => Err(std::io::Error::new(
-                    std::io::ErrorKind::FileTooLarge,
-                    format!("body larger than {} bytes", self.cap),
-                )),
-            };
-        }
-        let want = buf.len().min(self.left);
-        let n = self.inner.read(&mut buf[..want])?;
-        self.left -= n;
-        Ok(n)
-    }
-}
-
 fn row_error(kind: &str, at: usize, msg: String) -> ApiError {
     let (field, detail) = match kind {
         "index" => (format!("[{at}]"), format!("tick at index {at}: {msg}")),
@@ -251,6 +229,8 @@ fn json_array(reader: impl Read, max: usize, mut out: Vec<Tick>) -> Result<Vec<T
         max: usize,
         out: &'a mut Vec<Tick>,
         failure: &'a mut Option<Failure>,
+        /// The element a parse error stopped at.
+        at: &'a mut Option<usize>,
     }
     impl<'de> DeserializeSeed<'de> for Ticks<'_> {
         type Value = ();
@@ -270,7 +250,9 @@ fn json_array(reader: impl Read, max: usize, mut out: Vec<Tick>) -> Result<Vec<T
                     Ok(Some(item)) => item,
                     Ok(None) => return Ok(()),
                     Err(e) => {
-                        *self.failure = Some(Failure::Row(row_error("index", i, e.to_string())));
+                        // A bad element, or the body failing under it (its
+                        // cap, a broken stream): told apart below.
+                        *self.at = Some(i);
                         return Err(e);
                     }
                 };
@@ -288,20 +270,22 @@ fn json_array(reader: impl Read, max: usize, mut out: Vec<Tick>) -> Result<Vec<T
             }
         }
     }
-    let mut failure = None;
+    let (mut failure, mut at) = (None, None);
     let mut d = serde_json::Deserializer::from_reader(reader);
     let parsed = Ticks {
         max,
         out: &mut out,
         failure: &mut failure,
+        at: &mut at,
     }
     .deserialize(&mut d)
     .and_then(|()| d.end());
-    match (parsed, failure) {
-        (Ok(()), _) => Ok(out),
-        (Err(_), Some(f)) => Err(f),
-        (Err(e), None) if e.is_io() => Err(Failure::Io(e.into())),
-        (Err(e), None) => Err(Failure::Row(ApiError::new(
+    match (parsed, failure, at) {
+        (Ok(()), ..) => Ok(out),
+        (Err(_), Some(f), _) => Err(f),
+        (Err(e), None, _) if e.is_io() => Err(Failure::Io(e.into())),
+        (Err(e), None, Some(i)) => Err(Failure::Row(row_error("index", i, e.to_string()))),
+        (Err(e), None, None) => Err(Failure::Row(ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed-json",
             format!("body is not a JSON array of ticks: {e}"),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, problem};
+use crate::support::{Server, problem, wait_for};
 
 fn connect(s: &Server) -> TcpStream {
     let addr = s.base.trim_start_matches("http://");
@@ -37,6 +37,21 @@ fn closed_within(c: &mut TcpStream, within: Duration) -> bool {
         }
     }
     false
+}
+
+/// The server's count of 413 answers to live ingest.
+fn ingest_413s(s: &Server) -> f64 {
+    let text = s.get("/metrics").send().unwrap().text().unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"http_requests_total{method="POST",route="/api/v1/market/ticks",status="413"}"#,
+            )?
+            .trim()
+            .parse()
+            .ok()
+        })
+        .unwrap_or(0.0)
 }
 
 fn metric(s: &Server, name: &str) -> f64 {
@@ -296,7 +311,10 @@ fn a_large_ingest_costs_a_small_multiple_of_its_body() {
 
     // Over the row cap: refused while parsing, nothing stored, and the
     // rest of the body never held.
-    let s = Server::start(&[("QUANTBOX_MARKET__MAX_INGEST_ROWS", "1000")]);
+    let s = Server::start(&[
+        ("QUANTBOX_MARKET__MAX_INGEST_ROWS", "1000"),
+        ("QUANTBOX_LIMITS__UPLOAD_BYTES", "44000000"),
+    ]);
     let token = s.admin_token();
     let (body, _) = csv_ticks("CAPPED", 40 << 20);
     let size = body.len() as u64;
@@ -310,7 +328,9 @@ fn a_large_ingest_costs_a_small_multiple_of_its_body() {
         .body(body)
         .send();
     // The server may close the connection before the client has sent
-    // everything; when the answer arrives, it is 413.
+    // everything, so the client may not see the answer: the server's own
+    // count of its answers says it was 413; when the answer arrives, it is.
+    wait_for("the row cap's 413", || ingest_413s(&s) == 1.0);
     if let Ok(r) = r {
         let doc = problem(r, 413);
         assert!(
@@ -342,4 +362,24 @@ fn a_large_ingest_costs_a_small_multiple_of_its_body() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200, "the server serves on");
+    // Over the byte cap (limits.upload_bytes) before any row: 413 too.
+    let padded = format!("[{}]", " ".repeat(45_000_000));
+    let r = s
+        .http
+        .post(s.url("/api/v1/market/ticks"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(padded)
+        .send();
+    wait_for("the byte cap's 413", || ingest_413s(&s) == 2.0);
+    if let Ok(r) = r {
+        let doc = problem(r, 413);
+        assert!(
+            doc["detail"]
+                .as_str()
+                .unwrap()
+                .contains("larger than 44000000 bytes"),
+            "{doc}"
+        );
+    }
 }
