@@ -154,13 +154,7 @@ fn a_trader_cannot_act_on_another_traders_account() {
 
     // Strategies: ben cannot start one on ann's account, nor see, stop or
     // swap ann's.
-    let r = s
-        .post("/api/v1/plugins")
-        .bearer_auth(&ann)
-        .header("content-type", "application/wasm")
-        .body(component("sma_crossover"))
-        .send()
-        .unwrap();
+    let r = s.upload_plugin(&ann, component("sma_crossover"));
     assert!(r.status().is_success());
     let spec = json!({"plugin": "sma-crossover", "params": {"fast": 5, "slow": 20, "size": 1},
                       "symbols": ["IF2409"], "interval": "tick", "account": "ann-desk"});

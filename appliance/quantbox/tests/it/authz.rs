@@ -293,15 +293,7 @@ fn every_operation_against_every_kind_of_caller() {
         "order",
     );
     for (name, who) in [("sma_crossover", &ann), ("donchian_breakout", &ann)] {
-        created(
-            s.post("/api/v1/plugins")
-                .bearer_auth(who)
-                .header("content-type", "application/wasm")
-                .body(component(name))
-                .send()
-                .unwrap(),
-            name,
-        );
+        created(s.upload_plugin(who, component(name)), name);
     }
     let plugins = s.get_json(&admin, "/api/v1/plugins");
     let plugin = plugins["items"]

@@ -155,13 +155,7 @@ fn backtest_command_runs_over_imported_bars() {
 fn every_entry_point_checks_a_backtest_the_same_way() {
     let s = Server::start(&[]);
     let admin = s.admin_token();
-    let r = s
-        .post("/api/v1/plugins")
-        .bearer_auth(&admin)
-        .header("content-type", "application/wasm")
-        .body(sma_component())
-        .send()
-        .unwrap();
+    let r = s.upload_plugin(&admin, sma_component());
     assert_eq!(r.status(), 201);
     let hash = r.json::<Value>().unwrap()["id"]
         .as_str()
@@ -252,13 +246,7 @@ fn backtests_through_the_api() {
         ("sma", sma_component()),
         ("misbehave", component("misbehave")),
     ] {
-        let r = s
-            .post("/api/v1/plugins")
-            .bearer_auth(&trader)
-            .header("content-type", "application/wasm")
-            .body(bytes)
-            .send()
-            .unwrap();
+        let r = s.upload_plugin(&trader, bytes);
         assert_eq!(r.status(), 201, "{name}");
     }
 
@@ -577,13 +565,7 @@ fn tick_mode_fills_at_the_stored_quotes() {
         .send()
         .unwrap();
     assert!(r.status().is_success());
-    let r = s
-        .post("/api/v1/plugins")
-        .bearer_auth(&t)
-        .header("content-type", "application/wasm")
-        .body(component("order_script"))
-        .send()
-        .unwrap();
+    let r = s.upload_plugin(&t, component("order_script"));
     assert_eq!(r.status(), 201);
     let start = |interval: &str| {
         s.post("/api/v1/backtests")
@@ -645,13 +627,7 @@ fn a_running_backtest_can_be_cancelled() {
     s.wait_job(&admin, job["id"].as_str().unwrap(), |j| {
         j["state"] == "succeeded"
     });
-    let r = s
-        .post("/api/v1/plugins")
-        .bearer_auth(&admin)
-        .header("content-type", "application/wasm")
-        .body(component("misbehave"))
-        .send()
-        .unwrap();
+    let r = s.upload_plugin(&admin, component("misbehave"));
     assert_eq!(r.status(), 201);
     let start = |mode: f64| {
         let r = s

@@ -613,13 +613,7 @@ fn one_desk_fails_over_and_the_old_holder_writes_nothing() {
     assert_eq!(r.status(), 200);
     // A live strategy on the holder, fed by ticks ingested through the
     // standby's API; its fills reach a /ws client of the standby.
-    let r = t1
-        .post("/api/v1/plugins")
-        .bearer_auth(&token)
-        .header("content-type", "application/wasm")
-        .body(crate::support::component("sma_crossover"))
-        .send()
-        .unwrap();
+    let r = t1.upload_plugin(&token, crate::support::component("sma_crossover"));
     assert_eq!(r.status(), 201);
     let r = t1
         .post("/api/v1/strategies")
@@ -894,13 +888,7 @@ fn work_crosses_nodes_and_survives_a_killed_worker() {
     }
 
     for (name, plugin) in [("sma", "sma_crossover"), ("slow", "misbehave")] {
-        let r = api1
-            .post("/api/v1/plugins")
-            .bearer_auth(&token)
-            .header("content-type", "application/wasm")
-            .body(crate::support::component(plugin))
-            .send()
-            .unwrap();
+        let r = api1.upload_plugin(&token, crate::support::component(plugin));
         assert_eq!(r.status(), 201, "{name}");
     }
     let start = |body: Value| -> String {

@@ -173,13 +173,7 @@ fn a_box_moves_into_a_cluster_resumably_and_checked() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
-    let r = s
-        .post("/api/v1/plugins")
-        .bearer_auth(&ann)
-        .header("content-type", "application/wasm")
-        .body(component("sma_crossover"))
-        .send()
-        .unwrap();
+    let r = s.upload_plugin(&ann, component("sma_crossover"));
     assert_eq!(r.status(), 201);
     let r = s
         .post("/api/v1/backtests")

@@ -304,13 +304,7 @@ fn jobs_are_cancelled_by_their_submitter_or_an_admin_and_capped_per_user() {
     let admin = s.admin_token();
     let ann = s.user_token(&admin, "ann", "trader");
     let ben = s.user_token(&admin, "ben", "trader");
-    let r = s
-        .post("/api/v1/plugins")
-        .bearer_auth(&admin)
-        .header("content-type", "application/wasm")
-        .body(component("sma_crossover"))
-        .send()
-        .unwrap();
+    let r = s.upload_plugin(&admin, component("sma_crossover"));
     assert_eq!(r.status(), 201, "{}", r.text().unwrap());
     // The one backtest worker is busy (admins are not capped): the
     // traders' backtests stay queued.

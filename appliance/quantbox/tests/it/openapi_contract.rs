@@ -109,13 +109,7 @@ fn seed_backtest(s: &Server, token: &str) -> String {
     let done = |j: &Value| j["state"] != "queued" && j["state"] != "running";
     let job = s.wait_job(token, job["id"].as_str().unwrap(), done);
     assert_eq!(job["state"], "succeeded", "{job}");
-    let r = s
-        .post("/api/v1/plugins")
-        .bearer_auth(token)
-        .header("content-type", "application/wasm")
-        .body(component("sma_crossover"))
-        .send()
-        .unwrap();
+    let r = s.upload_plugin(token, component("sma_crossover"));
     assert_eq!(r.status(), 201);
     let r = s
         .post("/api/v1/backtests")

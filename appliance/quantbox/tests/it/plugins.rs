@@ -7,15 +7,6 @@ use serde_json::Value;
 
 use crate::support::{Server, command, component, core_module, problem, target_dir};
 
-fn upload_raw(s: &Server, token: &str, bytes: Vec<u8>) -> reqwest::blocking::Response {
-    s.post("/api/v1/plugins")
-        .bearer_auth(token)
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .unwrap()
-}
-
 fn upload_form(s: &Server, token: &str, bytes: Vec<u8>) -> reqwest::blocking::Response {
     let form = Form::new().part("file", Part::bytes(bytes).file_name("plugin.wasm"));
     s.post("/api/v1/plugins")
@@ -35,7 +26,7 @@ fn upload_list_inspect_delete() {
     let sha = qb_plugin_host::sha256_hex(&sma);
 
     // A trader uploads the raw component: validated, described, stored.
-    let r = upload_raw(&s, &trader, sma.clone());
+    let r = s.upload_plugin(&trader, sma.clone());
     assert_eq!(r.status(), 201);
     let info: Value = r.json().unwrap();
     assert_eq!(info["id"], sha.as_str());
@@ -78,7 +69,7 @@ fn upload_list_inspect_delete() {
     );
 
     // The same bytes again: 200, one plugin. Multipart works too.
-    assert_eq!(upload_raw(&s, &trader, sma.clone()).status(), 200);
+    assert_eq!(s.upload_plugin(&trader, sma.clone()).status(), 200);
     let r = upload_form(&s, &trader, component("donchian_breakout"));
     assert_eq!(r.status(), 201);
     let donchian: Value = r.json().unwrap();
@@ -86,7 +77,7 @@ fn upload_list_inspect_delete() {
 
     // Viewers read but cannot upload; refused before its body is read, the
     // answer closes the connection (the unread rest is on it).
-    let r = upload_raw(&s, &viewer, sma.clone());
+    let r = s.upload_plugin(&viewer, sma.clone());
     assert_eq!(r.headers()["connection"], "close");
     problem(r, 403);
     let list = s.get_json(&viewer, "/api/v1/plugins");
@@ -134,14 +125,14 @@ fn upload_list_inspect_delete() {
         "{doc}"
     );
     let doc = problem(
-        upload_raw(&s, &trader, b"MZ\x90\x00 not wasm".to_vec()),
+        s.upload_plugin(&trader, b"MZ\x90\x00 not wasm".to_vec()),
         422,
     );
     assert!(
         doc["detail"].as_str().unwrap().contains("not WebAssembly"),
         "{doc}"
     );
-    let doc = problem(upload_raw(&s, &trader, core_module("sma_crossover")), 422);
+    let doc = problem(s.upload_plugin(&trader, core_module("sma_crossover")), 422);
     assert!(
         doc["detail"]
             .as_str()
@@ -150,12 +141,12 @@ fn upload_list_inspect_delete() {
         "{doc}"
     );
     let wasi = std::fs::read(target_dir().join("wasm32-wasip2/release/misbehave.wasm")).unwrap();
-    let doc = problem(upload_raw(&s, &trader, wasi), 422);
+    let doc = problem(s.upload_plugin(&trader, wasi), 422);
     assert_eq!(doc["errors"][0]["field"], "imports");
     assert!(doc["detail"].as_str().unwrap().contains("wasi:"), "{doc}");
     let mut truncated = sma.clone();
     truncated.truncate(sma.len() / 2);
-    let doc = problem(upload_raw(&s, &trader, truncated), 422);
+    let doc = problem(s.upload_plugin(&trader, truncated), 422);
     assert!(
         doc["detail"]
             .as_str()
@@ -163,7 +154,7 @@ fn upload_list_inspect_delete() {
             .contains("not a valid strategy component"),
         "{doc}"
     );
-    let doc = problem(upload_raw(&s, &trader, vec![0u8; 3 << 20]), 413);
+    let doc = problem(s.upload_plugin(&trader, vec![0u8; 3 << 20]), 413);
     assert!(doc["detail"].as_str().unwrap().contains("limit"), "{doc}");
     assert_eq!(s.get_json(&viewer, "/api/v1/plugins")["total"], 2);
 
@@ -246,7 +237,7 @@ fn python_plugin_uploads_and_slow_compiles_are_cut_off() {
     );
     assert_eq!(s.get("/health").send().unwrap().status(), 200);
     assert_eq!(
-        upload_raw(&s, &admin, component("sma_crossover")).status(),
+        s.upload_plugin(&admin, component("sma_crossover")).status(),
         201
     );
     drop(s);
@@ -346,7 +337,7 @@ fn scaffolded_strategy_builds_checks_and_uploads() {
 
     let s = Server::start(&[]);
     let admin = s.admin_token();
-    let r = upload_raw(&s, &admin, wasm);
+    let r = s.upload_plugin(&admin, wasm);
     assert_eq!(r.status(), 201);
     assert_eq!(r.json::<Value>().unwrap()["name"], "my-trend");
 }

@@ -24,13 +24,7 @@ fn ticks(n: i64) -> Value {
 }
 
 fn upload(s: &Server, t: &str, name: &str) {
-    let r = s
-        .post("/api/v1/plugins")
-        .bearer_auth(t)
-        .header("content-type", "application/wasm")
-        .body(component(name))
-        .send()
-        .unwrap();
+    let r = s.upload_plugin(t, component(name));
     assert!(r.status().is_success(), "{name}: {}", r.status());
 }
 

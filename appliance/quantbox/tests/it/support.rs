@@ -249,6 +249,16 @@ impl Server {
         self.http.post(self.url(path))
     }
 
+    /// Uploads a plugin's bytes as `application/wasm`.
+    pub fn upload_plugin(&self, token: &str, wasm: Vec<u8>) -> Response {
+        self.post("/api/v1/plugins")
+            .bearer_auth(token)
+            .header("content-type", "application/wasm")
+            .body(wasm)
+            .send()
+            .unwrap()
+    }
+
     pub fn login(&self, user: &str, password: &str) -> Value {
         let r = self
             .post("/api/v1/auth/login")
