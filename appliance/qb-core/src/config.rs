@@ -159,9 +159,10 @@ pub struct AuthConfig {
     /// answered again (a client that lost the answer, e.g. a page reloaded
     /// mid-request) instead of revoking the session as stolen; 0 is strict.
     pub refresh_reuse_grace_secs: u64,
-    /// Failed logins in a row before the account is locked.
+    /// Wrong passwords in a row for one name from one client address
+    /// before that pair waits (the account itself is never locked).
     pub lockout_threshold: u32,
-    /// First lockout; doubles with each further failure.
+    /// First wait; doubles with each further failure.
     pub lockout_base_secs: u64,
     pub lockout_max_secs: u64,
 }
