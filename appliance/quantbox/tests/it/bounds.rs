@@ -295,7 +295,7 @@ fn a_large_ingest_costs_a_small_multiple_of_its_body() {
     // What a request may cost, as a multiple of its body: its ticks as
     // rows (about 200 bytes each with the symbol) and DuckDB's own copy
     // while it commits (measured: 6.3x for JSON, 10-11.4x for CSV, whose
-    // rows are shortest; before parsing while reading, 17x and 25x).
+    // rows are shortest; issue 19 reported 17x and 25x before this parser).
     let mut figures = Vec::new();
     for (ct, (body, n), bound) in [
         ("application/json", json_ticks("MEMJ", 44 << 20), 8),
