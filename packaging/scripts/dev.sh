@@ -31,7 +31,9 @@ ensure_pip_tools() {
     for i in "${!PIP_COMMANDS[@]}"; do
         local name="${PIP_TOOLS[$i]%%==*}" version="${PIP_TOOLS[$i]#*==}"
         if ! command -v "${PIP_COMMANDS[$i]}" >/dev/null 2>&1 ||
-            ! python3 -m pip show "$name" 2>/dev/null | grep -qx "Version: $version"; then
+            # grep reads to the end (no -q): under pipefail, pip cut off by
+            # an early exit would count as not installed.
+            ! python3 -m pip show "$name" 2>/dev/null | grep -x "Version: $version" >/dev/null; then
             missing+=("${PIP_TOOLS[$i]}")
         fi
     done
