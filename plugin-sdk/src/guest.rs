@@ -88,7 +88,24 @@ pub fn snapshot_state<S: Strategy>() -> Vec<u8> {
     out
 }
 
+/// `claim` as the byte array the `quantbox:plugin` custom section holds.
+pub const fn claim_bytes<const N: usize>(claim: &str) -> [u8; N] {
+    let bytes = claim.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
 /// Exports a [`Strategy`](crate::Strategy) type as the plugin's entry points.
+///
+/// The strategy's `describe` must give the package's name and version
+/// (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`): the plugin carries them in a
+/// custom section, and quantbox refuses an upload whose `describe`
+/// disagrees with it.
 #[macro_export]
 macro_rules! export_strategy {
     ($strategy:ty) => {
@@ -97,6 +114,15 @@ macro_rules! export_strategy {
         // engine's differential tests and benchmarks).
         #[cfg(target_arch = "wasm32")]
         const _: () = {
+            // The package's `name@version` in a custom section the host
+            // reads before compiling an upload (a clash with a stored
+            // plugin is refused without a compile); `describe` must say
+            // the same name and version.
+            const __CLAIM: &str = concat!(env!("CARGO_PKG_NAME"), "@", env!("CARGO_PKG_VERSION"));
+            #[allow(unsafe_code)]
+            #[used]
+            #[unsafe(link_section = "quantbox:plugin")]
+            static __QUANTBOX_PLUGIN: [u8; __CLAIM.len()] = $crate::guest::claim_bytes(__CLAIM);
             struct __QuantboxPlugin;
             impl $crate::bindings::Guest for __QuantboxPlugin {
                 fn describe() -> $crate::Info {

@@ -409,20 +409,23 @@ pub async fn copies(a: Arc<dyn TickStore>, b: Arc<dyn TickStore>) {
 pub async fn appends(s: Arc<dyn TickStore>) {
     s.ping().await.unwrap();
     s.checkpoint().await.unwrap();
-    assert_eq!(s.append(Vec::new()).await.unwrap(), AppendReport::default());
+    assert_eq!(
+        s.append(TickColumns::default()).await.unwrap(),
+        AppendReport::default()
+    );
     let batch = vec![
         tick("rb", DAY0, 3900.0, 1.0),
         tick("rb", DAY0, 3901.0, 2.0), // same ns: a second tick, seq 1
         tick("rb", DAY0 + S, 3902.0, 3.0),
         tick("cu", DAY0, 70000.0, 1.0),
     ];
-    let prices = |r: &AppendReport| r.new.iter().map(|t| t.price).collect::<Vec<f64>>();
-    let r = s.append(batch.clone()).await.unwrap();
+    let prices = |r: &AppendReport| r.new.price().to_vec();
+    let r = s.append(batch.clone().into()).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (4, 0));
     assert_eq!(prices(&r), vec![3900.0, 3901.0, 3902.0, 70000.0]);
-    assert_eq!(r.new[1].seq, 1, "handed back numbered");
+    assert_eq!(r.new.seq()[1], 1, "handed back numbered");
     // Sending the same batch again (a retry) stores nothing.
-    let r = s.append(batch.clone()).await.unwrap();
+    let r = s.append(batch.clone().into()).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (0, 4));
     assert!(r.new.is_empty());
     let got = all_ticks(&s, "rb").await;
@@ -494,25 +497,28 @@ pub async fn appends(s: Arc<dyn TickStore>) {
     );
     // A retry that grew: only the new ticks are reported, in batch order.
     let first = vec![tick("ni", DAY0, 1.0, 1.0), tick("ni", DAY0, 2.0, 1.0)];
-    s.append(first.clone()).await.unwrap();
+    s.append(first.clone().into()).await.unwrap();
     let grown = vec![
         tick("zn", DAY0, 5.0, 1.0),
         first[0].clone(),
         first[1].clone(),
         tick("ni", DAY0, 3.0, 1.0), // seq 2: new
     ];
-    let r = s.append(grown).await.unwrap();
+    let r = s.append(grown.into()).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (2, 2));
     assert_eq!(prices(&r), vec![5.0, 3.0]);
 
     // A later batch numbers its same-time ticks from 0 again: the first
     // two are taken for the stored ones (a re-send), the third is new.
     let r = s
-        .append(vec![
-            tick("rb", DAY0, 1.0, 1.0),
-            tick("rb", DAY0, 2.0, 1.0),
-            tick("rb", DAY0, 3.0, 1.0),
-        ])
+        .append(
+            vec![
+                tick("rb", DAY0, 1.0, 1.0),
+                tick("rb", DAY0, 2.0, 1.0),
+                tick("rb", DAY0, 3.0, 1.0),
+            ]
+            .into(),
+        )
         .await
         .unwrap();
     assert_eq!((r.stored, r.duplicates), (1, 2));
@@ -536,7 +542,7 @@ pub async fn appends(s: Arc<dyn TickStore>) {
     exact[1].bid_size = Some(7.0);
     exact[1].ask = Some(-0.0);
     exact[1].ask_size = Some(f64::MIN_POSITIVE);
-    s.append(exact.clone()).await.unwrap();
+    s.append(exact.clone().into()).await.unwrap();
     let back = all_ticks(&s, "x").await;
     assert_eq!(back.len(), exact.len());
     let bits = |t: &Tick| {
@@ -564,7 +570,7 @@ pub async fn appends(s: Arc<dyn TickStore>) {
         tick("old", 0, 3.0, 1.0),
         tick("old", DAY0 + 3 * DAY, 4.0, 1.0),
     ];
-    assert_eq!(s.append(spread.clone()).await.unwrap().stored, 4);
+    assert_eq!(s.append(spread.clone().into()).await.unwrap().stored, 4);
     assert_eq!(
         all_ticks(&s, "old")
             .await
@@ -576,17 +582,17 @@ pub async fn appends(s: Arc<dyn TickStore>) {
 
     // A batch half stored, half new.
     let half: Vec<Tick> = (0..10).map(|i| tick("h", DAY0 + i * S, 1.0, 1.0)).collect();
-    s.append(half[..5].to_vec()).await.unwrap();
-    let r = s.append(half).await.unwrap();
+    s.append(half[..5].to_vec().into()).await.unwrap();
+    let r = s.append(half.into()).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (5, 5));
 
     // A large batch over several days and symbols: stored once, read back
     // in order however it is paged.
     let mut big = generated("big", DAY0 - DAY / 3, 15_000, 7);
     big.extend(generated("big2", DAY0, 5_000, 8));
-    let r = s.append(big.clone()).await.unwrap();
+    let r = s.append(big.clone().into()).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (20_000, 0));
-    let r = s.append(big.clone()).await.unwrap();
+    let r = s.append(big.clone().into()).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (0, 20_000));
     let expect = numbered(big)
         .into_iter()
@@ -611,12 +617,12 @@ pub async fn concurrent_appends(s: Arc<dyn TickStore>) {
         {
             let s = s.clone();
             let batch = batch.clone();
-            async move { s.append(batch).await.unwrap() }
+            async move { s.append(batch.into()).await.unwrap() }
         },
         {
             let s = s.clone();
             let batch = batch.clone();
-            async move { s.append(batch).await.unwrap() }
+            async move { s.append(batch.into()).await.unwrap() }
         }
     );
     assert_eq!(a.stored + b.stored, 4_000, "{a:?} {b:?}");
@@ -645,7 +651,7 @@ pub async fn bars_hand_computed(s: Arc<dyn TickStore>) {
     t[3].open_interest = Some(104.0);
     t[0].turnover = Some(10.0);
     t[1].turnover = Some(24.0);
-    s.append(t).await.unwrap();
+    s.append(t.into()).await.unwrap();
 
     let bars = s.bars(bar_query("a", "1m")).await.unwrap();
     let base = DAY0 + 9 * 60 * m;
@@ -685,10 +691,13 @@ pub async fn bars_hand_computed(s: Arc<dyn TickStore>) {
     // Daily bars start at local midnight all year: 00:00 EDT is 04:00 UTC
     // in July (05:00 in January).
     let july = utc(2024, 7, 15, 3, 30, 0, 0); // 23:30 EDT on the 14th
-    s.append(vec![
-        tick("ny", july, 1.0, 1.0),
-        tick("ny", july + HOUR, 2.0, 1.0),
-    ])
+    s.append(
+        vec![
+            tick("ny", july, 1.0, 1.0),
+            tick("ny", july + HOUR, 2.0, 1.0),
+        ]
+        .into(),
+    )
     .await
     .unwrap();
     let mut ny = bar_query("ny", "1d");
@@ -740,7 +749,7 @@ pub const FIXED_ZONES: &[(&str, i64)] = &[
 /// ones, on ticks spanning several days; whole range and partial ranges.
 pub async fn bars_every_interval(s: Arc<dyn TickStore>) {
     let ticks = generated("gen", DAY0 - 5 * HOUR - 17 * S, 6_000, 11);
-    assert_eq!(s.append(ticks.clone()).await.unwrap().stored, 6_000);
+    assert_eq!(s.append(ticks.clone().into()).await.unwrap().stored, 6_000);
     let stored = all_ticks(&s, "gen").await;
     assert_eq!(stored, sorted(numbered(ticks)));
     let first = stored[0].ts;
@@ -849,7 +858,7 @@ pub async fn bars_across_daylight_saving(s: Arc<dyn TickStore>) {
     ticks.sort_by_key(|t| t.ts);
     ticks.dedup_by_key(|t| t.ts);
     let n = ticks.len() as u64;
-    assert_eq!(s.append(ticks.clone()).await.unwrap().stored, n);
+    assert_eq!(s.append(ticks.clone().into()).await.unwrap().stored, n);
     let stored = all_ticks(&s, "dst").await;
     for zone in DST_ZONES {
         let tz: chrono_tz::Tz = zone.parse().unwrap();
@@ -999,7 +1008,7 @@ IF,2024-01-02T01:45:00Z,4,5,4,5,40,400,
 
     // Ticks take precedence over imported bars wherever the range has any.
     let t = vec![tick("IF", DAY0 + DAY + 90 * MINUTE, 3600.0, 1.0)];
-    s.append(t).await.unwrap();
+    s.append(t.into()).await.unwrap();
     let day1 = s.bars(bar_query("IF", "15m")).await.unwrap();
     assert_eq!(
         ohlcv(&day1),
@@ -1214,11 +1223,14 @@ pub async fn csv_imports(s: Arc<dyn TickStore>) {
     assert_eq!((r.rows_read, r.rows_stored, r.rows_duplicate), (5, 1, 4));
     // Appended ticks and imported ones share one identity.
     let r = s
-        .append(vec![
-            tick("rb", DAY0 + 9 * HOUR + S, 1.0, 1.0),
-            tick("rb", DAY0 + 9 * HOUR + S, 1.0, 1.0),
-            tick("rb", DAY0 + 9 * HOUR + S, 1.0, 1.0),
-        ])
+        .append(
+            vec![
+                tick("rb", DAY0 + 9 * HOUR + S, 1.0, 1.0),
+                tick("rb", DAY0 + 9 * HOUR + S, 1.0, 1.0),
+                tick("rb", DAY0 + 9 * HOUR + S, 1.0, 1.0),
+            ]
+            .into(),
+        )
         .await
         .unwrap();
     assert_eq!((r.stored, r.duplicates), (1, 2));
@@ -1372,7 +1384,7 @@ pub async fn parquet_round_trip(s: Arc<dyn TickStore>) {
     let mut ticks = generated("pq", DAY0, 500, 5);
     ticks[3].volume = None;
     ticks[4].bid_size = Some(1.25);
-    s.append(ticks).await.unwrap();
+    s.append(ticks.into()).await.unwrap();
     let pq = dir.path().join("pq.parquet");
     assert_eq!(
         s.export(tick_export("pq"), ExportFormat::Parquet, &pq)
@@ -1509,7 +1521,7 @@ pub fn export_fixture() -> Vec<Tick> {
 /// invalid requests. Returns what it left out.
 pub async fn exports(s: Arc<dyn TickStore>, fx: Option<&ParquetFixtures>) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
-    s.append(export_fixture()).await.unwrap();
+    s.append(export_fixture().into()).await.unwrap();
     let csv = dir.path().join("ticks.csv");
     assert_eq!(
         s.export(tick_export("ex"), ExportFormat::Csv, &csv)
@@ -1647,7 +1659,7 @@ pub async fn retention(s: Arc<dyn TickStore>) {
         tick("other", DAY0 - 3 * DAY, 7.0, 1.0),
         tick("other", DAY0 + 7 * HOUR, 8.0, 1.0),
     ];
-    s.append(ticks).await.unwrap();
+    s.append(ticks.into()).await.unwrap();
     // Daily bars from late November to early January.
     let mut csv = String::from("symbol,ts,open,high,low,close,volume\n");
     for d in 0..45 {
@@ -1687,7 +1699,7 @@ pub async fn retention(s: Arc<dyn TickStore>) {
     assert_eq!(s.bars(bar_query("retb", "1d")).await.unwrap().len(), 4);
     // Old data can be stored again (a backfill) and is then retained again.
     let r = s
-        .append(vec![tick("ret", DAY0 - 2 * DAY + HOUR, 2.0, 1.0)])
+        .append(vec![tick("ret", DAY0 - 2 * DAY + HOUR, 2.0, 1.0)].into())
         .await
         .unwrap();
     assert_eq!(r.stored, 1);
@@ -1706,12 +1718,15 @@ pub async fn retention(s: Arc<dyn TickStore>) {
 pub async fn coverage(s: Arc<dyn TickStore>) {
     let dir = tempfile::tempdir().unwrap();
     assert!(s.coverage().await.unwrap().is_empty());
-    s.append(vec![
-        tick("b", DAY0 + 5, 1.0, 1.0),
-        tick("b", DAY0 - 3 * DAY, 1.0, 1.0),
-        tick("a", DAY0, 1.0, 1.0),
-        tick("b", DAY0 + 2 * DAY, 1.0, 1.0),
-    ])
+    s.append(
+        vec![
+            tick("b", DAY0 + 5, 1.0, 1.0),
+            tick("b", DAY0 - 3 * DAY, 1.0, 1.0),
+            tick("a", DAY0, 1.0, 1.0),
+            tick("b", DAY0 + 2 * DAY, 1.0, 1.0),
+        ]
+        .into(),
+    )
     .await
     .unwrap();
     for (iv, n) in [("1h", 3), ("1m", 2)] {
@@ -1769,7 +1784,9 @@ pub async fn coverage(s: Arc<dyn TickStore>) {
         ]
     );
     // Duplicates do not count twice.
-    s.append(vec![tick("a", DAY0, 1.0, 1.0)]).await.unwrap();
+    s.append(vec![tick("a", DAY0, 1.0, 1.0)].into())
+        .await
+        .unwrap();
     assert_eq!(s.coverage().await.unwrap()[0].ticks, 1);
 }
 

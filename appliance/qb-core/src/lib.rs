@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod model;
 pub mod records;
 pub mod seams;
+pub mod tick_columns;
+pub mod tick_parse;
 pub mod time;
 
 pub use seams::{

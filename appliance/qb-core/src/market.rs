@@ -19,6 +19,8 @@ pub use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use crate::tick_columns::{OPTIONAL_FIELDS, TickColumns};
+
 /// Nanoseconds since the Unix epoch, UTC.
 pub type Nanos = i64;
 
@@ -240,29 +242,6 @@ pub struct TickBatch {
     pub size: Vec<f64>,
     pub bid: Vec<Option<f64>>,
     pub ask: Vec<Option<f64>>,
-}
-
-impl TickBatch {
-    /// One batch per symbol (in symbol order), ticks in their given order.
-    pub fn group(ticks: &[Tick]) -> Vec<TickBatch> {
-        let mut by: std::collections::BTreeMap<&str, TickBatch> = Default::default();
-        for t in ticks {
-            let b = by.entry(&t.symbol).or_insert_with(|| TickBatch {
-                symbol: t.symbol.clone(),
-                ts: Vec::new(),
-                price: Vec::new(),
-                size: Vec::new(),
-                bid: Vec::new(),
-                ask: Vec::new(),
-            });
-            b.ts.push(t.ts);
-            b.price.push(t.price);
-            b.size.push(t.size);
-            b.bid.push(t.bid);
-            b.ask.push(t.ask);
-        }
-        by.into_values().collect()
-    }
 }
 
 /// One OHLCV bar; `ts` is the bucket start.
@@ -579,39 +558,23 @@ pub struct AppendReport {
     pub stored: u64,
     pub duplicates: u64,
     /// The ticks this call stored, numbered, in batch order (the others
-    /// were stored already): what may be published as new. Moved out of
-    /// the batch, not copied.
+    /// were stored already): what may be published as new. The batch
+    /// itself, with the others dropped, not a copy.
     #[serde(skip)]
-    pub new: Vec<Tick>,
+    #[schema(ignore)]
+    pub new: TickColumns,
 }
 
 impl AppendReport {
-    /// The report of a batch of `n` ticks of which `stored` (moved out of
-    /// the batch) were new.
-    pub fn of(n: usize, stored: Vec<Tick>) -> Self {
+    /// The report of a batch of `n` ticks of which `stored` (the batch
+    /// kept to those) were new.
+    pub fn of(n: usize, stored: TickColumns) -> Self {
         Self {
             stored: stored.len() as u64,
             duplicates: (n - stored.len()) as u64,
             new: stored,
         }
     }
-}
-
-/// The ticks of `batch` at `positions` (ascending), moved out in order.
-pub fn take_positions(batch: Vec<Tick>, positions: &[u32]) -> Vec<Tick> {
-    if positions.len() == batch.len() {
-        // All of them (the usual case): the batch itself.
-        return batch;
-    }
-    let mut out = Vec::with_capacity(positions.len());
-    let mut want = positions.iter().peekable();
-    for (i, t) in batch.into_iter().enumerate() {
-        if want.peek().is_some_and(|&&p| p as usize == i) {
-            want.next();
-            out.push(t);
-        }
-    }
-    out
 }
 
 /// A range of ticks, keyset-paginated by `(ts, seq)`.

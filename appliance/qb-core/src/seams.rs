@@ -224,11 +224,11 @@ pub type Progress<'a> = &'a dyn Fn(f64, &str);
 #[async_trait]
 pub trait TickStore: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
-    /// Appends ticks; `seq` is assigned per `(symbol, ts)` in batch order.
-    /// Ticks already stored (same `(symbol, ts, seq)`) are skipped; the
-    /// report says which of the batch were stored
-    /// ([`AppendReport::new`]).
-    async fn append(&self, ticks: Vec<Tick>) -> StoreResult<AppendReport>;
+    /// Appends ticks; `seq` is assigned per `(symbol, ts)` in batch order
+    /// ([`TickColumns::number`]). Ticks already stored (same
+    /// `(symbol, ts, seq)`) are skipped; the report says which of the batch
+    /// were stored ([`AppendReport::new`]).
+    async fn append(&self, ticks: TickColumns) -> StoreResult<AppendReport>;
     /// Reads a file into the store. In strict mode a bad row stores nothing
     /// and is returned as `Ok` with `rows_stored == 0` and the rejections.
     /// Blocking: call it from a worker thread.
@@ -323,7 +323,7 @@ const PUBLISH_SLICE: usize = 10_000;
 pub async fn ingest_ticks(
     store: &dyn TickStore,
     pubsub: &dyn PubSub,
-    ticks: Vec<Tick>,
+    ticks: TickColumns,
 ) -> StoreResult<AppendReport> {
     // `append` numbers same-time ticks in batch order and hands back the
     // ones it stored, in that order (their seq is not part of the event).
@@ -331,8 +331,9 @@ pub async fn ingest_ticks(
     // batch as JSON at once.
     let mut report = store.append(ticks).await?;
     let fresh = std::mem::take(&mut report.new);
-    for slice in fresh.chunks(PUBLISH_SLICE) {
-        for batch in TickBatch::group(slice) {
+    for start in (0..fresh.len()).step_by(PUBLISH_SLICE) {
+        let rows = start..(start + PUBLISH_SLICE).min(fresh.len());
+        for batch in fresh.group(rows) {
             pubsub.publish(TICKS_TOPIC, serde_json::to_value(batch).unwrap_or_default());
         }
     }

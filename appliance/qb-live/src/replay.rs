@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use qb_core::market::{TICKS_TOPIC, Tick, TickBatch};
+use qb_core::market::{TICKS_TOPIC, Tick, TickColumns};
 use qb_core::{PubSub, TickStore};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -130,18 +130,19 @@ async fn replay(
             .map_err(|e| e.to_string())?;
     }
     all.sort_by_key(|t| (t.ts, t.symbol.clone(), t.seq));
+    let all = TickColumns::from(all);
     let wall0 = tokio::time::Instant::now();
-    let market0 = all.first().map_or(0, |t| t.ts);
+    let market0 = all.ts().first().copied().unwrap_or(0);
     let mut i = 0;
     while i < all.len() {
         // Ticks of one instant go out together.
-        let ts = all[i].ts;
-        let j = i + all[i..].partition_point(|t| t.ts == ts);
+        let ts = all.ts()[i];
+        let j = i + all.ts()[i..].partition_point(|&t| t == ts);
         if spec.speed > 0.0 {
             let due = (ts - market0) as f64 / 1e9 / spec.speed;
             tokio::time::sleep_until(wall0 + std::time::Duration::from_secs_f64(due)).await;
         }
-        for batch in TickBatch::group(&all[i..j]) {
+        for batch in all.group(i..j) {
             pubsub.publish(TICKS_TOPIC, serde_json::to_value(batch).unwrap_or_default());
         }
         status.lock().published += (j - i) as u64;

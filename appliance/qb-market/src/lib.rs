@@ -16,7 +16,8 @@
 //! Other tick stores reuse the parts users see, so nothing differs between
 //! them: [`parse_import`] reads and checks a file exactly as an import into
 //! this store does (one parser), [`ExportWriter`] writes export files
-//! exactly as this store does, and [`number_ticks`] numbers an append.
+//! exactly as this store does; every store numbers an append with
+//! [`qb_core::market::TickColumns::number`].
 
 mod import;
 mod query;
@@ -24,4 +25,4 @@ mod store;
 
 pub use import::{ImportedBar, ParsedImport, parse_import};
 pub use query::ExportWriter;
-pub use store::{DuckOptions, DuckStore, number_ticks};
+pub use store::{DuckOptions, DuckStore};

@@ -294,7 +294,8 @@ impl ExportWriter {
         if ticks.is_empty() {
             return Ok(());
         }
-        crate::store::append_rows(&self.conn, "ticks", "main", ticks)
+        let columns = ticks.iter().cloned().collect();
+        crate::store::append_rows(&self.conn, "ticks", "main", &columns)
     }
 
     /// Writes the added ticks of `symbol` in `[start, end)` to `dest`;

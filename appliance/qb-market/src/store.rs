@@ -1,6 +1,6 @@
 //! The store: connections, schema, appends, retention.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -171,29 +171,23 @@ impl DuckStore {
     }
 
     /// Appends ticks in one transaction (blocking).
-    pub fn append_blocking(&self, mut ticks: Vec<Tick>) -> StoreResult<AppendReport> {
-        number_ticks(&mut ticks);
+    pub fn append_blocking(&self, mut ticks: TickColumns) -> StoreResult<AppendReport> {
+        ticks.number();
         let n = ticks.len();
         let new = self.store_blocking(&ticks)?;
-        Ok(AppendReport::of(
-            n,
-            qb_core::market::take_positions(ticks, &new),
-        ))
+        ticks.keep(&new);
+        Ok(AppendReport::of(n, ticks))
     }
 
     /// Stores numbered ticks in one transaction, skipping identities
     /// already stored; the positions of those stored (blocking).
-    fn store_blocking(&self, ticks: &[Tick]) -> StoreResult<Vec<u32>> {
-        if ticks.is_empty() {
+    fn store_blocking(&self, ticks: &TickColumns) -> StoreResult<Vec<u32>> {
+        let Some((lo, hi)) = ticks.ts_range() else {
             return Ok(Vec::new());
-        }
+        };
         let all = || (0..ticks.len() as u32).collect::<Vec<u32>>();
-        let (lo, hi) = ticks.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
-            (lo.min(t.ts), hi.max(t.ts))
-        });
-        let mut symbols: Vec<&str> = ticks.iter().map(|t| t.symbol.as_str()).collect();
+        let mut symbols: Vec<&str> = ticks.names().iter().map(String::as_str).collect();
         symbols.sort_unstable();
-        symbols.dedup();
         let mut conn = self.inner.writer.lock();
         let tx = conn.transaction().map_err(backend)?;
         let list = symbols
@@ -232,12 +226,7 @@ impl DuckStore {
         tx.execute_batch("DROP TABLE temp.stage_ticks")
             .map_err(backend)?;
         tx.commit().map_err(backend)?;
-        let new: Vec<u32> = ticks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| !stored.contains(&(t.symbol.clone(), t.ts, t.seq)))
-            .map(|(i, _)| i as u32)
-            .collect();
+        let new = ticks.positions(&stored, false);
         debug_assert_eq!(new.len() as u64, inserted);
         Ok(new)
     }
@@ -311,7 +300,7 @@ pub(crate) fn append_rows(
     c: &Connection,
     table: &str,
     catalog: &str,
-    ticks: &[Tick],
+    ticks: &TickColumns,
 ) -> StoreResult<()> {
     let mut app = if catalog == "temp" {
         c.appender_to_catalog_and_db(table, "temp", "main")
@@ -320,8 +309,9 @@ pub(crate) fn append_rows(
     }
     .map_err(backend)?;
     // In slices: the Arrow copy of a batch never exceeds one slice.
-    for slice in ticks.chunks(APPEND_SLICE) {
-        app.append_record_batch(record_batch(slice)?)
+    for start in (0..ticks.len()).step_by(APPEND_SLICE) {
+        let rows = start..(start + APPEND_SLICE).min(ticks.len());
+        app.append_record_batch(record_batch(ticks, rows)?)
             .map_err(backend)?;
     }
     app.flush().map_err(backend)
@@ -330,64 +320,39 @@ pub(crate) fn append_rows(
 /// Ticks handed to DuckDB per Arrow batch.
 const APPEND_SLICE: usize = 65_536;
 
-fn record_batch(ticks: &[Tick]) -> StoreResult<duckdb::arrow::record_batch::RecordBatch> {
+fn record_batch(
+    ticks: &TickColumns,
+    rows: std::ops::Range<usize>,
+) -> StoreResult<duckdb::arrow::record_batch::RecordBatch> {
     use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
     use duckdb::arrow::datatypes::{DataType, Field, Schema};
     use duckdb::arrow::record_batch::RecordBatch;
 
-    let f64s = |get: fn(&Tick) -> f64| -> ArrayRef {
-        Arc::new(Float64Array::from_iter_values(ticks.iter().map(get)))
-    };
-    let opt = |get: fn(&Tick) -> Option<f64>| -> ArrayRef {
-        Arc::new(Float64Array::from_iter(ticks.iter().map(get)))
-    };
-    let columns: Vec<ArrayRef> = vec![
+    let f64s = |v: &[f64]| -> ArrayRef { Arc::new(Float64Array::from(v[rows.clone()].to_vec())) };
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
-            ticks.iter().map(|t| t.symbol.as_str()),
+            rows.clone().map(|i| ticks.symbol(i)),
         )),
-        Arc::new(Int64Array::from_iter_values(ticks.iter().map(|t| t.ts))),
-        Arc::new(Int32Array::from_iter_values(ticks.iter().map(|t| t.seq))),
-        f64s(|t| t.price),
-        f64s(|t| t.size),
-        opt(|t| t.volume),
-        opt(|t| t.turnover),
-        opt(|t| t.open_interest),
-        opt(|t| t.bid),
-        opt(|t| t.bid_size),
-        opt(|t| t.ask),
-        opt(|t| t.ask_size),
+        Arc::new(Int64Array::from(ticks.ts()[rows.clone()].to_vec())),
+        Arc::new(Int32Array::from(ticks.seq()[rows.clone()].to_vec())),
+        f64s(ticks.price()),
+        f64s(ticks.size()),
     ];
     let field = |name: &str, dt: DataType, nullable: bool| Field::new(name, dt, nullable);
-    let schema = Arc::new(Schema::new(vec![
+    let mut fields = vec![
         field("symbol", DataType::Utf8, false),
         field("ts", DataType::Int64, false),
         field("seq", DataType::Int32, false),
         field("price", DataType::Float64, false),
         field("size", DataType::Float64, false),
-        field("volume", DataType::Float64, true),
-        field("turnover", DataType::Float64, true),
-        field("open_interest", DataType::Float64, true),
-        field("bid", DataType::Float64, true),
-        field("bid_size", DataType::Float64, true),
-        field("ask", DataType::Float64, true),
-        field("ask_size", DataType::Float64, true),
-    ]));
-    RecordBatch::try_new(schema, columns).map_err(backend)
-}
-
-/// Numbers ticks that share `(symbol, ts)` within one batch, in batch
-/// order, from 0 (every tick store numbers appends this way).
-pub fn number_ticks(ticks: &mut [Tick]) {
-    let mut seen: HashMap<(&str, i64), i32> = HashMap::new();
-    let mut seqs = Vec::with_capacity(ticks.len());
-    for t in ticks.iter() {
-        let n = seen.entry((t.symbol.as_str(), t.ts)).or_insert(0);
-        seqs.push(*n);
-        *n += 1;
+    ];
+    for (k, name) in OPTIONAL_FIELDS.iter().enumerate() {
+        columns.push(Arc::new(Float64Array::from_iter(
+            ticks.optional_values(k, rows.clone()),
+        )));
+        fields.push(field(name, DataType::Float64, true));
     }
-    for (t, s) in ticks.iter_mut().zip(seqs) {
-        t.seq = s;
-    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(backend)
 }
 
 /// Inserts the rows of `stage` (ticks columns) that are not stored yet;
@@ -434,7 +399,7 @@ impl TickStore for DuckStore {
         .await
     }
 
-    async fn append(&self, ticks: Vec<Tick>) -> StoreResult<AppendReport> {
+    async fn append(&self, ticks: TickColumns) -> StoreResult<AppendReport> {
         self.blocking(move |s| s.append_blocking(ticks)).await
     }
 
@@ -476,7 +441,7 @@ impl TickStore for DuckStore {
     }
 
     async fn restore_ticks(&self, ticks: Vec<Tick>) -> StoreResult<u64> {
-        self.blocking(move |s| Ok(s.store_blocking(&ticks)?.len() as u64))
+        self.blocking(move |s| Ok(s.store_blocking(&TickColumns::from(ticks))?.len() as u64))
             .await
     }
 

@@ -189,7 +189,7 @@ fn append(rt: &tokio::runtime::Runtime, name: &str, store: &dyn TickStore, total
                 }
             })
             .collect();
-        let r = rt.block_on(store.append(ticks)).unwrap();
+        let r = rt.block_on(store.append(ticks.into())).unwrap();
         assert_eq!(r.stored, batch);
     }
     let secs = t.elapsed().as_secs_f64();

@@ -40,7 +40,7 @@
 //! hold no ticks of their symbols, when a plain insert does (half the cost;
 //! see `Staging::insert_sql`). Imports of 50,000 rows or more then analyze
 //! the partitions they wrote. `seq` is numbered exactly as DuckDB numbers it: appends
-//! with [`qb_market::number_ticks`], imports by the DuckDB store's own
+//! with [`qb_core::market::TickColumns::number`], imports by the DuckDB store's own
 //! parser ([`qb_market::parse_import`], run in a scratch in-memory DuckDB),
 //! whose rows are then copied here: one parser, two stores. A write that
 //! meets a partition dropped under it (retention running at once) or a
@@ -88,7 +88,7 @@ use futures_util::TryStreamExt;
 use qb_core::market::*;
 use qb_core::seams::Progress;
 use qb_core::{StoreError, StoreResult, TickStore};
-use qb_market::{DuckOptions, ExportWriter, ImportedBar, ParsedImport, number_ticks, parse_import};
+use qb_market::{DuckOptions, ExportWriter, ImportedBar, ParsedImport, parse_import};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
@@ -96,6 +96,8 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::{PgStore, backend, map_pg};
 
+/// Ticks turned into rows at a time for a COPY from columns.
+const ROW_SLICE: usize = 10_000;
 const DAY: i64 = 86_400_000_000_000;
 
 /// Key of the advisory lock held while creating or dropping partitions.
@@ -789,10 +791,19 @@ impl PgTicks {
         })
     }
 
-    async fn append_once(&self, ticks: &[Tick]) -> Result<HashSet<(String, i64, i32)>, Failed> {
+    async fn append_once(
+        &self,
+        ticks: &TickColumns,
+    ) -> Result<HashSet<(String, i64, i32)>, Failed> {
         let mut c = self.store().conn().await?;
         let mut copy = self.begin(&mut c, Table::Ticks).await?;
-        copy.ticks(ticks).await?;
+        // Rows for the COPY a slice at a time, never the whole batch.
+        for start in (0..ticks.len()).step_by(ROW_SLICE) {
+            let rows: Vec<Tick> = ticks
+                .ticks(start..(start + ROW_SLICE).min(ticks.len()))
+                .collect();
+            copy.ticks(&rows).await?;
+        }
         copy.commit_ticks(self).await
     }
 
@@ -1295,18 +1306,16 @@ impl TickStore for PgTicks {
         Ok(())
     }
 
-    async fn append(&self, mut ticks: Vec<Tick>) -> StoreResult<AppendReport> {
+    async fn append(&self, mut ticks: TickColumns) -> StoreResult<AppendReport> {
         if ticks.is_empty() {
             return Ok(AppendReport::default());
         }
-        number_ticks(&mut ticks);
+        ticks.number();
         let n = ticks.len();
         let stored = self.retrying(|| self.append_once(&ticks)).await?;
-        let new: Vec<Tick> = ticks
-            .into_iter()
-            .filter(|t| stored.contains(&(t.symbol.clone(), t.ts, t.seq)))
-            .collect();
-        Ok(AppendReport::of(n, new))
+        let new = ticks.positions(&stored, true);
+        ticks.keep(&new);
+        Ok(AppendReport::of(n, ticks))
     }
 
     /// Blocking, from a thread outside the runtime (e.g. `spawn_blocking`):
@@ -1455,6 +1464,7 @@ impl TickStore for PgTicks {
         if ticks.is_empty() {
             return Ok(0);
         }
+        let ticks = TickColumns::from(ticks);
         Ok(self.retrying(|| self.append_once(&ticks)).await?.len() as u64)
     }
 

@@ -106,12 +106,9 @@ async fn layout_is_native_partitions_here() {
     );
     // Partitions appear with the first rows, one per UTC day / month.
     assert!(partitions(&db, "ticks").await.is_empty());
-    s.append(vec![
-        tick("a", DAY0 - 1, 1.0, 1.0),
-        tick("a", DAY0, 1.0, 1.0),
-    ])
-    .await
-    .unwrap();
+    s.append(vec![tick("a", DAY0 - 1, 1.0, 1.0), tick("a", DAY0, 1.0, 1.0)].into())
+        .await
+        .unwrap();
     assert_eq!(
         partitions(&db, "ticks").await,
         vec!["ticks_d20240101", "ticks_d20240102"]
@@ -131,7 +128,7 @@ async fn retention_drops_whole_partitions() {
             t.push(tick("r", DAY0 + d * DAY + i * 60_000_000_000, 1.0, 1.0));
         }
     }
-    s.append(t).await.unwrap();
+    s.append(t.into()).await.unwrap();
     let mut csv = String::from("symbol,ts,open,high,low,close,volume\n");
     for d in 0..70 {
         csv.push_str(&format!("r,{},1,1,1,1,1\n", DAY0 - 40 * DAY + d * DAY));
@@ -172,7 +169,7 @@ async fn retention_drops_whole_partitions() {
     assert_eq!(all_ticks(&s, "r").await.len(), 540);
     // A backfill into a dropped day recreates its partition.
     assert_eq!(
-        s.append(vec![tick("r", DAY0, 1.0, 1.0)])
+        s.append(vec![tick("r", DAY0, 1.0, 1.0)].into())
             .await
             .unwrap()
             .stored,
@@ -190,12 +187,15 @@ async fn processes_share_one_database() {
     // Each creates partitions the other does not know of; both write the
     // same new days at once.
     let batch = generated("p", DAY0 + 20 * DAY, 3_000, 9);
-    let (ra, rb) = tokio::join!(a.append(batch.clone()), b.append(batch.clone()));
+    let (ra, rb) = tokio::join!(
+        a.append(batch.clone().into()),
+        b.append(batch.clone().into())
+    );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.stored + rb.stored, 3_000);
     // A partition dropped by one is recreated by the other's next write.
     assert_eq!(a.retain(DAY0 + 100 * DAY).await.unwrap(), 3_000);
-    let r = b.append(batch).await.unwrap();
+    let r = b.append(batch.into()).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (3_000, 0));
     let a: Arc<dyn TickStore> = Arc::new(a);
     assert_eq!(all_ticks(&a, "p").await.len(), 3_000);
@@ -210,11 +210,11 @@ async fn copy_throughput() {
     let n = 200_000;
     let batch = generated("tp", DAY0, n, 1);
     let t = Instant::now();
-    let r = s.append(batch.clone()).await.unwrap();
+    let r = s.append(batch.clone().into()).await.unwrap();
     let first = t.elapsed();
     assert_eq!(r.stored, n as u64);
     let t = Instant::now();
-    let r = s.append(batch).await.unwrap();
+    let r = s.append(batch.into()).await.unwrap();
     let again = t.elapsed();
     assert_eq!(r.duplicates, n as u64);
     let q = BarQuery {

@@ -48,5 +48,5 @@ pub use engine::{EPOCH_TICK, PluginEngine};
 pub use error::{PluginError, Stop, StopReason};
 pub use instance::{Env, Inert, Instance, LogLine, PluginState};
 pub use limits::Limits;
-pub use plugin::{INTERFACE, Plugin, TYPES, sha256_hex};
+pub use plugin::{CLAIM_SECTION, INTERFACE, Plugin, TYPES, check_claim, claimed_name, sha256_hex};
 pub use runner::Runner;

@@ -28,8 +28,48 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The custom section in which a plugin built with the SDK carries its
+/// package's `name@version` (written by `export_strategy!`).
+pub const CLAIM_SECTION: &str = "quantbox:plugin";
+
+/// The name and version a component claims in its [`CLAIM_SECTION`],
+/// read without compiling it (the section may sit in a core module nested
+/// in the component). `None` when it carries none (componentize-py
+/// plugins, components built by hand) or cannot be parsed that far.
+pub fn claimed_name(bytes: &[u8]) -> Option<(String, String)> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(wasmparser::Payload::CustomSection(c)) if c.name() == CLAIM_SECTION => {
+                let (name, version) = std::str::from_utf8(c.data()).ok()?.split_once('@')?;
+                return Some((name.to_string(), version.to_string()));
+            }
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Refuses a `describe` whose name or version disagrees with the claim
+/// the plugin was built with.
+pub fn check_claim(
+    claim: Option<&(String, String)>,
+    info: &crate::Info,
+) -> Result<(), PluginError> {
+    match claim {
+        Some((name, version)) if *name != info.name || *version != info.version => {
+            Err(PluginError::Invalid(format!(
+                "describe says {} {} but the plugin was built as {name} {version} \
+                 (its package name and version): make them agree",
+                info.name, info.version
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks size and format before anything is compiled.
-fn precheck(engine: &PluginEngine, bytes: &[u8]) -> Result<(), PluginError> {
+pub(crate) fn precheck(engine: &PluginEngine, bytes: &[u8]) -> Result<(), PluginError> {
     let limit = engine.limits.max_module_bytes;
     if bytes.len() > limit {
         return Err(PluginError::TooLarge {

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
 use parking_lot::Mutex;
@@ -19,7 +20,7 @@ use crate::compile::{ArtifactCache, Compiler};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
 use crate::instance::Inert;
-use crate::plugin::{INTERFACE, Plugin, sha256_hex};
+use crate::plugin::{INTERFACE, Plugin, check_claim, claimed_name, precheck, sha256_hex};
 use crate::{Info, ParamType};
 
 /// Why a registry operation failed.
@@ -66,6 +67,8 @@ pub struct PluginRegistry {
     /// Uploads being checked (each compiles) at once.
     compiles: Arc<tokio::sync::Semaphore>,
     max_compiles: usize,
+    /// Components compiled (not found in the artifact cache).
+    compiled: AtomicU64,
 }
 
 /// Room to check one upload: taken before its body is read.
@@ -162,6 +165,7 @@ impl PluginRegistry {
             leases: Arc::new(Mutex::new(HashMap::new())),
             compiles: Arc::new(tokio::sync::Semaphore::new(2)),
             max_compiles: 2,
+            compiled: AtomicU64::new(0),
         }
     }
 
@@ -194,16 +198,26 @@ impl PluginRegistry {
     /// Compiles (or loads from the cache) and checks the bytes of plugin
     /// `id`; blocking.
     fn compile_blocking(&self, bytes: &[u8], id: String) -> Result<Plugin, PluginError> {
-        Plugin::load_hashed(&self.engine, &self.cache, &self.compiler, bytes, id)
+        let plugin = Plugin::load_hashed(&self.engine, &self.cache, &self.compiler, bytes, id)?;
+        self.compiled
+            .fetch_add(u64::from(!plugin.was_cached()), Ordering::Relaxed);
+        Ok(plugin)
+    }
+
+    /// Components this registry has compiled (artifact cache misses).
+    pub fn compiled(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
     }
 
     /// Validates and stores an upload, in a [`CompileSlot`]. Returns the
     /// metadata and whether the plugin is new (the same bytes uploaded
     /// again are not). A refused upload leaves no compiled artifact behind.
     ///
-    /// The name and version a plugin claims come from its own `describe`,
-    /// so a clash with a stored plugin is known only once it is compiled;
-    /// it is refused before anything is stored or kept.
+    /// A plugin built with the SDK carries its name and version in a
+    /// custom section ([`claimed_name`]): a clash with a stored plugin is
+    /// refused before compiling, and a `describe` that disagrees with the
+    /// claim afterwards. One without the section is compiled first and its
+    /// `describe` decides; either way a clash stores and keeps nothing.
     pub async fn upload(
         self: &Arc<Self>,
         bytes: Vec<u8>,
@@ -214,7 +228,23 @@ impl PluginRegistry {
         if let Some(existing) = self.meta.plugin(&id).await? {
             return Ok((existing, false));
         }
-        let outcome = self.check_and_store(&id, bytes, uploaded_by).await;
+        // Size and format first: a core module or a file too large is
+        // refused for what it is, whatever it claims.
+        precheck(&self.engine, &bytes)?;
+        let claim = claimed_name(&bytes);
+        if let Some((name, version)) = &claim
+            && self
+                .meta
+                .plugin_by_name(name, Some(version))
+                .await?
+                .is_some()
+        {
+            return Err(StoreError::Conflict(format!(
+                "plugin {name} {version} is already registered (other bytes; refused before compiling)"
+            ))
+            .into());
+        }
+        let outcome = self.check_and_store(&id, bytes, claim, uploaded_by).await;
         if outcome.is_err() && self.meta.plugin(&id).await.ok().flatten().is_none() {
             self.loaded.lock().remove(&id);
             self.cache.remove(&id);
@@ -226,6 +256,7 @@ impl PluginRegistry {
         self: &Arc<Self>,
         id: &str,
         bytes: Vec<u8>,
+        claim: Option<(String, String)>,
         uploaded_by: Option<String>,
     ) -> Result<(PluginInfo, bool), RegistryError> {
         let id = id.to_string();
@@ -238,6 +269,7 @@ impl PluginRegistry {
         })
         .await
         .map_err(|e| PluginError::Host(e.to_string()))??;
+        check_claim(claim.as_ref(), &info)?;
         let meta = metadata(&info, &id, bytes.len(), uploaded_by)?;
         self.meta.insert_plugin(&meta, &bytes).await?;
         self.loaded.lock().insert(id, Arc::new(plugin));

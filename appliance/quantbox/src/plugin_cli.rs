@@ -6,7 +6,9 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use qb_plugin_host::{Inert, Limits, Plugin, PluginEngine, componentize};
+use qb_plugin_host::{
+    Inert, Limits, Plugin, PluginEngine, check_claim, claimed_name, componentize,
+};
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
@@ -179,6 +181,7 @@ fn check(bytes: &[u8], limits: Limits) -> anyhow::Result<()> {
     let plugin = Plugin::compile(&engine, bytes)?;
     let inst = plugin.instantiate(Inert, 0)?;
     let info = inst.info();
+    check_claim(claimed_name(bytes).as_ref(), info)?;
     println!("{} {}: {}", info.name, info.version, info.description);
     for p in &info.params {
         println!(

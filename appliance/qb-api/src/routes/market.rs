@@ -84,7 +84,7 @@ async fn ingest_ticks(
 ) -> ApiResult<Json<IngestResult>> {
     // Live ticks drive the paper broker's fills: trusted input.
     p.require_feed()?;
-    let format = tick_input::Format::of(headers.get(header::CONTENT_TYPE))?;
+    let format = tick_input::format_of(headers.get(header::CONTENT_TYPE))?;
     let caps = tick_input::Caps {
         rows: state.config.market.max_ingest_rows,
         bytes: state.config.limits.upload_bytes,

@@ -23,6 +23,20 @@ fn with_custom_section(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// The component with a `quantbox:plugin` section claiming `claim` put
+/// first (right after the header), so it is the claim the host reads.
+fn claiming(bytes: &[u8], claim: &str) -> Vec<u8> {
+    let name = CLAIM_SECTION.as_bytes();
+    let mut out = bytes[..8].to_vec();
+    out.push(0);
+    out.push((1 + name.len() + claim.len()) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(claim.as_bytes());
+    out.extend_from_slice(&bytes[8..]);
+    out
+}
+
 fn registry(dir: &std::path::Path) -> Arc<PluginRegistry> {
     let meta = Arc::new(qb_store::Sqlite::open(dir.join("meta.sqlite")).unwrap());
     Arc::new(
@@ -64,15 +78,33 @@ async fn uploads_leases_and_restart() {
     assert!(!created);
     assert_eq!(again, info);
 
-    // Other bytes claiming the same name and version are refused.
+    // Other bytes claiming the same name and version are refused, before
+    // they are compiled: the SDK put the claim in a custom section.
+    assert_eq!(
+        claimed_name(&bytes),
+        Some(("sma-crossover".into(), "0.1.0".into()))
+    );
     let twin = with_custom_section(bytes.clone());
     Plugin::compile(reg.engine(), &twin).expect("still a valid component");
+    let compiled = reg.compiled();
     let slot = reg.compile_slot().unwrap();
     let e = reg.upload(twin, None, slot).await.unwrap_err();
     assert!(
-        matches!(e, RegistryError::Store(StoreError::Conflict(_))),
+        matches!(&e, RegistryError::Store(StoreError::Conflict(m)) if m.contains("before compiling")),
         "{e}"
     );
+    assert_eq!(reg.compiled(), compiled, "the twin was compiled");
+    // A `describe` that disagrees with the claim is refused once compiled,
+    // and leaves nothing behind.
+    let liar = claiming(&bytes, "sma-renamed@9.9.9");
+    let slot = reg.compile_slot().unwrap();
+    let e = reg.upload(liar, None, slot).await.unwrap_err();
+    assert!(
+        matches!(&e, RegistryError::Plugin(PluginError::Invalid(m))
+            if m.contains("describe says sma-crossover 0.1.0 but the plugin was built as sma-renamed 9.9.9")),
+        "{e}"
+    );
+    assert_eq!(reg.compiled(), compiled + 1);
     // Nothing of the refused upload is kept.
     assert_eq!(
         artifacts(dir.path()),

@@ -70,6 +70,19 @@ fn upload_list_inspect_delete() {
 
     // The same bytes again: 200, one plugin. Multipart works too.
     assert_eq!(s.upload_plugin(&trader, sma.clone()).status(), 200);
+    // Other bytes built as the same name and version (a custom section
+    // appended): 409, known from the section the SDK writes, so before
+    // the server compiles them.
+    let mut twin = sma.clone();
+    twin.extend_from_slice(&[0, 5, 4]);
+    twin.extend_from_slice(b"note");
+    let doc = problem(s.upload_plugin(&trader, twin), 409);
+    assert!(
+        doc["detail"].as_str().unwrap().contains(
+            "sma-crossover 0.1.0 is already registered (other bytes; refused before compiling)"
+        ),
+        "{doc}"
+    );
     let r = upload_form(&s, &trader, component("donchian_breakout"));
     assert_eq!(r.status(), 201);
     let donchian: Value = r.json().unwrap();
