@@ -19,7 +19,7 @@ use crate::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create))
+    OpenApiRouter::new().routes(routes!(create_backup))
 }
 
 /// A backup written under the data directory.
@@ -54,7 +54,7 @@ pub trait BackupWriter: Send + Sync {
 #[utoipa::path(post, path = "/api/v1/backups", tag = "system", security(("bearer" = [])),
     responses((status = 201, body = BackupSummary), (status = 403, body = Problem),
         (status = 409, description = "A backup is being written, or this node keeps no files (cluster mode)", body = Problem)))]
-async fn create(
+async fn create_backup(
     State(state): State<AppState>,
     p: Principal,
 ) -> ApiResult<(StatusCode, Json<BackupSummary>)> {

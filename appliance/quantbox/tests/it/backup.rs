@@ -190,9 +190,9 @@ fn a_backup_taken_while_serving_restores_everything_acknowledged_before_it() {
         "--to",
         out.to_str().unwrap(),
         "--url",
-        &s.base,
+        s.base.as_str(),
         "--token",
-        &t,
+        t.as_str(),
     ]));
     let took = began.elapsed();
     assert!(ok, "backup: {stdout}\n{stderr}");
@@ -257,10 +257,10 @@ fn a_backup_taken_while_serving_restores_everything_acknowledged_before_it() {
             std::fs::copy(e.path(), damaged.join(e.file_name())).unwrap();
         }
     }
-    let mut secret = std::fs::read(damaged.join("quantbox.sqlite")).unwrap();
-    let mid = secret.len() / 2;
-    secret[mid] ^= 0xff;
-    std::fs::write(damaged.join("quantbox.sqlite"), secret).unwrap();
+    let mut bytes = std::fs::read(damaged.join("quantbox.sqlite")).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(damaged.join("quantbox.sqlite"), bytes).unwrap();
     let (ok, stdout, stderr) = run(command(&tmp.path().join("from-damaged"), &[]).args([
         "restore",
         "--from",
