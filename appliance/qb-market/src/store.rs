@@ -167,13 +167,34 @@ impl DuckStore {
         }
         let quoted = dest.to_string_lossy().replace('\'', "''");
         let c = self.reader()?;
+        // A table this build does not know would be left out of the copy.
+        let unknown: Vec<String> = c
+            .prepare(
+                "SELECT table_name FROM duckdb_tables() \
+                 WHERE database_name = current_database() AND NOT temporary \
+                 AND table_name NOT IN ('ticks', 'bars') ORDER BY table_name",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get(0))?
+                    .collect::<duckdb::Result<Vec<String>>>()
+            })
+            .map_err(backend)?;
+        if !unknown.is_empty() {
+            return Err(StoreError::Backend(format!(
+                "the tick store holds tables this build does not know: {}",
+                unknown.join(", ")
+            )));
+        }
         c.execute_batch(&format!("ATTACH '{quoted}' AS qb_backup"))
             .map_err(backend)?;
         let copied = (|| -> duckdb::Result<Vec<(String, u64)>> {
             c.execute_batch("BEGIN TRANSACTION")?;
             let mut counts = Vec::new();
             for t in ["ticks", "bars"] {
-                let n = c.execute(&format!("INSERT INTO qb_backup.{t} SELECT * FROM {t}"), [])?;
+                let n = c.execute(
+                    &format!("INSERT INTO qb_backup.{t} BY NAME SELECT * FROM {t}"),
+                    [],
+                )?;
                 counts.push((t.to_string(), n as u64));
             }
             c.execute_batch("COMMIT")?;

@@ -30,11 +30,16 @@ pub struct BackupArgs {
     /// QB_TOKEN: not QUANTBOX_, which names configuration keys).
     #[arg(long, env = "QB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Write one tar file, `<name>.tar`, instead of the directory
+    /// `<name>/` (`restore --from` takes either).
+    #[arg(long)]
+    pub archive: bool,
 }
 
 #[derive(Args)]
 pub struct RestoreArgs {
-    /// The backup directory (one `quantbox backup` wrote).
+    /// The backup: the directory or the `.tar` file `quantbox backup`
+    /// wrote.
     #[arg(long, value_name = "BACKUP")]
     pub from: PathBuf,
 }
@@ -101,7 +106,8 @@ pub fn run_backup(config: &Config, args: BackupArgs) -> anyhow::Result<ExitCode>
             let m = b
                 .write(&dest, env!("CARGO_PKG_VERSION"))
                 .context("another backup is being written")??;
-            print_summary(&summary(&name, &m), &dest);
+            let at = if args.archive { pack(&dest)? } else { dest };
+            print_summary(&summary(&name, &m), &at);
             Ok(ExitCode::SUCCESS)
         }
         Err(open) => {
@@ -130,6 +136,7 @@ pub fn run_backup(config: &Config, args: BackupArgs) -> anyhow::Result<ExitCode>
                 ),
                 None => written,
             };
+            let at = if args.archive { pack(&at)? } else { at };
             print_summary(&s, &at);
             Ok(ExitCode::SUCCESS)
         }
@@ -137,7 +144,25 @@ pub fn run_backup(config: &Config, args: BackupArgs) -> anyhow::Result<ExitCode>
 }
 
 pub fn run_restore(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let (m, checks) = qb_stores::backup::restore(&args.from, &config.data_dir)?;
+    let restored = if args.from.is_file() {
+        if std::fs::read_dir(&config.data_dir).is_ok_and(|mut d| d.next().is_some()) {
+            bail!(
+                "{} is not empty: restore only into a new or empty data directory",
+                config.data_dir.display()
+            );
+        }
+        // An archive: unpacked next to the new data directory, restored
+        // (every digest checked) from there, then removed.
+        let staging = unpack(&args.from, &config.data_dir)?;
+        let r = staging
+            .backup()
+            .and_then(|b| qb_stores::backup::restore(&b, &config.data_dir));
+        drop(staging);
+        r
+    } else {
+        qb_stores::backup::restore(&args.from, &config.data_dir)
+    };
+    let (m, checks) = restored?;
     println!(
         "restored backup of {} (quantbox {}) into {}: {} files, {} bytes, every SHA-256 as the manifest says",
         m.started_at,
@@ -282,4 +307,94 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Packs the backup directory `dir` into `<dir>.tar` (entries under
+/// `<name>/`; written as `.tar.partial`, synced, renamed) and removes the
+/// directory. Returns the archive's path.
+fn pack(dir: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = dir
+        .file_name()
+        .context("a backup needs a directory name")?
+        .to_string_lossy()
+        .into_owned();
+    let archive = dir.with_file_name(format!("{name}.tar"));
+    anyhow::ensure!(!archive.exists(), "{} exists", archive.display());
+    let partial = dir.with_file_name(format!("{name}.tar.partial"));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let packed = (|| -> anyhow::Result<()> {
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+        tar.follow_symlinks(false);
+        tar.append_dir_all(&name, dir)?;
+        let file = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = packed {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.context(format!("writing {}", partial.display())));
+    }
+    std::fs::rename(&partial, &archive)
+        .with_context(|| format!("renaming {} to {}", partial.display(), archive.display()))?;
+    if let Some(parent) = archive.parent()
+        && let Ok(d) = std::fs::File::open(parent)
+    {
+        let _ = d.sync_all();
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(archive)
+}
+
+/// An archive unpacked into a directory beside the data directory,
+/// removed when dropped.
+struct Staging(PathBuf);
+
+impl Staging {
+    /// The backup inside: the one top-level directory holding a manifest.
+    fn backup(&self) -> anyhow::Result<PathBuf> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(&self.0)? {
+            let e = e?;
+            if e.file_type()?.is_dir() && e.path().join(qb_stores::backup::MANIFEST).is_file() {
+                found.push(e.path());
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            n => bail!("the archive holds {n} backups (directories with a manifest.json), not one"),
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unpack(archive: &Path, data_dir: &Path) -> anyhow::Result<Staging> {
+    let name = data_dir
+        .file_name()
+        .context("the data directory needs a name")?
+        .to_string_lossy();
+    let dir = data_dir.with_file_name(format!(".{name}.restore-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let staging = Staging(dir);
+    let file =
+        std::fs::File::open(archive).with_context(|| format!("reading {}", archive.display()))?;
+    // `unpack` keeps every entry inside the directory (no `..`, no
+    // absolute paths).
+    tar::Archive::new(std::io::BufReader::new(file))
+        .unpack(&staging.0)
+        .with_context(|| format!("unpacking {} (is it a quantbox backup?)", archive.display()))?;
+    Ok(staging)
 }
