@@ -51,6 +51,7 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::schedules::router())
         .merge(routes::audit::router())
         .merge(routes::system::router())
+        .merge(routes::backups::router())
         .merge(routes::instruments::router())
         .merge(routes::market::router(state))
         .merge(routes::plugins::router(state))

@@ -74,6 +74,8 @@ pub struct AppState {
     pub host: Arc<parking_lot::Mutex<sysinfo::System>>,
     /// Open `/ws` connections per user and per client address.
     pub ws_counts: Arc<crate::routes::ws::Counts>,
+    /// One box: writes `POST /api/v1/backups` (none in cluster mode).
+    pub backups: Option<Arc<dyn crate::routes::backups::BackupWriter>>,
 }
 
 /// The stores and services the binary wires in.
@@ -96,6 +98,7 @@ pub struct Deps {
     /// Signing secret for access tokens.
     pub secret: Vec<u8>,
     pub version: &'static str,
+    pub backups: Option<Arc<dyn crate::routes::backups::BackupWriter>>,
 }
 
 impl AppState {
@@ -130,6 +133,7 @@ impl AppState {
             version: d.version,
             host: Arc::new(parking_lot::Mutex::new(sysinfo::System::new())),
             ws_counts: Arc::default(),
+            backups: d.backups,
         }
     }
 

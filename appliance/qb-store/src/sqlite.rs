@@ -131,6 +131,43 @@ impl Sqlite {
         &self.inner.path
     }
 
+    /// Writes a consistent copy of the database to the new file `dest`
+    /// with `VACUUM INTO` (one read transaction: writers carry on) and
+    /// returns the rows of each table of the copy (`quantbox backup`).
+    /// Blocking.
+    pub fn backup_into(&self, dest: &Path) -> StoreResult<Vec<(String, u64)>> {
+        let conn = open_conn(&self.inner.path, OpenFlags::default()).map_err(backend)?;
+        let target = dest
+            .to_str()
+            .ok_or_else(|| StoreError::Invalid(format!("{} is not UTF-8", dest.display())))?;
+        conn.execute("VACUUM INTO ?1", [target]).map_err(backend)?;
+        drop(conn);
+        Self::table_counts(dest)
+    }
+
+    /// Rows per table of the database file at `path`, in name order. Blocking.
+    pub fn table_counts(path: &Path) -> StoreResult<Vec<(String, u64)>> {
+        let conn = open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(backend)?;
+        let names: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(backend)?;
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let count: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM \"{n}\""), [], |r| r.get(0))
+                .map_err(backend)?;
+            out.push((n, count as u64));
+        }
+        Ok(out)
+    }
+
     pub fn node(&self) -> &NodeIdentity {
         &self.inner.node
     }

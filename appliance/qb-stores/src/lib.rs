@@ -8,6 +8,8 @@
 //! [`open_box`] and [`open_cluster`] open the durable stores of either
 //! side of `quantbox cluster import`.
 
+pub mod backup;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +80,9 @@ pub struct Stores {
     pub blobs: Arc<dyn BlobStore>,
     pub backends: Backends,
     pub node: NodeIdentity,
+    /// One box: the stores as `quantbox backup` copies them (none in
+    /// cluster mode: PostgreSQL has its own backup tools).
+    pub backup: Option<backup::BoxBackup>,
     /// Cluster mode: holds this node's name for the process's lifetime.
     _node_lock: Option<qb_pg::jobs::NodeLock>,
 }
@@ -109,7 +114,7 @@ impl Stores {
         let node = NodeIdentity::new(config.node_name());
         let mut backends = backends(config);
         let Some(opts) = pg_options(config, &format!("quantbox:{}", node.node)) else {
-            let ticks = open_duck(config)?;
+            let duck = duck_store(config)?;
             let path = sqlite_path(config);
             let sqlite = qb_store::Sqlite::open_as(&path, node.clone())
                 .with_context(|| format!("opening metadata store {}", path.display()))?;
@@ -120,16 +125,19 @@ impl Stores {
                     redb.display()
                 )
             })?;
+            let backup =
+                backup::BoxBackup::new(&config.data_dir, sqlite.clone(), kv.clone(), duck.clone());
             return Ok(Stores {
                 meta: Arc::new(sqlite.clone()),
                 jobs: Arc::new(sqlite),
                 kv: Arc::new(kv),
                 pubsub: Arc::new(qb_store::LocalPubSub::new()),
                 limits: Arc::new(qb_store::LocalRateLimiter::new()),
-                ticks,
+                ticks: Arc::new(duck),
                 blobs: Arc::new(qb_store::FileBlobs::new(&config.data_dir)),
                 backends,
                 node,
+                backup: Some(backup),
                 _node_lock: None,
             });
         };
@@ -165,6 +173,7 @@ impl Stores {
             blobs: Arc::new(pg.clone()),
             backends,
             node,
+            backup: None,
             _node_lock: Some(node_lock),
         })
     }
@@ -227,6 +236,10 @@ async fn open_pg_ticks(
 
 /// The DuckDB tick store of this node's data directory.
 fn open_duck(config: &Config) -> anyhow::Result<Arc<dyn TickStore>> {
+    Ok(Arc::new(duck_store(config)?))
+}
+
+fn duck_store(config: &Config) -> anyhow::Result<qb_market::DuckStore> {
     let path = duckdb_path(config);
     let store = qb_market::DuckStore::open_with(
         &path,
@@ -241,7 +254,28 @@ fn open_duck(config: &Config) -> anyhow::Result<Arc<dyn TickStore>> {
             path.display()
         )
     })?;
-    Ok(Arc::new(store))
+    Ok(store)
+}
+
+/// The stores of the stopped box at `config.data_dir`, opened for a
+/// backup taken without a server (`quantbox backup` when none runs).
+/// Fails while a server uses the directory: redb and DuckDB lock their
+/// files.
+pub fn open_box_backup(config: &Config) -> anyhow::Result<backup::BoxBackup> {
+    let sqlite = sqlite_path(config);
+    anyhow::ensure!(
+        sqlite.is_file(),
+        "{} holds no quantbox data ({} is missing)",
+        config.data_dir.display(),
+        sqlite.display()
+    );
+    let redb = redb_path(config);
+    let kv =
+        qb_store::RedbKv::open(&redb).with_context(|| format!("opening {}", redb.display()))?;
+    let duck = duck_store(config)?;
+    let sqlite = qb_store::Sqlite::open(&sqlite)
+        .with_context(|| format!("opening metadata store {}", sqlite.display()))?;
+    Ok(backup::BoxBackup::new(&config.data_dir, sqlite, kv, duck))
 }
 
 /// Every durable store of one deployment, as a copy reads or writes them

@@ -57,6 +57,13 @@ pub enum Command {
     /// Strategy plugins: scaffold, build, check.
     #[command(subcommand)]
     Plugin(crate::plugin_cli::PluginCommand),
+    /// Back up this box's stores while it serves (the running server
+    /// writes the copy; pass an admin token) or while it is stopped.
+    Backup(crate::backup::BackupArgs),
+    /// Restore a backup into a new, empty data directory (--data-dir),
+    /// checking every file's SHA-256 and every table's rows against the
+    /// backup's manifest. Offline: no server may use the directory.
+    Restore(crate::backup::RestoreArgs),
     /// Cluster mode: move a box's data into the cluster stores.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -236,6 +243,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             crate::cluster_import::run(&config, args)
+        }
+        Command::Backup(args) => {
+            let config = match load_or_exit(&cli.global) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            crate::backup::run_backup(&config, args)
+        }
+        Command::Restore(args) => {
+            let config = match load_or_exit(&cli.global) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            crate::backup::run_restore(&config, args)
         }
         Command::Backtest(args) => {
             let config = match load_or_exit(&cli.global) {

@@ -2,6 +2,7 @@
 //! configuration and hands over to the subcommand.
 
 mod backtest_cli;
+mod backup;
 mod bootstrap;
 mod cli;
 mod cluster_import;

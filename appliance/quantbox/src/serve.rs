@@ -194,6 +194,10 @@ async fn serve(config: Config, handle: tokio::runtime::Handle) -> anyhow::Result
         metrics: metrics.clone(),
         secret,
         version: env!("CARGO_PKG_VERSION"),
+        backups: stores.backup.clone().map(|b| {
+            Arc::new(crate::backup::ServerBackups(b))
+                as Arc<dyn qb_api::routes::backups::BackupWriter>
+        }),
     });
 
     let listener = tokio::net::TcpListener::bind(config.bind)

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod backtests;
+pub mod backups;
 pub mod dashboard;
 pub mod health;
 pub mod instruments;

@@ -199,6 +199,7 @@ const RULES: &[Row] = &[
     row!("post" "/api/v1/market/imports" Trader, "/api/v1/market/imports",
         || Body::Raw("multipart/form-data; boundary=qbmatrix", MULTIPART.as_bytes().to_vec())),
     row!("get" "/api/v1/system" User),
+    row!("post" "/api/v1/backups" Admin),
     // Paper trading: the account decides.
     row!("get" "/api/v1/trading/accounts" User),
     row!("post" "/api/v1/trading/accounts" Trader, "/api/v1/trading/accounts",

@@ -7,6 +7,7 @@ mod accounts;
 mod auth;
 mod authz;
 mod backtest;
+mod backup;
 mod bounds;
 mod cli;
 mod cluster;
