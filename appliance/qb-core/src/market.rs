@@ -229,6 +229,21 @@ pub struct Tick {
     pub ask_size: Option<f64>,
 }
 
+impl Tick {
+    /// The optional fields, in [`OPTIONAL_FIELDS`] order.
+    pub fn optional(&self) -> [Option<f64>; 7] {
+        [
+            self.volume,
+            self.turnover,
+            self.open_interest,
+            self.bid,
+            self.bid_size,
+            self.ask,
+            self.ask_size,
+        ]
+    }
+}
+
 /// The pub/sub topic ticks are published on, as [`TickBatch`]es: by live
 /// ingest (after the commit) and by replay feeds.
 pub const TICKS_TOPIC: &str = "ticks";

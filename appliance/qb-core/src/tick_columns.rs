@@ -296,22 +296,7 @@ impl FromIterator<Tick> for TickColumns {
         let iter = iter.into_iter();
         let mut out = Self::with_capacity(iter.size_hint().0);
         for t in iter {
-            out.push_numbered(
-                &t.symbol,
-                t.ts,
-                t.seq,
-                t.price,
-                t.size,
-                [
-                    t.volume,
-                    t.turnover,
-                    t.open_interest,
-                    t.bid,
-                    t.bid_size,
-                    t.ask,
-                    t.ask_size,
-                ],
-            );
+            out.push_numbered(&t.symbol, t.ts, t.seq, t.price, t.size, t.optional());
         }
         out
     }

@@ -179,15 +179,7 @@ fn typed_from_csv(c: &Connection, req: &ImportRequest) -> StoreResult<()> {
     let size = cols.or_null("size");
     let tz = req.timezone.as_deref().unwrap_or("UTC");
     let ts = ts_sql(&ts_col, tz, req.ts_multiplier());
-    let optional = [
-        "volume",
-        "turnover",
-        "open_interest",
-        "bid",
-        "bid_size",
-        "ask",
-        "ask_size",
-    ];
+    let optional = OPTIONAL_FIELDS;
     let mut select = vec![
         "qb_line AS line".to_string(),
         format!("{symbol} AS symbol"),

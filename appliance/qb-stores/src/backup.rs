@@ -224,6 +224,12 @@ impl BoxBackup {
     }
 }
 
+/// The name of a backup started now: its UTC time, to the millisecond
+/// (`20261202T190300.123Z`), so names sort as the backups were taken.
+pub fn backup_name() -> String {
+    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string()
+}
+
 /// Reads `<backup>/manifest.json`.
 pub fn read_manifest(backup: &Path) -> anyhow::Result<Manifest> {
     let path = backup.join(MANIFEST);

@@ -4,8 +4,7 @@
 //! server (asked over HTTP, as DuckDB and redb lock their files against
 //! other processes) or, when none runs, this process.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use qb_api::routes::backups::{BackupSummary, BackupWriter};
 use qb_core::config::Config;
-use qb_stores::backup::{BoxBackup, Manifest};
+use qb_stores::backup::{BoxBackup, Manifest, backup_name};
 
 #[derive(Args)]
 pub struct BackupArgs {
@@ -48,7 +47,8 @@ pub struct RestoreArgs {
 pub struct ServerBackups(pub BoxBackup);
 
 impl BackupWriter for ServerBackups {
-    fn write(&self, name: &str) -> Result<Option<BackupSummary>, String> {
+    fn write(&self) -> Result<Option<BackupSummary>, String> {
+        let name = &backup_name();
         let dest = self.0.dir().join(name);
         std::fs::create_dir_all(self.0.dir()).map_err(|e| e.to_string())?;
         match self.0.write(&dest, env!("CARGO_PKG_VERSION")) {
@@ -96,12 +96,12 @@ pub fn run_backup(config: &Config, args: BackupArgs) -> anyhow::Result<ExitCode>
         "cluster mode keeps its data in PostgreSQL: back it up with PostgreSQL's tools \
          (pg_dump, or base backups with WAL archiving)"
     );
-    let name = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
     match qb_stores::open_box_backup(config) {
         Ok(b) => {
             // No server holds the stores: this process copies them.
             let dir = args.to.clone().unwrap_or_else(|| b.dir());
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let name = backup_name();
             let dest = dir.join(&name);
             let m = b
                 .write(&dest, env!("CARGO_PKG_VERSION"))
@@ -208,79 +208,27 @@ fn default_url(bind: SocketAddr) -> String {
     format!("http://{host}:{}", bind.port())
 }
 
-/// `POST /api/v1/backups` over plain HTTP/1.1 (the server on this box;
-/// behind TLS, run the command on the box itself).
+/// `POST /api/v1/backups` to the server at `url`.
 fn ask_server(url: &str, token: &str) -> anyhow::Result<BackupSummary> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// URLs (the server on this box)"))?;
-    let (authority, base) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    let mut stream = TcpStream::connect(authority)
-        .with_context(|| format!("connecting to the server at {authority}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(3600)))?;
-    let request = format!(
-        "POST {base}/api/v1/backups HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Length: 0\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("the server's answer has no header end")?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("the server's answer has no status")?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    if status != 201 {
+    let url = format!("{}/api/v1/backups", url.trim_end_matches('/'));
+    let r = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3600))
+        .build()?
+        .post(&url)
+        .bearer_auth(token)
+        .send()
+        .with_context(|| format!("asking the server at {url}"))?;
+    let status = r.status();
+    if status != reqwest::StatusCode::CREATED {
+        let body = r.text().unwrap_or_default();
         let detail = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["detail"].as_str().map(str::to_string))
             .unwrap_or(body);
-        bail!("the server answered {status}: {detail}");
+        bail!("the server answered {}: {detail}", status.as_u16());
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&body).context("the server's answer is not JSON")?;
-    let stores = serde_json::from_value(v["stores"].clone()).unwrap_or_default();
-    Ok(BackupSummary {
-        name: v["name"]
-            .as_str()
-            .context("the server's answer names no backup")?
-            .to_string(),
-        started_at: v["started_at"].as_str().unwrap_or_default().to_string(),
-        took_ms: v["took_ms"].as_u64().unwrap_or(0),
-        files: v["files"].as_u64().unwrap_or(0),
-        bytes: v["bytes"].as_u64().unwrap_or(0),
-        stores,
-    })
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+    r.json()
+        .context("the server's answer is not a backup summary")
 }
 
 /// Moves a directory, by rename or, across file systems, by copy.

@@ -154,15 +154,7 @@ fn tick_bytes(t: &Tick, out: &mut Vec<u8>) {
     out.extend_from_slice(&t.seq.to_be_bytes());
     put_f64(out, t.price);
     put_f64(out, t.size);
-    for v in [
-        t.volume,
-        t.turnover,
-        t.open_interest,
-        t.bid,
-        t.bid_size,
-        t.ask,
-        t.ask_size,
-    ] {
+    for v in t.optional() {
         put_opt(out, v);
     }
 }

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use qb_core::model::Role;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A backup written under the data directory.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BackupSummary {
     /// The directory `backups/<name>` under the server's data directory.
     pub name: String,
@@ -43,9 +43,9 @@ pub struct BackupSummary {
 /// Writes backups of this node's stores (one box; the binary wires it to
 /// `qb_stores::backup`).
 pub trait BackupWriter: Send + Sync {
-    /// Writes the backup `name` (blocking); `Ok(None)` while another one
-    /// is being written.
-    fn write(&self, name: &str) -> Result<Option<BackupSummary>, String>;
+    /// Writes a backup, named by the time it starts (blocking); `Ok(None)`
+    /// while another one is being written.
+    fn write(&self) -> Result<Option<BackupSummary>, String>;
 }
 
 /// Back up the stores (admin): a consistent copy of each store, taken
@@ -66,8 +66,7 @@ async fn create_backup(
             "this node keeps its data in PostgreSQL: back it up with PostgreSQL's tools",
         ));
     };
-    let name = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
-    let done = tokio::task::spawn_blocking(move || writer.write(&name))
+    let done = tokio::task::spawn_blocking(move || writer.write())
         .await
         .map_err(ApiError::internal)?;
     match done {
